@@ -1,0 +1,35 @@
+"""outlast: keep a Python service working when its cloud provider's control plane fails.
+
+The public names live here; every module behind them is private.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from outlast._config import Settings
+from outlast._events import Event, Listener
+from outlast._exceptions import (
+    CircuitOpenError,
+    ConfigError,
+    InvalidHostError,
+    OutlastError,
+    ResolveError,
+)
+
+try:
+    __version__ = version("outlast")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigError",
+    "Event",
+    "InvalidHostError",
+    "Listener",
+    "OutlastError",
+    "ResolveError",
+    "Settings",
+    "__version__",
+]

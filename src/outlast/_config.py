@@ -1,0 +1,310 @@
+"""Settings: the one place that reads ``OUTLAST_*`` environment variables.
+
+:meth:`Settings.from_env` reads every variable of the table in
+``docs/configuration.md`` (a test keeps the two in agreement), validates each value at
+start-up and returns a frozen :class:`Settings`. A bad value raises
+:class:`~outlast.ConfigError` naming the variable, the value and what was expected.
+
+Layers below the integrations take their defaults from here; nothing else in outlast
+reads ``os.environ`` for an ``OUTLAST_*`` name. This module imports no layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from outlast._exceptions import ConfigError
+
+__all__ = ["VARIABLES", "ProviderSpec", "Settings", "Variable", "mask_url"]
+
+_SCHEMES: Final = ("udp", "tcp", "tls", "https")
+_DEFAULT_PORTS: Final = {"udp": 53, "tcp": 53, "tls": 853}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """One entry of ``OUTLAST_DNS_PROVIDERS``.
+
+    ``kind`` is ``system``, ``udp``, ``tcp``, ``tls`` or ``https``. For ``udp``, ``tcp``
+    and ``tls``, ``address`` and ``port`` locate the server and ``hostname`` (``tls``
+    only, written ``tls://IP:PORT#NAME``) is the name its certificate must carry. For
+    ``https``, ``url`` is the DoH endpoint. ``text`` is the entry as written.
+
+    Added in 0.1.0.
+    """
+
+    kind: str
+    text: str
+    address: str | None = None
+    port: int | None = None
+    hostname: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, setting: str = "OUTLAST_DNS_PROVIDERS") -> ProviderSpec:
+        entry = text.strip()
+        expected = (
+            "'system', 'udp://IP[:PORT]', 'tcp://IP[:PORT]', 'tls://IP[:PORT][#NAME]' "
+            "or 'https://HOST/PATH'"
+        )
+        if entry == "system":
+            return cls(kind="system", text=entry)
+        scheme, sep, rest = entry.partition("://")
+        if not sep or scheme not in _SCHEMES or not rest:
+            raise ConfigError(setting, text, expected)
+        if scheme == "https":
+            parts = urlsplit(entry)
+            if not parts.hostname:
+                raise ConfigError(setting, text, "a DoH URL such as https://HOST/dns-query")
+            try:
+                parts.port  # noqa: B018 - validates the port
+            except ValueError as exc:
+                raise ConfigError(setting, text, "a DoH URL with a valid port") from exc
+            return cls(kind="https", text=entry, url=entry)
+        hostname: str | None = None
+        if "#" in rest:
+            if scheme != "tls":
+                raise ConfigError(setting, text, f"{expected}; '#NAME' is for tls:// only")
+            rest, _, hostname = rest.partition("#")
+            if not hostname:
+                raise ConfigError(setting, text, "a certificate name after '#'")
+        address, port = _split_host_port(rest, _DEFAULT_PORTS[scheme], setting, text)
+        return cls(kind=scheme, text=entry, address=address, port=port, hostname=hostname)
+
+
+def _split_host_port(rest: str, default_port: int, setting: str, text: str) -> tuple[str, int]:
+    if rest.startswith("["):
+        host, bracket, tail = rest[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ConfigError(setting, text, "an IPv6 address written as [ADDRESS]:PORT")
+        port_text = tail[1:] if tail else ""
+    elif rest.count(":") == 1:
+        host, _, port_text = rest.partition(":")
+    else:
+        host, port_text = rest, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            setting, text, "an IP address (providers are dialled by address, not by name)"
+        ) from None
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(setting, text, "a port from 1 to 65535")
+    return host, int(port_text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for reprs and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# Parsers: each takes (variable name, raw text) and returns the value or raises ConfigError.
+
+
+def _seconds(*, allow_zero: bool) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        expected = "a number of seconds " + ("(0 or more)" if allow_zero else "greater than 0")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, raw, expected) from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise ConfigError(name, raw, expected)
+        return value
+
+    return parse
+
+
+def _count(minimum: int) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        expected = f"a whole number of at least {minimum}"
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, raw, expected) from None
+        if value < minimum:
+            raise ConfigError(name, raw, expected)
+        return value
+
+    return parse
+
+
+def _fraction(name: str, raw: str) -> float:
+    expected = "a fraction from 0 to 1 (0.1 allows retries up to 10% of calls)"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, raw, expected) from None
+    if not 0 <= value <= 1:
+        raise ConfigError(name, raw, expected)
+    return value
+
+
+def _flag(name: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(name, raw, "1 or 0 (also true/false, yes/no, on/off)")
+
+
+def _providers(name: str, raw: str) -> tuple[ProviderSpec, ...]:
+    entries = [part for part in raw.split(",") if part.strip()]
+    if not entries:
+        raise ConfigError(name, raw, "at least one provider, e.g. 'system,udp://1.1.1.1'")
+    return tuple(ProviderSpec.parse(part, setting=name) for part in entries)
+
+
+def _static(name: str, raw: str) -> Mapping[str, tuple[str, ...]]:
+    expected = "'host=ip|ip;host2=ip' with IP addresses"
+    table: dict[str, tuple[str, ...]] = {}
+    for item in raw.split(";"):
+        if not item.strip():
+            continue
+        host, sep, addresses = item.partition("=")
+        host = host.strip().lower().rstrip(".")
+        if not sep or not host:
+            raise ConfigError(name, raw, expected)
+        ips = tuple(part.strip() for part in addresses.split("|") if part.strip())
+        if not ips:
+            raise ConfigError(name, raw, f"{expected}; {host!r} has no address")
+        for ip in ips:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise ConfigError(name, raw, f"{expected}; {ip!r} is not an IP address") from None
+        table[host] = ips
+    return table
+
+
+def _path(name: str, raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise ConfigError(name, raw, "a file path, not a directory")
+    return path
+
+
+def _redis_url(name: str, raw: str) -> str | None:
+    if not raw.strip():
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise ConfigError(name, mask_url(raw), "a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _text(name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Variable:
+    """One ``OUTLAST_*`` variable: its name, the Settings field it fills, its default."""
+
+    name: str
+    field: str
+    default: str | None
+    parse: Callable[[str, str], Any]
+
+
+VARIABLES: Final[tuple[Variable, ...]] = (
+    Variable("OUTLAST_DNS_PROVIDERS", "dns_providers", "system", _providers),
+    Variable("OUTLAST_DNS_TIMEOUT", "dns_timeout", "1.0", _seconds(allow_zero=False)),
+    Variable("OUTLAST_DNS_HEDGE_DELAY", "dns_hedge_delay", "0.15", _seconds(allow_zero=True)),
+    Variable("OUTLAST_DNS_MIN_TTL", "dns_min_ttl", "1", _seconds(allow_zero=True)),
+    Variable("OUTLAST_DNS_MAX_TTL", "dns_max_ttl", "3600", _seconds(allow_zero=False)),
+    Variable("OUTLAST_DNS_STALE_TTL", "dns_stale_ttl", "86400", _seconds(allow_zero=True)),
+    Variable("OUTLAST_DNS_KEEP_ON_EMPTY", "dns_keep_on_empty", "3600", _seconds(allow_zero=True)),
+    Variable("OUTLAST_DNS_NEGATIVE_TTL", "dns_negative_ttl", "5", _seconds(allow_zero=True)),
+    Variable("OUTLAST_DNS_STATIC", "dns_static", None, _static),
+    Variable("OUTLAST_DNS_CACHE_FILE", "dns_cache_file", None, _path),
+    Variable("OUTLAST_DNS_CACHE_SIZE", "dns_cache_size", "10000", _count(1)),
+    Variable("OUTLAST_RETRY_ATTEMPTS", "retry_attempts", "3", _count(1)),
+    Variable("OUTLAST_RETRY_BASE", "retry_base", "0.05", _seconds(allow_zero=True)),
+    Variable("OUTLAST_RETRY_CAP", "retry_cap", "20", _seconds(allow_zero=True)),
+    Variable("OUTLAST_RETRY_BUDGET", "retry_budget", "0.1", _fraction),
+    Variable("OUTLAST_BREAKER_FAILURES", "breaker_failures", "5", _count(1)),
+    Variable("OUTLAST_BREAKER_RESET", "breaker_reset", "5", _seconds(allow_zero=False)),
+    Variable("OUTLAST_REDIS_URL", "redis_url", None, _redis_url),
+    Variable("OUTLAST_CHAOS", "chaos", None, _text),
+    Variable("OUTLAST_DISABLE", "disable", "0", _flag),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every ``OUTLAST_*`` setting, validated. Build one with :meth:`from_env`.
+
+    Added in 0.1.0.
+    """
+
+    dns_providers: tuple[ProviderSpec, ...]
+    dns_timeout: float
+    dns_hedge_delay: float
+    dns_min_ttl: float
+    dns_max_ttl: float
+    dns_stale_ttl: float
+    dns_keep_on_empty: float
+    dns_negative_ttl: float
+    dns_static: Mapping[str, tuple[str, ...]]
+    dns_cache_file: Path | None
+    dns_cache_size: int
+    retry_attempts: int
+    retry_base: float
+    retry_cap: float
+    retry_budget: float
+    breaker_failures: int
+    breaker_reset: float
+    redis_url: str | None = dataclasses.field(repr=False)
+    chaos: str | None
+    disable: bool
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every ``OUTLAST_*`` variable (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var in VARIABLES:
+            raw = env.get(var.name)
+            if raw is None:
+                raw = var.default or ""
+            values[var.field] = var.parse(var.name, raw)
+        if values["dns_min_ttl"] > values["dns_max_ttl"]:
+            raise ConfigError(
+                "OUTLAST_DNS_MIN_TTL",
+                env.get("OUTLAST_DNS_MIN_TTL", "1"),
+                f"at most OUTLAST_DNS_MAX_TTL ({values['dns_max_ttl']:g})",
+            )
+        if values["retry_base"] > values["retry_cap"]:
+            raise ConfigError(
+                "OUTLAST_RETRY_BASE",
+                env.get("OUTLAST_RETRY_BASE", "0.05"),
+                f"at most OUTLAST_RETRY_CAP ({values['retry_cap']:g})",
+            )
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name != "redis_url"
+        )
+        redis = None if self.redis_url is None else mask_url(self.redis_url)
+        return f"Settings({shown}, redis_url={redis!r})"
