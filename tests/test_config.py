@@ -119,7 +119,7 @@ def test_bad_values_name_the_variable_the_value_and_what_was_expected(
 
 
 def test_cache_file_may_not_be_a_directory(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="OUTLAST_DNS_CACHE_FILE=.*a file path"):
+    with pytest.raises(ConfigError, match=r"OUTLAST_DNS_CACHE_FILE=.*a file path"):
         Settings.from_env({"OUTLAST_DNS_CACHE_FILE": str(tmp_path)})
 
 
