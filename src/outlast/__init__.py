@@ -16,6 +16,7 @@ from outlast._exceptions import (
     OutlastError,
     ResolveError,
 )
+from outlast.dns import Answer, Resolver
 
 try:
     __version__ = version("outlast")
@@ -23,6 +24,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Answer",
     "CircuitOpenError",
     "ConfigError",
     "Event",
@@ -30,6 +32,7 @@ __all__ = [
     "Listener",
     "OutlastError",
     "ResolveError",
+    "Resolver",
     "Settings",
     "__version__",
 ]

@@ -16,13 +16,22 @@ import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from outlast._exceptions import ConfigError
 
-__all__ = ["VARIABLES", "ProviderSpec", "Settings", "Variable", "mask_url"]
+__all__ = [
+    "VARIABLES",
+    "ProviderSpec",
+    "Settings",
+    "Variable",
+    "count_arg",
+    "mask_url",
+    "seconds_arg",
+]
 
 _SCHEMES: Final = ("udp", "tcp", "tls", "https")
 _DEFAULT_PORTS: Final = {"udp": 53, "tcp": 53, "tls": 853}
@@ -115,16 +124,23 @@ def mask_url(url: str) -> str:
 # Parsers: each takes (variable name, raw text) and returns the value or raises ConfigError.
 
 
+def _seconds_expected(allow_zero: bool) -> str:
+    return "a number of seconds " + ("(0 or more)" if allow_zero else "greater than 0")
+
+
+def _check_seconds(name: str, shown: object, value: float, *, allow_zero: bool) -> float:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(name, shown, _seconds_expected(allow_zero))
+    return float(value)
+
+
 def _seconds(*, allow_zero: bool) -> Callable[[str, str], float]:
     def parse(name: str, raw: str) -> float:
-        expected = "a number of seconds " + ("(0 or more)" if allow_zero else "greater than 0")
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(name, raw, expected) from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            raise ConfigError(name, raw, expected)
-        return value
+            raise ConfigError(name, raw, _seconds_expected(allow_zero)) from None
+        return _check_seconds(name, raw, value, allow_zero=allow_zero)
 
     return parse
 
@@ -308,3 +324,27 @@ class Settings:
         )
         redis = None if self.redis_url is None else mask_url(self.redis_url)
         return f"Settings({shown}, redis_url={redis!r})"
+
+
+def seconds_arg(
+    setting: str, value: float | timedelta | None, default: float, *, allow_zero: bool
+) -> float:
+    """A duration argument in seconds (``float`` or ``timedelta``), validated like its variable.
+
+    ``None`` means ``default``. Raises :class:`ConfigError` naming ``setting``.
+    """
+    if value is None:
+        return default
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ConfigError(setting, value, "a number of seconds or a datetime.timedelta")
+    return _check_seconds(setting, value, seconds, allow_zero=allow_zero)
+
+
+def count_arg(setting: str, value: int | None, default: int, *, minimum: int) -> int:
+    """A whole-number argument, validated like its variable. ``None`` means ``default``."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(setting, value, f"a whole number of at least {minimum}")
+    return value

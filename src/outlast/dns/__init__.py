@@ -1,0 +1,51 @@
+"""outlast.dns: the last-known-good resolver.
+
+Owns name resolution: providers (system, Do53 UDP/TCP, DoT, DoH), hedging across
+them, the bounded cache with stale-while-revalidate and distrust of sudden empty
+answers, static last-resort addresses and the persisted cache file.
+
+Imports only ``outlast._config``, ``outlast._events`` and ``outlast._exceptions``;
+never httpx's client layer, botocore, or ``outlast.policy``/``http``/``aws``.
+"""
+
+from __future__ import annotations
+
+from outlast.dns._answer import Answer
+from outlast.dns._events import (
+    AnswerUpdated,
+    CacheFileFailed,
+    CacheHit,
+    CacheMiss,
+    EmptyAnswerAccepted,
+    EmptyAnswerDistrusted,
+    ProviderEjected,
+    ProviderFailed,
+    ProviderRestored,
+    RefreshFailed,
+    StaleServed,
+    StaticServed,
+)
+from outlast.dns._providers import Failure, Negative, Outcome, Positive, Provider
+from outlast.dns._resolver import Resolver
+
+__all__ = [
+    "Answer",
+    "AnswerUpdated",
+    "CacheFileFailed",
+    "CacheHit",
+    "CacheMiss",
+    "EmptyAnswerAccepted",
+    "EmptyAnswerDistrusted",
+    "Failure",
+    "Negative",
+    "Outcome",
+    "Positive",
+    "Provider",
+    "ProviderEjected",
+    "ProviderFailed",
+    "ProviderRestored",
+    "RefreshFailed",
+    "Resolver",
+    "StaleServed",
+    "StaticServed",
+]

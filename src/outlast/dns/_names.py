@@ -1,0 +1,58 @@
+"""Hostname checks: what may be sent to a DNS provider at all."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import idna
+
+from outlast._exceptions import InvalidHostError
+
+__all__ = ["ip_literal", "normalize"]
+
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+
+
+def ip_literal(host: str) -> str | None:
+    """The canonical IP string if ``host`` is an IP literal (``[::1]`` included), else None."""
+    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def normalize(host: str) -> str:
+    """The lower-case ASCII form of ``host`` without a trailing dot.
+
+    Internationalised names are encoded with IDNA 2008 (UTS #46 mapping). Raises
+    :class:`InvalidHostError` naming what is wrong; nothing is sent for such a name.
+    """
+    if not isinstance(host, str):
+        raise InvalidHostError(repr(host), f"expected a hostname string, got {type(host).__name__}")
+    name = host[:-1] if host.endswith(".") else host
+    if not name:
+        raise InvalidHostError(host, "the hostname is empty")
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidHostError(host, f"not a valid internationalised name ({exc})") from exc
+    name = name.lower()
+    if len(name) > 253:
+        raise InvalidHostError(host, f"the name is {len(name)} characters long; at most 253")
+    for label in name.split("."):
+        if not label:
+            raise InvalidHostError(host, "the name has an empty label ('..' or a leading dot)")
+        if len(label) > 63:
+            raise InvalidHostError(
+                host, f"the label {label[:20]!r}... is {len(label)} characters long; at most 63"
+            )
+        if not _LABEL.match(label):
+            raise InvalidHostError(
+                host,
+                f"the label {label!r} may hold only letters, digits, '-' and '_', "
+                "and may not begin or end with '-'",
+            )
+    return name

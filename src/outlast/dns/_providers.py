@@ -1,0 +1,285 @@
+"""DNS providers: where answers come from, and what an answer is.
+
+A provider answers one name with an :data:`Outcome`: addresses (:class:`Positive`), an
+authoritative "no such name" or "no addresses" (:class:`Negative`), or a failure to get
+an answer at all (:class:`Failure`: timeout, SERVFAIL, REFUSED, network error). The
+distinction matters: a failure says nothing about the name and is never cached as a
+negative answer.
+
+The wire protocols are dnspython's own nameserver classes (Do53 over UDP with TCP
+fallback on truncation, Do53 over TCP, DoT, DoH); ``system`` is the operating system's
+``getaddrinfo``, run in the event loop's executor. Providers are asynchronous and run
+on the resolver's background loop; they import nothing from the rest of outlast but
+the configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import os
+import socket
+from collections.abc import Iterable
+from typing import Final, Protocol, TypeAlias
+
+import dns.asyncbackend
+import dns.exception
+import dns.message
+import dns.nameserver
+import dns.rcode
+import dns.rdatatype
+
+from outlast._config import ProviderSpec
+
+__all__ = [
+    "SYSTEM_TTL",
+    "Failure",
+    "NameserverProvider",
+    "Negative",
+    "Outcome",
+    "Positive",
+    "Provider",
+    "SystemProvider",
+    "build_provider",
+    "order_addresses",
+]
+
+#: The TTL given to answers from ``getaddrinfo``, which reports none.
+SYSTEM_TTL: Final = 30.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Positive:
+    """Addresses for the name."""
+
+    addresses: tuple[str, ...]
+    ttl: float
+    source: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Negative:
+    """An authoritative "no": ``kind`` is ``"NXDOMAIN"`` or ``"NODATA"`` (no A/AAAA)."""
+
+    kind: str
+    ttl: float
+    source: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """No answer was had: says nothing about the name."""
+
+    error: str
+    source: str
+
+
+Outcome: TypeAlias = Positive | Negative | Failure
+
+
+class Provider(Protocol):
+    """Something that answers A/AAAA questions for a name.
+
+    ``lookup`` must not raise for an ordinary failure: it returns a :class:`Failure`.
+    The caller bounds it with ``timeout`` too.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def lookup(self, host: str, timeout: float) -> Outcome: ...
+
+
+def _has_ipv6_route() -> bool:
+    """True when this host can route to a global IPv6 address (no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.connect(("2001:db8::1", 53))
+    except OSError:
+        return False
+    return True
+
+
+_PREFER_IPV6: bool | None = None
+
+
+def order_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
+    """Deduplicate and interleave families (RFC 8305 section 4), preferred family first.
+
+    IPv6 is preferred (RFC 6724) when the host has an IPv6 route; otherwise IPv4.
+    """
+    global _PREFER_IPV6
+    if _PREFER_IPV6 is None:
+        _PREFER_IPV6 = _has_ipv6_route()
+    v4: list[str] = []
+    v6: list[str] = []
+    seen: set[str] = set()
+    for text in addresses:
+        ip = ipaddress.ip_address(text)
+        canonical = str(ip)
+        if canonical in seen:
+            continue
+        seen.add(canonical)
+        (v6 if ip.version == 6 else v4).append(canonical)
+    first, second = (v6, v4) if _PREFER_IPV6 else (v4, v6)
+    ordered: list[str] = []
+    for index in range(max(len(first), len(second))):
+        ordered.extend(family[index] for family in (first, second) if index < len(family))
+    return tuple(ordered)
+
+
+def combine(outcomes: Iterable[Outcome], source: str) -> Outcome:
+    """One outcome for a name from its A and AAAA outcomes.
+
+    Any addresses win (a failed AAAA does not spoil a good A). NXDOMAIN is about the
+    name, so it stands even if the other query failed. NODATA needs both types to say so.
+    """
+    positives: list[Positive] = []
+    negatives: list[Negative] = []
+    failures: list[Failure] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Positive):
+            positives.append(outcome)
+        elif isinstance(outcome, Negative):
+            negatives.append(outcome)
+        else:
+            failures.append(outcome)
+    if positives:
+        addresses = order_addresses(a for p in positives for a in p.addresses)
+        return Positive(addresses, min(p.ttl for p in positives), source)
+    nxdomain = [n for n in negatives if n.kind == "NXDOMAIN"]
+    if nxdomain:
+        return Negative("NXDOMAIN", min(n.ttl for n in nxdomain), source)
+    if failures:
+        return Failure("; ".join(sorted({f.error for f in failures})), source)
+    return Negative("NODATA", min((n.ttl for n in negatives), default=0.0), source)
+
+
+class SystemProvider:
+    """The operating system's resolver (``getaddrinfo``), off the event loop.
+
+    It reports no TTL; its answers are held for :data:`SYSTEM_TTL` seconds.
+    """
+
+    name = "system"
+
+    async def lookup(self, host: str, timeout: float) -> Outcome:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout
+            )
+        except asyncio.TimeoutError:
+            return Failure(f"getaddrinfo timed out after {timeout:g}s", self.name)
+        except socket.gaierror as exc:
+            if exc.errno == socket.EAI_NONAME:
+                return Negative("NXDOMAIN", 0.0, self.name)
+            if exc.errno == getattr(socket, "EAI_NODATA", object()):
+                return Negative("NODATA", 0.0, self.name)
+            return Failure(f"getaddrinfo: {exc.strerror or exc}", self.name)
+        except OSError as exc:
+            return Failure(f"getaddrinfo: {exc}", self.name)
+        addresses = [str(info[4][0]).partition("%")[0] for info in infos]
+        if not addresses:
+            return Negative("NODATA", 0.0, self.name)
+        return Positive(order_addresses(addresses), SYSTEM_TTL, self.name)
+
+
+class NameserverProvider:
+    """A DNS server spoken to with dnspython: ``udp``, ``tcp``, ``tls`` (DoT), ``https`` (DoH).
+
+    UDP answers that come back truncated are asked again over TCP. ``verify`` applies to
+    DoT and DoH: True for the system's trust store, or the path of a CA bundle.
+    """
+
+    def __init__(self, spec: ProviderSpec, *, verify: bool | str | os.PathLike[str] = True) -> None:
+        self.spec = spec
+        self.name = spec.text
+        self._tcp_only = spec.kind == "tcp"
+        self._backend = dns.asyncbackend.get_backend("asyncio")
+        self._nameserver: dns.nameserver.Nameserver
+        if spec.kind in ("udp", "tcp"):
+            assert spec.address is not None
+            assert spec.port is not None
+            self._nameserver = dns.nameserver.Do53Nameserver(spec.address, spec.port)
+        elif spec.kind == "tls":
+            assert spec.address is not None
+            assert spec.port is not None
+            self._nameserver = dns.nameserver.DoTNameserver(
+                spec.address, spec.port, hostname=spec.hostname, verify=verify
+            )
+        elif spec.kind == "https":
+            assert spec.url is not None
+            self._nameserver = dns.nameserver.DoHNameserver(spec.url, verify=verify)
+        else:
+            raise ValueError(f"not a nameserver provider: {spec.text!r}")
+
+    def __repr__(self) -> str:
+        return f"<NameserverProvider {self.name}>"
+
+    async def lookup(self, host: str, timeout: float) -> Outcome:
+        outcomes = await asyncio.gather(
+            self._query(host, dns.rdatatype.A, timeout),
+            self._query(host, dns.rdatatype.AAAA, timeout),
+        )
+        return combine(outcomes, self.name)
+
+    async def _query(self, host: str, rdtype: dns.rdatatype.RdataType, timeout: float) -> Outcome:
+        request = dns.message.make_query(host, rdtype, use_edns=0, payload=1232)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            try:
+                response = await self._nameserver.async_query(
+                    request, timeout, None, 0, self._tcp_only, self._backend
+                )
+            except dns.message.Truncated:
+                remaining = max(deadline - loop.time(), 0.001)
+                response = await self._nameserver.async_query(
+                    request, remaining, None, 0, True, self._backend
+                )
+        except dns.exception.Timeout:
+            return Failure(f"timed out after {timeout:g}s", self.name)
+        except Exception as exc:  # socket, TLS, dnspython and (DoH) httpx errors alike
+            return Failure(_describe(exc), self.name)
+        if not isinstance(response, dns.message.QueryMessage):
+            return Failure("the response is not a query response", self.name)
+        return interpret(response, rdtype, self.name)
+
+
+def interpret(response: dns.message.QueryMessage, rdtype: int, source: str) -> Outcome:
+    """The outcome a DNS response carries for one record type."""
+    rcode = response.rcode()
+    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return Failure(dns.rcode.to_text(rcode), source)
+    try:
+        chain = response.resolve_chaining()
+    except dns.exception.DNSException as exc:
+        return Failure(_describe(exc), source)
+    if rcode == dns.rcode.NXDOMAIN:
+        return Negative("NXDOMAIN", float(chain.minimum_ttl), source)
+    if chain.answer is None or len(chain.answer) == 0:
+        return Negative("NODATA", float(chain.minimum_ttl), source)
+    addresses = tuple(rdata.address for rdata in chain.answer if rdata.rdtype == rdtype)
+    if not addresses:
+        return Negative("NODATA", float(chain.minimum_ttl), source)
+    return Positive(addresses, float(chain.minimum_ttl), source)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def build_provider(
+    entry: str | ProviderSpec | Provider, *, verify: bool | str | os.PathLike[str] = True
+) -> Provider:
+    """A provider from an ``OUTLAST_DNS_PROVIDERS`` entry, a parsed spec, or a provider."""
+    if isinstance(entry, str):
+        entry = ProviderSpec.parse(entry, setting="providers")
+    if isinstance(entry, ProviderSpec):
+        if entry.kind == "system":
+            return SystemProvider()
+        return NameserverProvider(entry, verify=verify)
+    return entry
