@@ -3,9 +3,8 @@
 The public names live here; every module behind them is private.
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from outlast._config import Settings
 from outlast._events import Event, Listener
@@ -19,8 +18,8 @@ from outlast._exceptions import (
 from outlast.dns import Answer, Resolver
 
 try:
-    __version__ = version("outlast")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("outlast")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 __all__ = [

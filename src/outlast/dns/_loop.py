@@ -30,7 +30,11 @@ class LoopThread:
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run ``coro`` on the loop; the future cannot be cancelled by a waiter."""
-        loop = self._ensure()
+        try:
+            loop = self._ensure()
+        except RuntimeError:
+            coro.close()
+            raise
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def call_soon(self, callback: Callable[[], object]) -> None:

@@ -16,6 +16,8 @@ _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 
 def ip_literal(host: str) -> str | None:
     """The canonical IP string if ``host`` is an IP literal (``[::1]`` included), else None."""
+    if not isinstance(host, str):
+        return None
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         return str(ipaddress.ip_address(text))

@@ -9,8 +9,8 @@ never answers is still seen to time out, and is ejected.
 A provider with ``EJECT_AFTER`` consecutive failures is skipped for a growing interval
 (``EJECT_BASE`` doubling up to ``EJECT_MAX``). When the interval has passed it is asked
 again in its place; one good answer restores it, one more failure ejects it for longer.
-If every provider is ejected, the one due back soonest is asked anyway: the pool never
-gives up on all of them.
+A provider is not ejected when no other is usable, and if every provider is ejected
+the one due back soonest is asked anyway: the pool never gives up on all of them.
 """
 
 from __future__ import annotations
@@ -134,7 +134,10 @@ class ProviderPool:
         if self._emitter.enabled:
             self._emitter.emit(ProviderFailed(provider.name, host, outcome.error))
         now = self._clock()
-        if health.failures >= EJECT_AFTER and health.ejected_until <= now:
+        others_usable = any(
+            self._health[id(p)].ejected_until <= now for p in self.providers if p is not provider
+        )
+        if health.failures >= EJECT_AFTER and health.ejected_until <= now and others_usable:
             seconds = min(EJECT_BASE * 2**health.ejections, EJECT_MAX)
             health.ejections += 1
             health.ejected_until = now + seconds
