@@ -12,9 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
+import dns.nameserver
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.resolver
 import pytest
 
 from outlast.testing import DNSServer
@@ -324,3 +327,20 @@ def test_close_is_prompt_with_busy_clients() -> None:
     finally:
         idle.close()
     assert threading.active_count() == before
+
+
+def test_a_stub_resolver_caches_negatives_for_the_negative_ttl() -> None:
+    with DNSServer(negative_ttl=3) as server:
+        server.empty("e.test")
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(server.address, server.port)]
+        resolver.cache = dns.resolver.Cache()
+        for _ in range(2):
+            with pytest.raises(dns.resolver.NoAnswer):
+                resolver.resolve("e.test", "A")
+            with pytest.raises(dns.resolver.NXDOMAIN):
+                resolver.resolve("x.test", "A")
+        assert server.queries == 2  # the second round came from the cache
+        cached = resolver.cache.get((dns.name.from_text("e.test"), dns.rdatatype.A, 1))
+        assert cached is not None
+        assert 2 < cached.expiration - time.time() <= 3
