@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from outlast._config import ProviderSpec
 from outlast._events import Emitter
+from outlast.dns._doh import DoHProvider
 from outlast.dns._events import ProviderEjected, ProviderFailed, ProviderRestored
-from outlast.dns._providers import Failure, Outcome, Provider
+from outlast.dns._providers import (
+    Failure,
+    NameserverProvider,
+    Outcome,
+    Provider,
+    SystemProvider,
+)
 
-__all__ = ["EJECT_AFTER", "EJECT_BASE", "EJECT_MAX", "ProviderPool"]
+__all__ = ["EJECT_AFTER", "EJECT_BASE", "EJECT_MAX", "ProviderPool", "build_provider"]
 
 EJECT_AFTER: Final = 2
 EJECT_BASE: Final = 5.0
@@ -143,10 +152,34 @@ class ProviderPool:
             health.ejected_until = now + seconds
             self._emitter.emit(ProviderEjected(provider.name, seconds, outcome.error))
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Cancel queries still running and close the providers' connections."""
         for task in list(self._stragglers):
             task.cancel()
+        for provider in self.providers:
+            aclose = getattr(provider, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     def after_fork_in_child(self) -> None:
         """The parent's loop and its tasks do not exist in a child."""
         self._stragglers = set()
+        for provider in self.providers:
+            forget = getattr(provider, "forget", None)
+            if forget is not None:
+                forget()
+
+
+def build_provider(
+    entry: str | ProviderSpec | Provider, *, verify: bool | str | os.PathLike[str] = True
+) -> Provider:
+    """A provider from an ``OUTLAST_DNS_PROVIDERS`` entry, a parsed spec, or a provider."""
+    if isinstance(entry, str):
+        entry = ProviderSpec.parse(entry, setting="providers")
+    if not isinstance(entry, ProviderSpec):
+        return entry
+    if entry.kind == "system":
+        return SystemProvider()
+    if entry.kind == "https":
+        return DoHProvider(entry, verify=verify)
+    return NameserverProvider(entry, verify=verify)

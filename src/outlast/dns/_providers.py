@@ -7,10 +7,10 @@ distinction matters: a failure says nothing about the name and is never cached a
 negative answer.
 
 The wire protocols are dnspython's own nameserver classes (Do53 over UDP with TCP
-fallback on truncation, Do53 over TCP, DoT, DoH); ``system`` is the operating system's
-``getaddrinfo``, run in the event loop's executor. Providers are asynchronous and run
-on the resolver's background loop; they import nothing from the rest of outlast but
-the configuration.
+fallback on truncation, Do53 over TCP, DoT); DoH is spoken over httpx (``_doh``);
+``system`` is the operating system's ``getaddrinfo``, run in the event loop's
+executor. Providers are asynchronous and run on the resolver's background loop; they
+import nothing from the rest of outlast but the configuration.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ __all__ = [
     "Positive",
     "Provider",
     "SystemProvider",
-    "build_provider",
+    "combine",
+    "describe",
+    "interpret",
     "order_addresses",
 ]
 
@@ -187,10 +189,10 @@ class SystemProvider:
 
 
 class NameserverProvider:
-    """A DNS server spoken to with dnspython: ``udp``, ``tcp``, ``tls`` (DoT), ``https`` (DoH).
+    """A DNS server spoken to with dnspython: ``udp``, ``tcp`` or ``tls`` (DoT).
 
     UDP answers that come back truncated are asked again over TCP. ``verify`` applies to
-    DoT and DoH: True for the system's trust store, or the path of a CA bundle.
+    DoT: True for the system's trust store, or the path of a CA bundle.
     """
 
     def __init__(self, spec: ProviderSpec, *, verify: bool | str | os.PathLike[str] = True) -> None:
@@ -206,12 +208,11 @@ class NameserverProvider:
         elif spec.kind == "tls":
             assert spec.address is not None
             assert spec.port is not None
+            # Without #NAME the certificate must carry the server's IP address.
+            hostname = spec.hostname or spec.address
             self._nameserver = dns.nameserver.DoTNameserver(
-                spec.address, spec.port, hostname=spec.hostname, verify=verify
+                spec.address, spec.port, hostname=hostname, verify=verify
             )
-        elif spec.kind == "https":
-            assert spec.url is not None
-            self._nameserver = dns.nameserver.DoHNameserver(spec.url, verify=verify)
         else:
             raise ValueError(f"not a nameserver provider: {spec.text!r}")
 
@@ -242,7 +243,7 @@ class NameserverProvider:
         except dns.exception.Timeout:
             return Failure(f"timed out after {timeout:g}s", self.name)
         except Exception as exc:  # socket, TLS, dnspython and (DoH) httpx errors alike
-            return Failure(_describe(exc), self.name)
+            return Failure(describe(exc), self.name)
         if not isinstance(response, dns.message.QueryMessage):
             return Failure("the response is not a query response", self.name)
         return interpret(response, rdtype, self.name)
@@ -256,7 +257,7 @@ def interpret(response: dns.message.QueryMessage, rdtype: int, source: str) -> O
     try:
         chain = response.resolve_chaining()
     except dns.exception.DNSException as exc:
-        return Failure(_describe(exc), source)
+        return Failure(describe(exc), source)
     if rcode == dns.rcode.NXDOMAIN:
         return Negative("NXDOMAIN", float(chain.minimum_ttl), source)
     if chain.answer is None or len(chain.answer) == 0:
@@ -267,19 +268,6 @@ def interpret(response: dns.message.QueryMessage, rdtype: int, source: str) -> O
     return Positive(addresses, float(chain.minimum_ttl), source)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def build_provider(
-    entry: str | ProviderSpec | Provider, *, verify: bool | str | os.PathLike[str] = True
-) -> Provider:
-    """A provider from an ``OUTLAST_DNS_PROVIDERS`` entry, a parsed spec, or a provider."""
-    if isinstance(entry, str):
-        entry = ProviderSpec.parse(entry, setting="providers")
-    if isinstance(entry, ProviderSpec):
-        if entry.kind == "system":
-            return SystemProvider()
-        return NameserverProvider(entry, verify=verify)
-    return entry

@@ -38,14 +38,13 @@ from outlast.dns._events import (
 from outlast.dns._loop import LoopThread
 from outlast.dns._names import ip_literal, normalize
 from outlast.dns._persist import CacheFileError, Record, load, save
-from outlast.dns._pool import ProviderPool
+from outlast.dns._pool import ProviderPool, build_provider
 from outlast.dns._providers import (
     Failure,
     Negative,
     Outcome,
     Positive,
     Provider,
-    build_provider,
     order_addresses,
 )
 from outlast.dns._table import NEVER, Entry, NameTable
@@ -223,9 +222,12 @@ class Resolver:
         if self._closed:
             return
         self._closed = True
-        loop = self._runner.loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._pool.close)
+        if self._runner.loop is not None:
+            closing = self._runner.submit(self._pool.aclose())
+            try:
+                closing.result(timeout=2.0)
+            except Exception:
+                logger.warning("outlast: providers did not close cleanly", exc_info=True)
         self._runner.close()
         self._flush_handle = None
         if self._cache_file is not None:
