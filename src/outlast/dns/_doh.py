@@ -36,7 +36,9 @@ class DoHProvider:
         self.name = spec.text
         self._url = spec.url
         self._verify: bool | ssl.SSLContext = (
-            verify if isinstance(verify, bool) else ssl.create_default_context(cafile=verify)
+            verify
+            if isinstance(verify, bool)
+            else ssl.create_default_context(cafile=os.fspath(verify))
         )
         self._client: httpx.AsyncClient | None = None
 

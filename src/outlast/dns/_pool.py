@@ -24,6 +24,7 @@ from typing import Final
 from outlast._config import ProviderSpec
 from outlast._events import Emitter
 from outlast.dns._doh import DoHProvider
+from outlast.dns._dot import DoTProvider
 from outlast.dns._events import ProviderEjected, ProviderFailed, ProviderRestored
 from outlast.dns._providers import (
     Failure,
@@ -182,4 +183,6 @@ def build_provider(
         return SystemProvider()
     if entry.kind == "https":
         return DoHProvider(entry, verify=verify)
-    return NameserverProvider(entry, verify=verify)
+    if entry.kind == "tls":
+        return DoTProvider(entry, verify=verify)
+    return NameserverProvider(entry)

@@ -6,8 +6,8 @@ an answer at all (:class:`Failure`: timeout, SERVFAIL, REFUSED, network error). 
 distinction matters: a failure says nothing about the name and is never cached as a
 negative answer.
 
-The wire protocols are dnspython's own nameserver classes (Do53 over UDP with TCP
-fallback on truncation, Do53 over TCP, DoT); DoH is spoken over httpx (``_doh``);
+Do53 (UDP with TCP fallback on truncation, or TCP) uses dnspython's nameserver
+classes; DoT runs on asyncio streams (``_dot``) and DoH over httpx (``_doh``);
 ``system`` is the operating system's ``getaddrinfo``, run in the event loop's
 executor. Providers are asynchronous and run on the resolver's background loop; they
 import nothing from the rest of outlast but the configuration.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-import os
 import socket
 from collections.abc import Iterable
 from typing import Final, Protocol, TypeAlias
@@ -189,13 +188,12 @@ class SystemProvider:
 
 
 class NameserverProvider:
-    """A DNS server spoken to with dnspython: ``udp``, ``tcp`` or ``tls`` (DoT).
+    """A DNS server spoken to with dnspython: ``udp`` or ``tcp``.
 
-    UDP answers that come back truncated are asked again over TCP. ``verify`` applies to
-    DoT: True for the system's trust store, or the path of a CA bundle.
+    UDP answers that come back truncated are asked again over TCP.
     """
 
-    def __init__(self, spec: ProviderSpec, *, verify: bool | str | os.PathLike[str] = True) -> None:
+    def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
         self.name = spec.text
         self._tcp_only = spec.kind == "tcp"
@@ -205,14 +203,6 @@ class NameserverProvider:
             assert spec.address is not None
             assert spec.port is not None
             self._nameserver = dns.nameserver.Do53Nameserver(spec.address, spec.port)
-        elif spec.kind == "tls":
-            assert spec.address is not None
-            assert spec.port is not None
-            # Without #NAME the certificate must carry the server's IP address.
-            hostname = spec.hostname or spec.address
-            self._nameserver = dns.nameserver.DoTNameserver(
-                spec.address, spec.port, hostname=hostname, verify=verify
-            )
         else:
             raise ValueError(f"not a nameserver provider: {spec.text!r}")
 

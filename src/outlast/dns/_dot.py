@@ -1,0 +1,89 @@
+"""DNS over TLS (RFC 7858) on asyncio streams.
+
+One TLS connection per lookup carries the A and AAAA queries together (pipelined,
+matched by message id) and is closed afterwards, whatever happened. The server's
+certificate must carry ``#NAME`` from the provider entry, or else its IP address.
+(dnspython's asyncio DoT leaves its socket open when the handshake fails, which is why
+outlast has its own.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+
+import dns.message
+import dns.rdatatype
+
+from outlast._config import ProviderSpec
+from outlast.dns._providers import Failure, Outcome, combine, describe, interpret
+
+__all__ = ["DoTProvider"]
+
+
+def ssl_context(verify: bool | str | os.PathLike[str]) -> ssl.SSLContext:
+    """A client context: the system's trust store, a CA bundle, or (False) no checks."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif verify is True:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.create_default_context(cafile=os.fspath(verify))
+    context.set_alpn_protocols(["dot"])
+    return context
+
+
+class DoTProvider:
+    """A ``tls://IP[:PORT][#NAME]`` provider."""
+
+    def __init__(self, spec: ProviderSpec, *, verify: bool | str | os.PathLike[str] = True) -> None:
+        assert spec.address is not None
+        assert spec.port is not None
+        self.spec = spec
+        self.name = spec.text
+        self._address = spec.address
+        self._port = spec.port
+        self._server_hostname = spec.hostname or spec.address
+        self._context = ssl_context(verify)
+
+    def __repr__(self) -> str:
+        return f"<DoTProvider {self.name}>"
+
+    async def lookup(self, host: str, timeout: float) -> Outcome:
+        try:
+            return await asyncio.wait_for(self._lookup(host), timeout)
+        except asyncio.TimeoutError:
+            return Failure(f"timed out after {timeout:g}s", self.name)
+        except (OSError, EOFError, asyncio.IncompleteReadError, ValueError) as exc:
+            return Failure(describe(exc), self.name)
+
+    async def _lookup(self, host: str) -> Outcome:
+        queries = {
+            rdtype: dns.message.make_query(host, rdtype, use_edns=0, payload=1232)
+            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+        }
+        reader, writer = await asyncio.open_connection(
+            self._address, self._port, ssl=self._context, server_hostname=self._server_hostname
+        )
+        try:
+            for query in queries.values():
+                wire = query.to_wire()
+                writer.write(len(wire).to_bytes(2, "big") + wire)
+            await writer.drain()
+            outcomes: dict[int, Outcome] = {}
+            while len(outcomes) < len(queries):
+                length = int.from_bytes(await reader.readexactly(2), "big")
+                response = dns.message.from_wire(await reader.readexactly(length))
+                for rdtype, query in queries.items():
+                    if isinstance(response, dns.message.QueryMessage) and query.is_response(
+                        response
+                    ):
+                        outcomes[rdtype] = interpret(response, rdtype, self.name)
+        finally:
+            # No TLS close_notify exchange: servers (BIND among them) may not answer it
+            # until their idle timeout, and a DNS exchange has nothing left to protect.
+            writer.transport.abort()
+        return combine(outcomes.values(), self.name)
