@@ -270,7 +270,8 @@ def test_keys_have_their_own_breakers(clock: FakeClock, recorder: Recorder) -> N
     a, b = policy.for_key("https://a.example"), policy.for_key("https://b.example")
     trip(a)
     assert a.state == "open"
-    assert b.state == "closed" and policy.state == "closed"
+    assert b.state == "closed"
+    assert policy.state == "closed"
     assert policy.for_key("https://a.example").state == "open"
     with pytest.raises(CircuitOpenError) as info:
         a.call(lambda: None)

@@ -84,7 +84,8 @@ def test_retry_is_an_immutable_value() -> None:
     retry = Retry()
     with pytest.raises(AttributeError):
         retry.attempts = 9  # type: ignore[misc]
-    assert retry == Retry() and hash(retry) == hash(Retry())
+    assert retry == Retry()
+    assert hash(retry) == hash(Retry())
 
 
 def test_retries_until_success_with_jittered_sleeps(clock: FakeClock, recorder: Recorder) -> None:
