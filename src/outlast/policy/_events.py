@@ -49,7 +49,7 @@ class BudgetExhausted(Event):
     """
 
     kind: ClassVar[str] = "policy.budget_exhausted"
-    level: ClassVar[int] = logging.WARNING
+    level: ClassVar[int] = logging.INFO
 
     key: str
     attempt: int
@@ -66,7 +66,7 @@ class BreakerStateChanged(Event):
     """
 
     kind: ClassVar[str] = "policy.breaker_state"
-    level: ClassVar[int] = logging.WARNING
+    level: ClassVar[int] = logging.INFO
 
     key: str
     old: str | None
