@@ -36,7 +36,7 @@ def ratio_line(label: str, value: float, base: float, unit: str, target: str) ->
 
 
 def success_path() -> None:
-    print("1. success-path cost per call (median of 5 runs)")
+    print("1. success-path cost per call (best of 5 runs)")
 
     def fn(x: int) -> int:
         return x
