@@ -1,7 +1,8 @@
 """Exercised by ``mypy --strict`` (tests/policy/test_typing.py): the policy API's types.
 
 Each ``type: ignore`` marks a call mypy must reject; with ``warn_unused_ignores`` (part
-of ``--strict``) an ignore that is no longer needed fails the check.
+of ``--strict``) an ignore that is no longer needed fails the check. pytest collects this
+file too, so importing it must do nothing harmful: the calls sit in functions nobody runs.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def classify(outcome: Outcome) -> Decision:
     return Decision.ACCEPT
 
 
-keyed = Policy.from_env({}, classify_error=classify).for_key("https://api.example")
-assert_type(keyed, Policy)
+def _keyed() -> None:
+    keyed = Policy.from_env({}, classify_error=classify).for_key("https://api.example")
+    assert_type(keyed, Policy)
 
 
 @policy
@@ -53,9 +55,10 @@ async def afetch(url: str) -> int:
     return len(url)
 
 
-assert_type(fetch("x", timeout=2.0), bytes)
-assert_type(policy.call(fetch, "x"), bytes)
-assert_type(policy.call(len, "abc"), int)
+def _calls() -> None:
+    assert_type(fetch("x", timeout=2.0), bytes)
+    assert_type(policy.call(fetch, "x"), bytes)
+    assert_type(policy.call(len, "abc"), int)
 
 
 async def use() -> None:
@@ -63,11 +66,14 @@ async def use() -> None:
     assert_type(await policy.acall(afetch, "x"), int)
 
 
-fetch(1)  # type: ignore[arg-type]
-fetch("x", retries=3)  # type: ignore[call-arg]
-policy.call(fetch, "x", 1)  # type: ignore[call-arg]
-Retry(3)  # type: ignore[call-arg]
-Retry(attempts="3")  # type: ignore[arg-type]
+def _rejected() -> None:
+    fetch(1)  # type: ignore[arg-type]
+    fetch("x", retries=3)  # type: ignore[call-arg]
+    policy.call(fetch, "x", 1)  # type: ignore[call-arg]
+    Retry(3)  # type: ignore[call-arg]
+    Retry(attempts="3")  # type: ignore[arg-type]
 
-with set_testing(True, attempts=1), force_open(policy):
-    pass
+
+def _testing_mode() -> None:
+    with set_testing(True, attempts=1), force_open(policy):
+        pass
