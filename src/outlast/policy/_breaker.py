@@ -1,0 +1,230 @@
+"""CircuitBreaker: stop calling a destination that keeps failing, probe it now and then.
+
+The state (closed, open, half-open), the failure counter and the listeners are
+pybreaker's: a ``pybreaker.CircuitBreaker`` over a ``CircuitMemoryStorage`` holds them,
+and its ``open()`` / ``half_open()`` / ``close()`` make the transitions. What pybreaker
+gets wrong for us is left out: its ``call()`` holds a lock around the guarded call (so
+one breaker serialises every caller), times the reset on the wall clock and lets every
+caller through when half-open. Here the guarded call never runs under a lock (the lock
+is held only while state changes), the reset is timed on the injected monotonic clock,
+and exactly one caller probes a half-open breaker while the others fail fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Final
+
+import pybreaker
+
+from outlast._config import Settings
+from outlast._events import Emitter
+from outlast._exceptions import CircuitOpenError, ConfigError
+from outlast.policy._clock import Clock, Duration, to_seconds
+from outlast.policy._events import BreakerStateChanged
+
+__all__ = ["CLOSED", "DEFAULT_FAILURES", "DEFAULT_RESET", "HALF_OPEN", "OPEN", "CircuitBreaker"]
+
+DEFAULT_FAILURES: Final = 5
+DEFAULT_RESET: Final = 5.0
+
+CLOSED: Final = pybreaker.STATE_CLOSED
+OPEN: Final = pybreaker.STATE_OPEN
+HALF_OPEN: Final = pybreaker.STATE_HALF_OPEN
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
+class CircuitBreaker:
+    """When a destination's breaker opens and how long it stays open. An immutable value.
+
+    After ``failures`` consecutive failures that the classifier calls "unwell" the
+    breaker opens: calls fail at once with :class:`~outlast.CircuitOpenError`. After
+    ``reset`` seconds one probe is let through; its success closes the breaker, its
+    failure opens it for another ``reset``.
+
+    Added in 0.1.0.
+    """
+
+    failures: int
+    reset: float
+
+    def __init__(
+        self, *, failures: int = DEFAULT_FAILURES, reset: Duration = DEFAULT_RESET
+    ) -> None:
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+            raise ConfigError("failures", failures, "a whole number of at least 1")
+        object.__setattr__(self, "failures", failures)
+        object.__setattr__(self, "reset", to_seconds("reset", reset, allow_zero=False))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CircuitBreaker:
+        """A breaker from ``OUTLAST_BREAKER_FAILURES`` and ``OUTLAST_BREAKER_RESET``."""
+        return cls(failures=settings.breaker_failures, reset=settings.breaker_reset)
+
+
+class _Relay(pybreaker.CircuitBreakerListener):
+    """Collects pybreaker's state changes so they are emitted after the lock is let go."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str | None, str]] = []
+
+    def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+        self.pending.append((None if old_state is None else old_state.name, new_state.name))
+
+
+class BreakerState:
+    """The live breaker of one key. Thread-safe; never holds its lock around a call."""
+
+    __slots__ = (
+        "_clock",
+        "_config",
+        "_emitter",
+        "_forced",
+        "_lock",
+        "_opened_at",
+        "_pb",
+        "_probe_since",
+        "_relay",
+        "_storage",
+        "name",
+    )
+
+    def __init__(self, config: CircuitBreaker, name: str, clock: Clock, emitter: Emitter) -> None:
+        self._config = config
+        self.name = name
+        self._clock = clock
+        self._emitter = emitter
+        self._lock = threading.Lock()
+        self._storage = pybreaker.CircuitMemoryStorage(CLOSED)
+        self._relay = _Relay()
+        self._pb = pybreaker.CircuitBreaker(
+            fail_max=config.failures,
+            reset_timeout=config.reset,
+            state_storage=self._storage,
+            listeners=[self._relay],
+            name=name,
+        )
+        self._opened_at: float | None = None
+        self._probe_since: float | None = None
+        self._forced: str | None = None
+        emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
+
+    @property
+    def config(self) -> CircuitBreaker:
+        return self._config
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``."""
+        return str(self._storage.state)
+
+    @property
+    def failures(self) -> int:
+        """Consecutive unwell failures counted while closed."""
+        return int(self._storage.counter)
+
+    def retry_after(self) -> float:
+        """Seconds until this breaker would let a call through (0 when it would now)."""
+        if self._storage.state == CLOSED:
+            return 0.0
+        with self._lock:
+            if self._forced == OPEN:
+                return self._config.reset
+            if self._storage.state != OPEN or self._opened_at is None:
+                return 0.0
+            return max(0.0, self._opened_at + self._config.reset - self._clock())
+
+    def allow(self) -> bool:
+        """Let a call through, or raise CircuitOpenError. True when the caller is the probe."""
+        if self._storage.state == CLOSED:
+            return False
+        try:
+            with self._lock:
+                return self._admit()
+        finally:
+            self._flush()
+
+    def _admit(self) -> bool:
+        state = self._storage.state
+        if state == CLOSED:
+            return False
+        now = self._clock()
+        reset = self._config.reset
+        if self._forced == OPEN:
+            raise CircuitOpenError(self.name, reset)
+        if state == OPEN:
+            if self._opened_at is None:  # opened elsewhere (a shared storage): start timing now
+                self._opened_at = now
+            wait = self._opened_at + reset - now
+            if wait > 0:
+                raise CircuitOpenError(self.name, wait)
+            self._pb.half_open()
+        elif self._probe_since is not None and now - self._probe_since < reset:
+            # Half-open with a probe in flight. A probe silent for a whole reset is
+            # presumed lost, and this caller probes instead.
+            raise CircuitOpenError(self.name, self._probe_since + reset - now)
+        self._probe_since = now
+        return True
+
+    def succeeded(self, probe: bool) -> None:
+        """Record a call that showed the destination well."""
+        if probe:
+            with self._lock:
+                self._probe_since = None
+                if self._storage.state == HALF_OPEN:
+                    self._storage.reset_counter()
+                    self._pb.close()
+            self._flush()
+        elif self._storage.counter:
+            with self._lock:
+                if self._storage.state == CLOSED:
+                    self._storage.reset_counter()
+
+    def failed(self, probe: bool) -> None:
+        """Record a failure that means the destination is unwell."""
+        with self._lock:
+            state = self._storage.state
+            if probe:
+                self._probe_since = None
+                if state == HALF_OPEN:
+                    self._trip()
+            elif state == CLOSED and self._forced != CLOSED:
+                self._storage.increment_counter()
+                if self._storage.counter >= self._config.failures:
+                    self._trip()
+        self._flush()
+
+    def abandoned(self, probe: bool) -> None:
+        """The call ended without a verdict (cancelled, interrupted): free the probe slot."""
+        if probe:
+            with self._lock:
+                self._probe_since = None
+
+    def _trip(self) -> None:
+        self._opened_at = self._clock()
+        self._pb.open()
+
+    def force(self, state: str | None) -> None:
+        """Pin the breaker open or closed (``None`` releases it, closed)."""
+        with self._lock:
+            self._forced = state
+            self._probe_since = None
+            if state == OPEN:
+                if self._storage.state != OPEN:
+                    self._trip()
+            elif self._storage.state != CLOSED:
+                self._storage.reset_counter()
+                self._pb.close()
+            else:
+                self._storage.reset_counter()
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._relay.pending
+        while pending:
+            try:
+                old, new = pending.pop(0)
+            except IndexError:  # another thread emitted it
+                return
+            self._emitter.emit(BreakerStateChanged(key=self.name, old=old, new=new))

@@ -1,0 +1,122 @@
+"""RetryBudget: retries may not exceed a fraction of calls (Finagle's retry budget).
+
+Over a sliding window (``window`` seconds, kept in ten buckets) a key may retry at most
+``ratio`` times the calls it made, plus ``floor`` retries per second of window so that a
+quiet destination can still retry at all. When the budget is spent, the call fails at
+once with its own error. Counting a call costs one clock reading and one short lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Final
+
+from outlast._config import Settings
+from outlast._exceptions import ConfigError
+from outlast.policy._clock import Clock, Duration, to_seconds
+
+__all__ = ["BUCKETS", "DEFAULT_FLOOR", "DEFAULT_RATIO", "DEFAULT_WINDOW", "RetryBudget"]
+
+DEFAULT_RATIO: Final = 0.1
+DEFAULT_FLOOR: Final = 1.0
+DEFAULT_WINDOW: Final = 10.0
+BUCKETS: Final = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
+class RetryBudget:
+    """How many retries a destination may receive. An immutable value.
+
+    Within any ``window`` the budget admits a retry only while
+    ``retries <= ratio * calls + floor * window`` (the window is measured in ten
+    buckets, so it slides in steps of a tenth).
+
+    Added in 0.1.0.
+    """
+
+    ratio: float
+    floor: float
+    window: float
+
+    def __init__(
+        self,
+        *,
+        ratio: float = DEFAULT_RATIO,
+        floor: float = DEFAULT_FLOOR,
+        window: Duration = DEFAULT_WINDOW,
+    ) -> None:
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise ConfigError("ratio", ratio, "a fraction from 0 to 1")
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1e6:
+            raise ConfigError("floor", floor, "retries per second, 0 or more")
+        object.__setattr__(self, "ratio", float(ratio))
+        object.__setattr__(self, "floor", float(floor))
+        object.__setattr__(self, "window", to_seconds("window", window, allow_zero=False))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryBudget:
+        """A budget whose ratio is ``OUTLAST_RETRY_BUDGET``."""
+        return cls(ratio=settings.retry_budget)
+
+    @property
+    def reserve(self) -> float:
+        """Retries the window allows whatever the traffic: ``floor * window``."""
+        return self.floor * self.window
+
+
+class BudgetState:
+    """The live counts of one key's budget. Thread-safe; the lock is held for counting only."""
+
+    __slots__ = ("_calls", "_clock", "_config", "_epochs", "_lock", "_retries", "_width")
+
+    def __init__(self, config: RetryBudget, clock: Clock) -> None:
+        self._config = config
+        self._clock = clock
+        self._width = config.window / BUCKETS
+        self._lock = threading.Lock()
+        self._epochs = [-1] * BUCKETS
+        self._calls = [0] * BUCKETS
+        self._retries = [0] * BUCKETS
+
+    @property
+    def config(self) -> RetryBudget:
+        return self._config
+
+    def _slot(self, epoch: int) -> int:
+        slot = epoch % BUCKETS
+        if self._epochs[slot] != epoch:
+            self._epochs[slot] = epoch
+            self._calls[slot] = 0
+            self._retries[slot] = 0
+        return slot
+
+    def deposit(self, now: float) -> None:
+        """Count one call made at ``now`` (a reading of the budget's clock)."""
+        epoch = int(now // self._width)
+        with self._lock:
+            self._calls[self._slot(epoch)] += 1
+
+    def withdraw(self) -> bool:
+        """Take one retry if the window allows it; False when the budget is spent."""
+        epoch = int(self._clock() // self._width)
+        with self._lock:
+            slot = self._slot(epoch)
+            oldest = epoch - BUCKETS + 1
+            calls = retries = 0
+            for i in range(BUCKETS):
+                if oldest <= self._epochs[i] <= epoch:
+                    calls += self._calls[i]
+                    retries += self._retries[i]
+            if retries + 1 > self._config.ratio * calls + self._config.reserve:
+                return False
+            self._retries[slot] += 1
+            return True
+
+    def counts(self) -> tuple[int, int]:
+        """(calls, retries) in the current window."""
+        epoch = int(self._clock() // self._width)
+        oldest = epoch - BUCKETS + 1
+        with self._lock:
+            live = [i for i in range(BUCKETS) if oldest <= self._epochs[i] <= epoch]
+            return sum(self._calls[i] for i in live), sum(self._retries[i] for i in live)

@@ -1,0 +1,150 @@
+"""What an outcome means: retry it or not, does it count against the breaker, how long to wait.
+
+A :class:`Classifier` receives an :class:`Outcome` (the attempt's exception or result)
+and returns a :class:`Decision`. The policy layer knows nothing of HTTP; integrations
+write classifiers that translate their library's outcomes, using :class:`Phase` to say
+where a request failed (urllib3's distinction) and :func:`parse_retry_after` for a
+server's delay hint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import enum
+import math
+import time
+from typing import ClassVar, Protocol
+
+__all__ = [
+    "Classifier",
+    "Decision",
+    "Outcome",
+    "Phase",
+    "parse_retry_after",
+    "retry_all",
+    "retry_on",
+]
+
+
+class Phase(enum.Enum):
+    """Where a request failed.
+
+    ``CONNECT``: the destination never saw the request (refused, DNS, TLS handshake),
+    so retrying is always safe. ``READ``: the request was sent and the destination may
+    have acted on it, so only idempotent work may be retried.
+
+    Added in 0.1.0.
+    """
+
+    CONNECT = "connect"
+    READ = "read"
+
+    def retryable(self, *, idempotent: bool) -> bool:
+        """Whether a failure in this phase may be retried."""
+        return self is Phase.CONNECT or idempotent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """A classifier's verdict on one attempt.
+
+    ``retry``: the attempt may be retried. ``unwell``: the outcome says the destination
+    is unwell and counts against its circuit breaker (a business error such as a 404
+    does not). ``delay``: the destination's own hint of how long to wait, in seconds;
+    the policy waits that long (capped by ``Retry.cap``) instead of its jittered delay.
+
+    Added in 0.1.0.
+    """
+
+    retry: bool = False
+    unwell: bool = False
+    delay: float | None = None
+
+    ACCEPT: ClassVar[Decision]
+    """A success or a business error: returned or raised as is, the destination is well."""
+    TRANSIENT: ClassVar[Decision]
+    """A transient failure of the destination: retry it, and count it."""
+
+    @classmethod
+    def failure(cls, phase: Phase, *, idempotent: bool, delay: float | None = None) -> Decision:
+        """A failure of the destination in ``phase``: always counted, retried when safe."""
+        return cls(retry=phase.retryable(idempotent=idempotent), unwell=True, delay=delay)
+
+
+Decision.ACCEPT = Decision()
+Decision.TRANSIENT = Decision(retry=True, unwell=True)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt produced: ``error`` if it raised, else ``result``.
+
+    ``attempt`` counts from 1 (the first call).
+
+    Added in 0.1.0.
+    """
+
+    attempt: int
+    error: Exception | None = None
+    result: object = None
+
+
+class Classifier(Protocol):
+    """Decides what an outcome means. Must be cheap, must not raise.
+
+    Added in 0.1.0.
+    """
+
+    def __call__(self, outcome: Outcome, /) -> Decision: ...
+
+
+def retry_all(outcome: Outcome, /) -> Decision:
+    """The default for errors: every ``Exception`` is transient, retried and counted.
+
+    Added in 0.1.0.
+    """
+    return Decision.TRANSIENT
+
+
+def retry_on(*errors: type[Exception]) -> Classifier:
+    """A classifier that treats ``errors`` as transient and every other error as business.
+
+    Added in 0.1.0.
+    """
+
+    def classify(outcome: Outcome, /) -> Decision:
+        if isinstance(outcome.error, errors):
+            return Decision.TRANSIENT
+        return Decision.ACCEPT
+
+    return classify
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
+
+    ``now`` is the current POSIX time (for an HTTP-date; ``time.time()`` by default).
+    Returns None for a missing or unreadable value; a date in the past gives 0.
+    For ``x-amz-retry-after`` (milliseconds) divide by 1000 before use.
+
+    Added in 0.1.0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    if now is None:
+        now = time.time()
+    return max(0.0, when.timestamp() - now)

@@ -1,0 +1,397 @@
+"""Policy: a retry, a retry budget and a circuit breaker around sync and async callables.
+
+A Policy is shared: every thread and every event loop may call through one instance
+at once, and none waits for another (locks are held for counting and for state
+changes, never around a call). Per-destination state (a breaker and a budget for each
+origin or endpoint) comes from :meth:`Policy.for_key`, out of a bounded LRU registry.
+
+The success path is one breaker check, one budget deposit and the call itself; the
+retry machinery (tenacity) is built only after an attempt failed and may be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, ParamSpec, TypeVar, cast
+
+import cachetools
+
+from outlast._config import Settings
+from outlast._events import Emitter, Listener
+from outlast._exceptions import ConfigError
+from outlast.policy._breaker import BreakerState, CircuitBreaker
+from outlast.policy._budget import BudgetState, RetryBudget
+from outlast.policy._classify import Classifier, Decision, Outcome, retry_all
+from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
+from outlast.policy._events import LOGGER
+from outlast.policy._retry import Retry, Uniform
+from outlast.policy._run import Guard, Rules, Run
+
+__all__ = ["DEFAULT_MAX_KEYS", "Policy"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_MAX_KEYS: Final = 1024
+DEFAULT_RETRY: Final = Retry()
+DEFAULT_BUDGET: Final = RetryBudget()
+DEFAULT_BREAKER: Final = CircuitBreaker()
+
+
+class _Core:
+    """What every view of one Policy shares: rules, configuration, the key registry."""
+
+    __slots__ = ("breaker", "budget", "enabled", "lock", "name", "registry", "rules")
+
+    def __init__(
+        self,
+        rules: Rules,
+        budget: RetryBudget | None,
+        breaker: CircuitBreaker | None,
+        name: str,
+        max_keys: int,
+        enabled: bool,
+    ) -> None:
+        self.rules = rules
+        self.budget = budget
+        self.breaker = breaker
+        self.name = name
+        self.enabled = enabled
+        self.lock = threading.RLock()
+        self.registry: cachetools.LRUCache[str, Guard] = cachetools.LRUCache(maxsize=max_keys)
+
+    def make_guard(self, key: str) -> Guard:
+        rules = self.rules
+        breaker = (
+            None
+            if self.breaker is None
+            else BreakerState(self.breaker, key, rules.clock, rules.emitter)
+        )
+        budget = None if self.budget is None else BudgetState(self.budget, rules.clock)
+        return Guard(key=key, breaker=breaker, budget=budget)
+
+    def guard(self, key: str) -> Guard:
+        with self.lock:
+            guard = self.registry.get(key)
+            if guard is None:
+                guard = self.make_guard(key)
+                self.registry[key] = guard
+            return guard
+
+
+class Policy:
+    """Retries under a budget behind a circuit breaker, for sync and async callables.
+
+    ``retry``, ``budget`` and ``breaker`` are configuration values (None turns that
+    part off); the defaults match the ``OUTLAST_*`` defaults, and :meth:`from_env`
+    reads the environment. ``classify_error`` decides what an exception means
+    (default: every ``Exception`` is transient); ``classify_result``, if given, does the
+    same for returned values (an integration's "HTTP 503"). ``listeners`` receive the
+    policy's events. ``clock``, ``sleep``, ``asleep`` and ``uniform`` are injectable for
+    tests. ``max_keys`` bounds the per-destination registry of :meth:`for_key`.
+
+    Use it as ``policy.call(fn, *args)``, ``await policy.acall(afn, *args)``, or as a
+    decorator on a ``def`` or ``async def``.
+
+    Added in 0.1.0.
+    """
+
+    __slots__ = ("_core", "_guard")
+
+    _core: _Core
+    _guard: Guard | None
+
+    def __init__(
+        self,
+        *,
+        retry: Retry | None = DEFAULT_RETRY,
+        budget: RetryBudget | None = DEFAULT_BUDGET,
+        breaker: CircuitBreaker | None = DEFAULT_BREAKER,
+        classify_error: Classifier = retry_all,
+        classify_result: Classifier | None = None,
+        listeners: Iterable[Listener] = (),
+        name: str = "default",
+        max_keys: int = DEFAULT_MAX_KEYS,
+        enabled: bool = True,
+        clock: Clock = monotonic,
+        sleep: Sleep = time.sleep,
+        asleep: AsyncSleep = asyncio.sleep,
+        uniform: Uniform = random.uniform,
+    ) -> None:
+        for setting, value, kind in (
+            ("retry", retry, Retry),
+            ("budget", budget, RetryBudget),
+            ("breaker", breaker, CircuitBreaker),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigError(setting, value, f"an outlast.{kind.__name__} or None")
+        if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
+            raise ConfigError("max_keys", max_keys, "a whole number of at least 1")
+        if not callable(classify_error):
+            raise ConfigError("classify_error", classify_error, "a callable Classifier")
+        if classify_result is not None and not callable(classify_result):
+            raise ConfigError("classify_result", classify_result, "a callable Classifier or None")
+        rules = Rules(
+            retry=retry,
+            classify_error=classify_error,
+            classify_result=classify_result,
+            clock=clock,
+            sleep=sleep,
+            asleep=asleep,
+            uniform=uniform,
+            emitter=Emitter(LOGGER, listeners),
+        )
+        self._core = _Core(rules, budget, breaker, name, max_keys, enabled)
+        self._guard = self._core.make_guard(name) if enabled else None
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        classify_error: Classifier = retry_all,
+        classify_result: Classifier | None = None,
+        listeners: Iterable[Listener] = (),
+        name: str = "default",
+        max_keys: int = DEFAULT_MAX_KEYS,
+    ) -> Policy:
+        """A Policy configured by ``OUTLAST_*`` (``os.environ`` unless ``environ`` is given).
+
+        With ``OUTLAST_DISABLE=1`` the policy passes every call straight through.
+        """
+        settings = Settings.from_env(environ)
+        return cls(
+            retry=Retry.from_settings(settings),
+            budget=RetryBudget.from_settings(settings),
+            breaker=CircuitBreaker.from_settings(settings),
+            classify_error=classify_error,
+            classify_result=classify_result,
+            listeners=listeners,
+            name=name,
+            max_keys=max_keys,
+            enabled=not settings.disable,
+        )
+
+    # -- what it is ------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The policy's name (its default key)."""
+        return self._core.name
+
+    @property
+    def key(self) -> str:
+        """The key whose breaker and budget this view uses."""
+        return self._core.name if self._guard is None else self._guard.key
+
+    @property
+    def enabled(self) -> bool:
+        """False for a pass-through policy (``OUTLAST_DISABLE=1`` or ``enabled=False``)."""
+        return self._core.enabled
+
+    @property
+    def retry(self) -> Retry | None:
+        """The retry configuration (None: never retry)."""
+        return self._core.rules.retry
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        """The retry budget configuration (None: no budget)."""
+        return self._core.budget
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker configuration (None: no breaker)."""
+        return self._core.breaker
+
+    @property
+    def state(self) -> str | None:
+        """This key's breaker state: ``"closed"``, ``"open"``, ``"half-open"``; None if none."""
+        guard = self._guard
+        if guard is None or guard.breaker is None:
+            return None
+        return guard.breaker.state
+
+    def budget_counts(self) -> tuple[int, int] | None:
+        """(calls, retries) this key's budget counts in its current window; None if none."""
+        guard = self._guard
+        if guard is None or guard.budget is None:
+            return None
+        return guard.budget.counts()
+
+    def __repr__(self) -> str:
+        core = self._core
+        return (
+            f"Policy(name={core.name!r}, key={self.key!r}, retry={core.rules.retry!r}, "
+            f"budget={core.budget!r}, breaker={core.breaker!r}, enabled={core.enabled!r})"
+        )
+
+    # -- per destination -------------------------------------------------------------
+
+    def for_key(self, key: str) -> Policy:
+        """This policy bound to ``key``'s own breaker and budget (an origin, an endpoint).
+
+        Keys live in a bounded LRU registry; a key evicted from it starts afresh
+        (closed, empty budget) when next asked for. The returned view keeps the state
+        it was handed, so ask again per request rather than holding views for long.
+        """
+        if not isinstance(key, str):
+            raise ConfigError("key", key, "a string naming a destination")
+        core = self._core
+        view = object.__new__(Policy)
+        view._core = core
+        view._guard = core.guard(key) if core.enabled else None
+        return view
+
+    def _force(self, state: str | None) -> None:
+        guard = self._guard
+        if guard is None or guard.breaker is None:
+            raise ConfigError("policy", self, "a policy with a circuit breaker")
+        guard.breaker.force(state)
+
+    # -- calling ---------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``fn(*args, **kwargs)`` under the policy and return its result.
+
+        Raises ``fn``'s own error when it fails for good, or
+        :class:`~outlast.CircuitOpenError` when the breaker refuses the first attempt.
+        """
+        guard = self._guard
+        if guard is None:
+            return fn(*args, **kwargs)
+        rules = self._core.rules
+        breaker = guard.breaker
+        probe = False if breaker is None else breaker.allow()
+        now = rules.clock()
+        if guard.budget is not None:
+            guard.budget.deposit(now)
+        if probe:
+            return self._probe(guard, now, fn, args, kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            return _recover(rules, guard, False, now, Outcome(1, error=exc), fn, args, kwargs)
+        if rules.classify_result is not None:
+            return _recover(rules, guard, False, now, Outcome(1, result=result), fn, args, kwargs)
+        if breaker is not None and breaker.failures:
+            breaker.succeeded(False)
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``fn(*args, **kwargs)`` under the policy and return its result.
+
+        A cancelled call (``asyncio.CancelledError``) is not counted as a failure.
+        """
+        guard = self._guard
+        if guard is None:
+            return await fn(*args, **kwargs)
+        rules = self._core.rules
+        breaker = guard.breaker
+        probe = False if breaker is None else breaker.allow()
+        now = rules.clock()
+        if guard.budget is not None:
+            guard.budget.deposit(now)
+        if probe:
+            return await self._aprobe(guard, now, fn, args, kwargs)
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:  # asyncio.CancelledError is not an Exception
+            first = Outcome(1, error=exc)
+            return await _arecover(rules, guard, False, now, first, fn, args, kwargs)
+        if rules.classify_result is not None:
+            first = Outcome(1, result=result)
+            return await _arecover(rules, guard, False, now, first, fn, args, kwargs)
+        if breaker is not None and breaker.failures:
+            breaker.succeeded(False)
+        return result
+
+    def _probe(self, guard: Guard, now: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        rules = self._core.rules
+        settled = False
+        try:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                settled = True
+                return _recover(rules, guard, True, now, Outcome(1, error=exc), fn, args, kwargs)
+            settled = True
+            return _recover(rules, guard, True, now, Outcome(1, result=result), fn, args, kwargs)
+        finally:
+            if not settled and guard.breaker is not None:
+                guard.breaker.abandoned(True)
+
+    async def _aprobe(
+        self, guard: Guard, now: float, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any
+    ) -> T:
+        rules = self._core.rules
+        settled = False
+        try:
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                settled = True
+                first = Outcome(1, error=exc)
+                return await _arecover(rules, guard, True, now, first, fn, args, kwargs)
+            settled = True
+            first = Outcome(1, result=result)
+            return await _arecover(rules, guard, True, now, first, fn, args, kwargs)
+        finally:
+            if not settled and guard.breaker is not None:
+                guard.breaker.abandoned(True)
+
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
+        """Decorate a ``def`` or ``async def`` so every call goes through the policy."""
+        if inspect.iscoroutinefunction(fn):
+            afn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.acall(afn, *args, **kwargs)
+
+            return cast(Callable[P, T], awrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+
+def _recover(
+    rules: Rules,
+    guard: Guard,
+    probe: bool,
+    started: float,
+    first: Outcome,
+    fn: Callable[..., T],
+    args: Any,
+    kwargs: Any,
+) -> T:
+    """After a first attempt that failed (or needs a look): classify, then maybe retry."""
+    run: Run[T] = Run(rules, guard, started, first, Decision.ACCEPT)
+    if not run.settle(first, probe).retry:
+        return run.replay()
+    return run.run(fn, args, kwargs)
+
+
+async def _arecover(
+    rules: Rules,
+    guard: Guard,
+    probe: bool,
+    started: float,
+    first: Outcome,
+    fn: Callable[..., Awaitable[T]],
+    args: Any,
+    kwargs: Any,
+) -> T:
+    run: Run[T] = Run(rules, guard, started, first, Decision.ACCEPT)
+    if not run.settle(first, probe).retry:
+        return run.replay()
+    return await run.arun(fn, args, kwargs)

@@ -1,0 +1,84 @@
+"""Retry: how many attempts, and how long to wait between them (full jitter).
+
+The delay before retry ``n`` (0 for the first retry) is drawn uniformly from
+``[0, min(cap, base * 2**n)]``: "full jitter" from the AWS Architecture Blog's
+"Exponential Backoff And Jitter". A destination's own hint replaces the draw, capped
+by ``cap``. An optional ``deadline`` bounds the whole call, waits included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from typing import Final
+
+from outlast._config import Settings
+from outlast._exceptions import ConfigError
+from outlast.policy._clock import Duration, to_seconds
+
+__all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_BASE", "DEFAULT_CAP", "Retry"]
+
+DEFAULT_ATTEMPTS: Final = 3
+DEFAULT_BASE: Final = 0.05
+DEFAULT_CAP: Final = 20.0
+
+Uniform = Callable[[float, float], float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
+class Retry:
+    """How a failed call is retried. An immutable value: share one everywhere.
+
+    ``attempts`` counts the first call (1 means never retry). ``base`` and ``cap`` shape
+    the full-jitter backoff; ``deadline``, if set, is the most a whole call may take,
+    waits included: a retry whose wait would end past it is not made.
+    Durations are seconds or :class:`datetime.timedelta`.
+
+    Added in 0.1.0.
+    """
+
+    attempts: int
+    base: float
+    cap: float
+    deadline: float | None
+
+    def __init__(
+        self,
+        *,
+        attempts: int = DEFAULT_ATTEMPTS,
+        base: Duration = DEFAULT_BASE,
+        cap: Duration = DEFAULT_CAP,
+        deadline: Duration | None = None,
+    ) -> None:
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ConfigError("attempts", attempts, "a whole number of at least 1")
+        base_s = to_seconds("base", base)
+        cap_s = to_seconds("cap", cap)
+        if base_s > cap_s:
+            raise ConfigError("base", base, f"at most cap ({cap_s:g})")
+        limit = None if deadline is None else to_seconds("deadline", deadline, allow_zero=False)
+        object.__setattr__(self, "attempts", attempts)
+        object.__setattr__(self, "base", base_s)
+        object.__setattr__(self, "cap", cap_s)
+        object.__setattr__(self, "deadline", limit)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retry:
+        """A Retry from ``OUTLAST_RETRY_ATTEMPTS``, ``_BASE`` and ``_CAP``."""
+        return cls(
+            attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_cap
+        )
+
+    def backoff(self, retry: int, uniform: Uniform = random.uniform) -> float:
+        """The jittered wait before retry ``retry`` (0 for the first retry)."""
+        ceiling = min(self.cap, self.base * 2.0 ** min(retry, 1000))
+        return uniform(0.0, ceiling)
+
+    def delay(
+        self, retry: int, hint: float | None = None, uniform: Uniform = random.uniform
+    ) -> float:
+        """The wait before retry ``retry``: the destination's ``hint`` if given, capped."""
+        if hint is not None:
+            return min(self.cap, max(0.0, hint))
+        return self.backoff(retry, uniform)

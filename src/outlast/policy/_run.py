@@ -1,0 +1,256 @@
+"""The retries of one call, once its first attempt has failed: tenacity runs the loop.
+
+The success path never comes here. When the first attempt fails and its classifier
+says "retry", a :class:`Run` is built and hands tenacity its hooks: ``retry`` (the
+latest decision), ``wait`` (full jitter or the destination's hint), ``stop`` (attempts,
+deadline, then the retry budget) and ``before_sleep`` (the event). tenacity's first
+attempt replays the failure already seen; each later attempt passes the breaker's gate,
+calls the function and is classified. Whatever ends the loop, the caller gets the last
+attempt's own error (or result), never a tenacity wrapper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import tenacity
+
+from outlast._events import Emitter
+from outlast._exceptions import CircuitOpenError
+from outlast.policy import _testing
+from outlast.policy._breaker import BreakerState
+from outlast.policy._budget import BudgetState
+from outlast.policy._classify import Classifier, Decision, Outcome
+from outlast.policy._clock import AsyncSleep, Clock, Sleep
+from outlast.policy._events import BudgetExhausted, RetryScheduled, describe_cause
+from outlast.policy._retry import Retry, Uniform
+
+__all__ = ["Guard", "Rules", "Run"]
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Guard:
+    """The live state of one key: its breaker and its budget (either may be absent)."""
+
+    key: str
+    breaker: BreakerState | None
+    budget: BudgetState | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rules:
+    """What a policy's runs share: its configuration and its injected parts."""
+
+    retry: Retry | None
+    classify_error: Classifier
+    classify_result: Classifier | None
+    clock: Clock
+    sleep: Sleep
+    asleep: AsyncSleep
+    uniform: Uniform
+    emitter: Emitter
+
+
+def _no_sleep(seconds: float) -> None:
+    return None
+
+
+async def _no_asleep(seconds: float) -> None:
+    return None
+
+
+class Run(Generic[T]):
+    """One call's retry loop. Built only after a first attempt failed and may be retried."""
+
+    __slots__ = (
+        "_attempts",
+        "_fresh",
+        "_guard",
+        "_outcome",
+        "_refused",
+        "_rules",
+        "_started",
+        "decision",
+    )
+
+    def __init__(
+        self, rules: Rules, guard: Guard, started: float, first: Outcome, decision: Decision
+    ) -> None:
+        self._rules = rules
+        self._guard = guard
+        self._started = started
+        self._outcome = first
+        self.decision = decision
+        self._refused = False
+        self._fresh = True
+        retry = rules.retry
+        attempts = 1 if retry is None else retry.attempts
+        mode = _testing.current()
+        if mode is not None and mode.attempts is not None:
+            attempts = min(attempts, mode.attempts)
+        self._attempts = attempts
+
+    # -- tenacity's hooks ------------------------------------------------------------
+
+    def _retry(self, state: tenacity.RetryCallState) -> bool:
+        return self.decision.retry and not self._refused
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        retry = self._rules.retry
+        assert retry is not None  # a Run exists only when retries are configured
+        return retry.delay(state.attempt_number - 1, self.decision.delay, self._rules.uniform)
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= self._attempts:
+            return True
+        retry = self._rules.retry
+        if retry is not None and retry.deadline is not None:
+            elapsed = self._rules.clock() - self._started
+            if elapsed + state.upcoming_sleep > retry.deadline:
+                return True
+        breaker = self._guard.breaker
+        if breaker is not None and breaker.retry_after() > state.upcoming_sleep:
+            return True  # the breaker would refuse the retry anyway: do not wait for it
+        budget = self._guard.budget
+        if budget is not None and not budget.withdraw():
+            self._rules.emitter.emit(
+                BudgetExhausted(
+                    key=self._guard.key, attempt=state.attempt_number, cause=self._cause()
+                )
+            )
+            return True
+        return False
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        self._rules.emitter.emit(
+            RetryScheduled(
+                key=self._guard.key,
+                attempt=state.attempt_number,
+                delay=state.upcoming_sleep,
+                cause=self._cause(),
+            )
+        )
+
+    def _give_up(self, state: tenacity.RetryCallState) -> Any:
+        assert state.outcome is not None
+        return state.outcome.result()  # the last attempt's own error or result
+
+    def _cause(self) -> str:
+        return describe_cause(self._outcome.error, self._outcome.result)
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "retry": self._retry,
+            "wait": self._wait,
+            "stop": self._stop,
+            "before_sleep": self._before_sleep,
+            "retry_error_callback": self._give_up,
+        }
+
+    # -- attempts --------------------------------------------------------------------
+
+    def replay(self) -> T:
+        """Repeat what the last attempt produced, without calling anything."""
+        error = self._outcome.error
+        if error is not None:
+            raise error
+        return self._outcome.result  # type: ignore[return-value]
+
+    def _gate(self) -> bool | None:
+        """Pass the breaker for a retry: True if probing, None when refused."""
+        breaker = self._guard.breaker
+        if breaker is None:
+            return False
+        try:
+            return breaker.allow()
+        except CircuitOpenError:
+            self._refused = True
+            return None
+
+    def settle(self, outcome: Outcome, probe: bool) -> Decision:
+        """Classify an attempt's outcome and tell the breaker."""
+        rules = self._rules
+        if outcome.error is not None:
+            decision = rules.classify_error(outcome)
+        elif rules.classify_result is not None:
+            decision = rules.classify_result(outcome)
+        else:
+            decision = Decision.ACCEPT
+        breaker = self._guard.breaker
+        if breaker is not None:
+            if decision.unwell:
+                breaker.failed(probe)
+            else:
+                breaker.succeeded(probe)
+        self._outcome = outcome
+        self.decision = decision
+        return decision
+
+    def _attempt(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        if self._fresh:  # tenacity's first attempt: the failure already seen
+            self._fresh = False
+            return self.replay()
+        probe = self._gate()
+        if probe is None:
+            return self.replay()
+        number = self._outcome.attempt + 1
+        settled = False
+        try:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                settled = True
+                self.settle(Outcome(number, error=exc), probe)
+                raise
+            settled = True
+            self.settle(Outcome(number, result=result), probe)
+            return result
+        finally:
+            if not settled and self._guard.breaker is not None:
+                self._guard.breaker.abandoned(probe)
+
+    async def _aattempt(self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
+        if self._fresh:
+            self._fresh = False
+            return self.replay()
+        probe = self._gate()
+        if probe is None:
+            return self.replay()
+        number = self._outcome.attempt + 1
+        settled = False
+        try:
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:  # asyncio.CancelledError is not an Exception
+                settled = True
+                self.settle(Outcome(number, error=exc), probe)
+                raise
+            settled = True
+            self.settle(Outcome(number, result=result), probe)
+            return result
+        finally:
+            if not settled and self._guard.breaker is not None:
+                self._guard.breaker.abandoned(probe)
+
+    # -- the loop --------------------------------------------------------------------
+
+    def run(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+        """Retry ``fn`` synchronously until it succeeds or a stop rule says enough."""
+        if self._attempts <= 1:
+            return self.replay()
+        sleep = _no_sleep if _testing.current() is not None else self._rules.sleep
+        retrying = tenacity.Retrying(sleep=sleep, **self._options())
+        return retrying(self._attempt, fn, args, kwargs)
+
+    async def arun(self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
+        """Retry the coroutine function ``fn`` until it succeeds or a stop rule says enough."""
+        if self._attempts <= 1:
+            return self.replay()
+        asleep = _no_asleep if _testing.current() is not None else self._rules.asleep
+        retrying = tenacity.AsyncRetrying(sleep=asleep, **self._options())
+        result: T = await retrying(self._aattempt, fn, args, kwargs)
+        return result

@@ -1,0 +1,110 @@
+"""RetryBudget: retries stay within ratio x calls + floor over the sliding window."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outlast import ConfigError
+from outlast.policy import RetryBudget
+from outlast.policy._budget import BUCKETS, BudgetState
+
+from .helpers import FakeClock
+
+
+def test_ratio_of_calls_plus_the_floor(clock: FakeClock) -> None:
+    state = BudgetState(RetryBudget(ratio=0.1, floor=0.2, window=10), clock)
+    for _ in range(50):
+        state.deposit(clock())
+    # 0.1 * 50 + 0.2 * 10 = 7 retries
+    assert [state.withdraw() for _ in range(8)] == [True] * 7 + [False]
+    assert state.counts() == (50, 7)
+
+
+def test_the_window_slides(clock: FakeClock) -> None:
+    state = BudgetState(RetryBudget(ratio=0.5, floor=0.0, window=10), clock)
+    for _ in range(4):
+        state.deposit(clock())
+    assert [state.withdraw() for _ in range(3)] == [True, True, False]
+    clock.advance(10.0)  # every bucket of the first second has expired
+    assert state.withdraw() is False
+    assert state.counts() == (0, 0)
+    state.deposit(clock())
+    state.deposit(clock())
+    assert state.withdraw() is True
+
+
+def test_configuration_is_validated() -> None:
+    with pytest.raises(ConfigError, match="ratio"):
+        RetryBudget(ratio=1.5)
+    with pytest.raises(ConfigError, match="floor"):
+        RetryBudget(floor=-1)
+    with pytest.raises(ConfigError, match="window"):
+        RetryBudget(window=0)
+
+
+def test_counting_is_thread_safe(clock: FakeClock) -> None:
+    state = BudgetState(RetryBudget(ratio=0.5, floor=0.0, window=10), clock)
+
+    def work() -> None:
+        for _ in range(2000):
+            state.deposit(clock())
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    def take() -> None:
+        for _ in range(2000):
+            state.withdraw()
+
+    takers = [threading.Thread(target=take) for _ in range(8)]
+    for t in takers:
+        t.start()
+    for t in takers:
+        t.join()
+    assert state.counts() == (16000, 8000)
+
+
+events = st.lists(
+    st.tuples(st.floats(min_value=0.0, max_value=2.5), st.booleans()), min_size=1, max_size=300
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=events,
+    ratio=st.floats(min_value=0.0, max_value=1.0),
+    floor=st.floats(min_value=0.0, max_value=2.0),
+    window=st.floats(min_value=0.5, max_value=30.0),
+)
+def test_retries_never_exceed_ratio_times_calls_plus_floor_in_any_window(
+    steps: list[tuple[float, bool]], ratio: float, floor: float, window: float
+) -> None:
+    """For every retry admitted at time t: retries in (t - window + bucket, t] are at most
+    ratio x calls in [t - window, t] + floor x window. (The window slides in buckets, so a
+    retry is charged against at least window - bucket of history and at most window.)
+    """
+    clock = FakeClock(start=0.0)
+    state = BudgetState(RetryBudget(ratio=ratio, floor=floor, window=window), clock)
+    calls: list[float] = []
+    retries: list[float] = []
+    for dt, is_retry in steps:
+        clock.advance(dt)
+        if is_retry:
+            if state.withdraw():
+                retries.append(clock.now)
+        else:
+            state.deposit(clock.now)
+            calls.append(clock.now)
+    bucket = window / BUCKETS
+    eps = 1e-9 * max(1.0, clock.now)
+    for t in retries:
+        recent = sum(1 for r in retries if t - (window - bucket) + eps < r <= t)
+        made = sum(1 for c in calls if t - window - eps <= c <= t)
+        assert recent <= ratio * made + floor * window + 1e-9
