@@ -115,9 +115,7 @@ class SlowUpstream:
             reply = dns.message.make_response(query)
             question = query.question[0]
             if question.rdtype == dns.rdatatype.A:
-                reply.answer.append(
-                    dns.rrset.from_text(question.name, 60, "IN", "A", self.address)
-                )
+                reply.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", self.address))
             self.sock.sendto(reply.to_wire(), peer)
 
     def close(self) -> None:

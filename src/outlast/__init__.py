@@ -16,6 +16,7 @@ from outlast._exceptions import (
     ResolveError,
 )
 from outlast.dns import Answer, Resolver
+from outlast.policy import CircuitBreaker, Policy, Retry, RetryBudget
 
 try:
     __version__ = _version("outlast")
@@ -24,14 +25,18 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Answer",
+    "CircuitBreaker",
     "CircuitOpenError",
     "ConfigError",
     "Event",
     "InvalidHostError",
     "Listener",
     "OutlastError",
+    "Policy",
     "ResolveError",
     "Resolver",
+    "Retry",
+    "RetryBudget",
     "Settings",
     "__version__",
 ]

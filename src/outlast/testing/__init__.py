@@ -1,5 +1,16 @@
-"""Helpers for testing code that uses outlast: a DNS server that misbehaves on demand."""
+"""outlast.testing: public helpers for testing code that uses outlast.
 
+- :class:`DNSServer`: an authoritative DNS server on loopback that misbehaves on
+  demand (empty answers, NXDOMAIN, SERVFAIL, silence, delay, truncation).
+- The testing mode of the policies: :func:`set_testing` removes backoff sleeps (and
+  can cap attempts); :func:`force_open` and :func:`force_closed` pin a policy's
+  breakers. Each also works as a context manager that undoes it on exit.
+
+Users' tests need no monkeypatching. This module may import every layer; no layer
+imports it.
+"""
+
+from outlast.policy import force_closed, force_open, is_testing, set_testing
 from outlast.testing._dnsserver import DNSServer
 
-__all__ = ["DNSServer"]
+__all__ = ["DNSServer", "force_closed", "force_open", "is_testing", "set_testing"]
