@@ -3,6 +3,7 @@
 The public names live here; every module behind them is private.
 """
 
+import logging as _logging
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
@@ -17,6 +18,9 @@ from outlast._exceptions import (
 )
 from outlast.dns import Answer, Resolver
 from outlast.policy import CircuitBreaker, Policy, Retry, RetryBudget
+
+# A library logs; the application decides where logs go (logging HOWTO).
+_logging.getLogger("outlast").addHandler(_logging.NullHandler())
 
 try:
     __version__ = _version("outlast")

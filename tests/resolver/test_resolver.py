@@ -483,3 +483,14 @@ def test_a_forked_child_resolves_and_refreshes(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert resolver.resolve("api.example").addresses == ("10.0.0.1",)  # the parent is unaffected
+
+
+def test_the_system_providers_negative_answers_are_cached_for_negative_ttl() -> None:
+    clock = ManualClock()
+    with Resolver(providers=["system"], clock=clock, negative_ttl=5) as resolver:
+        with pytest.raises(ResolveError, match="NXDOMAIN"):
+            resolver.resolve("no-such-name.invalid")
+        entry = resolver._table.get("no-such-name.invalid")
+        assert entry is not None
+        assert entry.negative == "NXDOMAIN"
+        assert entry.expires_at == clock.now + 5

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import math
 import socket
 from collections.abc import Iterable
 from typing import Final, Protocol, TypeAlias
@@ -160,7 +161,8 @@ def combine(outcomes: Iterable[Outcome], source: str) -> Outcome:
 class SystemProvider:
     """The operating system's resolver (``getaddrinfo``), off the event loop.
 
-    It reports no TTL; its answers are held for :data:`SYSTEM_TTL` seconds.
+    It reports no TTL; its answers are held for :data:`SYSTEM_TTL` seconds and its
+    negative answers for ``OUTLAST_DNS_NEGATIVE_TTL``.
     """
 
     name = "system"
@@ -174,16 +176,17 @@ class SystemProvider:
         except asyncio.TimeoutError:
             return Failure(f"getaddrinfo timed out after {timeout:g}s", self.name)
         except socket.gaierror as exc:
+            # getaddrinfo reports no negative TTL: OUTLAST_DNS_NEGATIVE_TTL caps it.
             if exc.errno == socket.EAI_NONAME:
-                return Negative("NXDOMAIN", 0.0, self.name)
+                return Negative("NXDOMAIN", math.inf, self.name)
             if exc.errno == getattr(socket, "EAI_NODATA", object()):
-                return Negative("NODATA", 0.0, self.name)
+                return Negative("NODATA", math.inf, self.name)
             return Failure(f"getaddrinfo: {exc.strerror or exc}", self.name)
         except OSError as exc:
             return Failure(f"getaddrinfo: {exc}", self.name)
         addresses = [str(info[4][0]).partition("%")[0] for info in infos]
         if not addresses:
-            return Negative("NODATA", 0.0, self.name)
+            return Negative("NODATA", math.inf, self.name)
         return Positive(order_addresses(addresses), SYSTEM_TTL, self.name)
 
 
