@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import ClassVar
 import pytest
 
 import outlast.dns
+import outlast.observe
 import outlast.policy
 from outlast import Event
 from outlast.dns import CacheHit, ProviderFailed
@@ -136,3 +138,14 @@ def test_outlast_imports_and_counts_without_the_exporter_libraries() -> None:
         "this exporter needs prometheus_client: pip install 'outlast[prometheus]'",
         "this exporter needs opentelemetry-api: pip install 'outlast[otel]'",
     ]
+
+
+def test_observe_all_is_sorted_and_complete() -> None:
+    module = outlast.observe
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and name != "annotations" and not inspect.ismodule(value)
+    }
+    assert set(module.__all__) == public
+    assert module.__all__ == sorted(module.__all__)

@@ -13,8 +13,8 @@ opentelemetry-api (``outlast[otel]``) are imported when :func:`prometheus` or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+import collections.abc
+import typing
 
 from outlast.observe._metrics import (
     BREAKER_STATES,
@@ -24,7 +24,7 @@ from outlast.observe._metrics import (
     MetricsListener,
 )
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from prometheus_client import CollectorRegistry
 
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BREAKER_STATES",
-    "METRICS",
     "Counts",
+    "METRICS",
     "Metric",
     "MetricsListener",
     "otel",
@@ -48,7 +48,7 @@ def prometheus(
     registry: CollectorRegistry | None = None,
     *,
     namespace: str = "outlast",
-    metrics: Mapping[str, Metric] = METRICS,
+    metrics: collections.abc.Mapping[str, Metric] = METRICS,
 ) -> PrometheusListener:
     """A listener that counts outlast's events in Prometheus metrics.
 
@@ -70,7 +70,7 @@ def prometheus(
 def otel(
     meter_provider: MeterProvider | None = None,
     *,
-    metrics: Mapping[str, Metric] = METRICS,
+    metrics: collections.abc.Mapping[str, Metric] = METRICS,
 ) -> OTelListener:
     """A listener that counts outlast's events in OpenTelemetry metrics.
 
