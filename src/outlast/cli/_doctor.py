@@ -216,7 +216,7 @@ class _Watch:
             self.warnings.append(f"cache file: {event.fields().get('error')}")
 
 
-async def _served(resolver: Resolver, name: str) -> Served:
+async def _served(resolver: Resolver, name: str, *, disabled: bool) -> Served:
     seen: list[str] = []
     _seen.set(seen)  # this task's own context: other names' tasks do not see it
     try:
@@ -225,7 +225,8 @@ async def _served(resolver: Resolver, name: str) -> Served:
         return Served(error=str(exc))
     # Served without waiting for a provider (no miss) and not from OUTLAST_DNS_STATIC:
     # the resolver held this name when the doctor started, i.e. from the cache file.
-    held = "dns.cache_miss" not in seen and "dns.static_served" not in seen
+    # With OUTLAST_DISABLE=1 nothing is cached: getaddrinfo answers, and emits nothing.
+    held = not disabled and "dns.cache_miss" not in seen and "dns.static_served" not in seen
     return Served(answer.addresses, answer.source, answer.stale, None, held)
 
 
@@ -247,7 +248,9 @@ async def examine(
             else:
                 hosts = [SYSTEM_PROBE_NAME if text == "system" else PROBE_NAME]
             asked.append([asyncio.ensure_future(_ask(provider, h, timeout)) for h in hosts])
-        served = [asyncio.ensure_future(_served(resolver, n)) for n in names]
+        served = [
+            asyncio.ensure_future(_served(resolver, n, disabled=settings.disable)) for n in names
+        ]
         await asyncio.gather(*(f for row in asked for f in row), *served)
     finally:
         for _, provider in providers:
