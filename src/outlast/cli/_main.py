@@ -1,4 +1,4 @@
-"""``outlast resolve NAME``."""
+"""The ``outlast`` command group, ``outlast resolve NAME``, and the console entry point."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import click
 
 from outlast._exceptions import ConfigError, InvalidHostError, ResolveError
+from outlast.cli._doctor import doctor
 from outlast.dns import Resolver
 
 
@@ -51,6 +52,9 @@ def resolve(name: str, as_json: bool) -> None:
     click.echo(f"source: {answer.source}")
     click.echo(f"ttl: {answer.ttl:g}s")
     click.echo(f"stale: {'yes' if answer.stale else 'no'}")
+
+
+cli.add_command(doctor)
 
 
 def main(argv: list[str] | None = None) -> None:
