@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
+import opentelemetry.sdk.metrics as sdk_metrics
+import opentelemetry.sdk.metrics.export as sdk_export
 
 from outlast.observe import otel
 from outlast.testing import DNSServer
 
 from .scenario import drive_policies, drive_resolver
-
-sdk_metrics = pytest.importorskip("opentelemetry.sdk.metrics")
-sdk_export = pytest.importorskip("opentelemetry.sdk.metrics.export")
 
 
 class Reader:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import prometheus_client
 import pytest
 
 from outlast.observe import prometheus
 from outlast.testing import DNSServer
 
 from .scenario import drive_policies, drive_resolver
-
-prometheus_client = pytest.importorskip("prometheus_client")
 
 
 def test_a_real_resolver_through_an_outage(

@@ -1,7 +1,8 @@
 """outlast.cli: the ``outlast`` command.
 
-Owns argument parsing and presentation only; it uses the public API of the layers
-below and imports nothing private from them. A user error prints one line and exits 2.
+Owns argument parsing and presentation only. It uses the layers' public API, and the
+dns layer's own name checks and provider builder so that ``doctor`` probes providers
+exactly as the resolver does. A user error prints one line and exits 2.
 """
 
 from __future__ import annotations
