@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+import socket
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -12,6 +15,31 @@ from outlast.testing._dnsserver import DNSServer
 from servers.bind import ZONE, BindNotInstalled, BindServer
 
 _counter = itertools.count()
+
+
+def _loopback(host: object) -> bool:
+    if host in (None, "", b"", "localhost", b"localhost"):
+        return True
+    text = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        return ipaddress.ip_address(text.strip("[]").partition("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _stay_on_loopback(event: str, args: tuple[object, ...]) -> None:
+    """Fail any test that would resolve or reach something beyond loopback."""
+    if event == "socket.getaddrinfo" and not _loopback(args[0]):
+        raise RuntimeError(f"a test asked the system resolver for {args[0]!r}: stay on loopback")
+    if event in ("socket.connect", "socket.sendto") and isinstance(args[1], tuple):
+        sock = args[0]
+        if event == "socket.connect" and getattr(sock, "type", None) == socket.SOCK_DGRAM:
+            return  # connecting a UDP socket sends nothing (used to find the route)
+        if not _loopback(args[1][0]):
+            raise RuntimeError(f"a test tried to reach {args[1]!r}: stay on loopback")
+
+
+sys.addaudithook(_stay_on_loopback)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from outlast.testing import DNSServer
+
 
 def outlast(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}
@@ -37,11 +39,13 @@ def test_resolve_json() -> None:
     assert document["stale"] is False
 
 
-def test_a_name_that_does_not_resolve_exits_1_with_one_line() -> None:
-    done = outlast("resolve", "no-such-name.invalid")
+def test_a_name_that_does_not_resolve_exits_1_with_one_line(fault_dns: DNSServer) -> None:
+    done = outlast(
+        "resolve", "no-such-name.outlast.test", env={"OUTLAST_DNS_PROVIDERS": fault_dns.provider}
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "outlast: cannot resolve 'no-such-name.invalid': NXDOMAIN"
+        f"outlast: cannot resolve 'no-such-name.outlast.test': NXDOMAIN from {fault_dns.provider}"
     ]
 
 

@@ -138,3 +138,10 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.dns_timeout = 2.0  # type: ignore[misc]
+
+
+def test_static_hosts_are_checked() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"OUTLAST_DNS_STATIC": "bad host=10.0.0.1"})
+    assert "OUTLAST_DNS_STATIC" in str(caught.value)
+    assert "'bad host'" in str(caught.value)

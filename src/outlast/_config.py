@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
-from outlast._exceptions import ConfigError
+from outlast._exceptions import ConfigError, InvalidHostError
+from outlast._names import normalize
 
 __all__ = [
     "VARIABLES",
@@ -193,9 +194,12 @@ def _static(name: str, raw: str) -> Mapping[str, tuple[str, ...]]:
         if not item.strip():
             continue
         host, sep, addresses = item.partition("=")
-        host = host.strip().lower().rstrip(".")
-        if not sep or not host:
+        if not sep or not host.strip():
             raise ConfigError(name, raw, expected)
+        try:
+            host = normalize(host.strip())
+        except InvalidHostError as exc:
+            raise ConfigError(name, raw, f"{expected}; {exc.host!r}: {exc.reason}") from None
         ips = tuple(part.strip() for part in addresses.split("|") if part.strip())
         if not ips:
             raise ConfigError(name, raw, f"{expected}; {host!r} has no address")

@@ -75,6 +75,7 @@ def test_the_dynamodb_outage_empty_then_nxdomain_then_repaired(
     kept = {"127.0.0.10", "127.0.0.11"}  # BIND rotates their order
     assert all(r.stale and set(r.addresses) == kept for r in during), during
     assert any("NODATA distrusted" in r.source for r in during)
+    assert any("NXDOMAIN distrusted" in r.source for r in during)
     distrusted = [e for e in events if isinstance(e, EmptyAnswerDistrusted)]
     assert [e.negative for e in distrusted] == ["NODATA"]
     adopted = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from outlast import InvalidHostError, ResolveError, Resolver
-from outlast.dns._names import ip_literal, normalize
+from outlast._names import ip_literal, normalize
 
 from .scripted import ScriptedProvider
 

@@ -35,6 +35,7 @@ def test_racing_refreshes_never_regress(refreshes: list[tuple[float, float, Outc
     names = table()
     finished = sorted(refreshes, key=lambda r: r[0] + r[1])
     applied_positive_starts: list[float] = []
+    applied_positives: list[tuple[float, tuple[str, ...]]] = []
     last_generation = float("-inf")
     ever_good = False
     for start, took, outcome in finished:
@@ -51,7 +52,14 @@ def test_racing_refreshes_never_regress(refreshes: list[tuple[float, float, Outc
             last_generation = after.generation
         if isinstance(outcome, Positive) and after is not None and after.generation == start:
             applied_positive_starts.append(start)
+            applied_positives.append((start, outcome.addresses))
             assert after.addresses == outcome.addresses
+        # The newest positive applied so far is what is held (a model of the rule).
+        if applied_positives:
+            newest = max(start for start, _ in applied_positives)
+            expected = [a for start, a in applied_positives if start == newest][-1]
+            assert after is not None
+            assert after.addresses == expected
         ever_good = ever_good or bool(after and after.addresses)
         # Nothing deletes the only good copy while negatives are distrusted.
         if ever_good:

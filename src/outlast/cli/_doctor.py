@@ -30,8 +30,8 @@ import click
 from outlast._config import Settings
 from outlast._events import Event
 from outlast._exceptions import ConfigError, InvalidHostError, ResolveError
+from outlast._names import ip_literal, normalize
 from outlast.dns import Failure, Negative, Outcome, Positive, Provider, Resolver
-from outlast.dns._names import ip_literal, normalize
 from outlast.dns._pool import build_provider
 
 __all__ = ["NameReport", "ProviderReport", "Report", "Result", "doctor", "examine", "render", "run"]

@@ -4,8 +4,9 @@ Owns name resolution: providers (system, Do53 UDP/TCP, DoT, DoH), hedging across
 them, the bounded cache with stale-while-revalidate and distrust of sudden empty
 answers, static last-resort addresses and the persisted cache file.
 
-Imports only ``outlast._config``, ``outlast._events`` and ``outlast._exceptions``;
-never httpx's client layer, botocore, or ``outlast.policy``/``http``/``aws``.
+Imports ``outlast._config``, ``outlast._events``, ``outlast._exceptions`` and
+``outlast._names``; httpx only as the DoH provider's HTTP client. Never botocore,
+``outlast.policy``, ``outlast.http`` or ``outlast.aws``.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import dns.rdatatype
 import httpx
 
 from outlast._config import ProviderSpec
+from outlast.dns._dot import ssl_context
 from outlast.dns._providers import Failure, Outcome, combine, describe, interpret
 
 __all__ = ["DoHProvider"]
@@ -35,11 +36,8 @@ class DoHProvider:
         self.spec = spec
         self.name = spec.text
         self._url = spec.url
-        self._verify: bool | ssl.SSLContext = (
-            verify
-            if isinstance(verify, bool)
-            else ssl.create_default_context(cafile=os.fspath(verify))
-        )
+        # The same trust as DoT (the system store by default), not httpx's certifi bundle.
+        self._verify: ssl.SSLContext = ssl_context(verify, alpn=None)
         self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:

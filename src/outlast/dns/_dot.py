@@ -22,7 +22,9 @@ from outlast.dns._providers import Failure, Outcome, combine, describe, interpre
 __all__ = ["DoTProvider"]
 
 
-def ssl_context(verify: bool | str | os.PathLike[str]) -> ssl.SSLContext:
+def ssl_context(
+    verify: bool | str | os.PathLike[str], *, alpn: str | None = "dot"
+) -> ssl.SSLContext:
     """A client context: the system's trust store, a CA bundle, or (False) no checks."""
     if verify is False:
         context = ssl.create_default_context()
@@ -32,7 +34,8 @@ def ssl_context(verify: bool | str | os.PathLike[str]) -> ssl.SSLContext:
         context = ssl.create_default_context()
     else:
         context = ssl.create_default_context(cafile=os.fspath(verify))
-    context.set_alpn_protocols(["dot"])
+    if alpn is not None:
+        context.set_alpn_protocols([alpn])
     return context
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["LoopThread"]
@@ -36,9 +36,6 @@ class LoopThread:
             coro.close()
             raise
         return asyncio.run_coroutine_threadsafe(coro, loop)
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self._ensure().call_soon_threadsafe(callback)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from outlast.dns._names import normalize
+from outlast._names import normalize
 
 __all__ = ["FORMAT_VERSION", "CacheFileError", "Record", "load", "save"]
 
@@ -31,7 +31,16 @@ FORMAT_VERSION: Final = 1
 
 
 class CacheFileError(Exception):
-    """The cache file could not be read, parsed or written."""
+    """The cache file could not be read, parsed or written.
+
+    ``replaceable`` is True when the file is corrupt or truncated, so writing a good one
+    over it loses nothing; False when it is unreadable or of another format version,
+    which a later write must leave alone.
+    """
+
+    def __init__(self, message: str, *, replaceable: bool = False) -> None:
+        super().__init__(message)
+        self.replaceable = replaceable
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,20 +87,25 @@ def load(path: Path) -> list[Record]:
         raise CacheFileError(f"cannot read {path}: {exc}") from exc
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise CacheFileError(f"{path} is corrupt or truncated: {exc}", replaceable=True) from exc
+    if not isinstance(document, dict):
+        raise CacheFileError(f"{path} is not an outlast cache file", replaceable=True)
+    if document.get("version") != FORMAT_VERSION:
         raise CacheFileError(
-            f"{path} is not a valid cache file (corrupt or truncated): {exc}"
-        ) from exc
-    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
-        raise CacheFileError(f"{path} is not a version {FORMAT_VERSION} outlast cache file")
+            f"{path} is not a version {FORMAT_VERSION} outlast cache file "
+            f"(version {document.get('version')!r}); it is left as it is"
+        )
     names = document.get("names")
     if not isinstance(names, list):
-        raise CacheFileError(f"{path} has no list of names")
+        raise CacheFileError(f"{path} has no list of names", replaceable=True)
     records = []
     for item in names:
         record = _record(item)
         if record is None:
-            raise CacheFileError(f"{path} holds a malformed entry: {str(item)[:80]}")
+            raise CacheFileError(
+                f"{path} holds a malformed entry: {str(item)[:80]}", replaceable=True
+            )
         records.append(record)
     return records
 

@@ -23,6 +23,7 @@ from typing import Final
 
 from outlast._config import ProviderSpec
 from outlast._events import Emitter
+from outlast._exceptions import ConfigError
 from outlast.dns._doh import DoHProvider
 from outlast.dns._dot import DoTProvider
 from outlast.dns._events import ProviderEjected, ProviderFailed, ProviderRestored
@@ -82,9 +83,6 @@ class ProviderPool:
         if usable:
             return usable
         return [min(self.providers, key=lambda p: self._health[id(p)].ejected_until)]
-
-    def is_ejected(self, provider: Provider) -> bool:
-        return self._health[id(provider)].ejected_until > self._clock()
 
     async def lookup(self, host: str) -> Outcome:
         providers = self.order()
@@ -178,6 +176,13 @@ def build_provider(
     if isinstance(entry, str):
         entry = ProviderSpec.parse(entry, setting="providers")
     if not isinstance(entry, ProviderSpec):
+        if not (isinstance(getattr(entry, "name", None), str) and callable(entry.lookup)):
+            raise ConfigError(
+                "providers",
+                entry,
+                "an OUTLAST_DNS_PROVIDERS entry, a ProviderSpec, or a provider "
+                "(an object with a .name and an async .lookup(host, timeout))",
+            )
         return entry
     if entry.kind == "system":
         return SystemProvider()

@@ -16,7 +16,9 @@ import nothing from the rest of outlast but the configuration.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 import ipaddress
 import math
 import socket
@@ -49,6 +51,8 @@ __all__ = [
 
 #: The TTL given to answers from ``getaddrinfo``, which reports none.
 SYSTEM_TTL: Final = 30.0
+#: Threads for ``getaddrinfo`` calls at once (each blocks until the OS answers).
+SYSTEM_THREADS: Final = 4
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,12 +171,22 @@ class SystemProvider:
 
     name = "system"
 
+    def __init__(self) -> None:
+        # Its own threads: a hung getaddrinfo must not hold up the loop's other work.
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=SYSTEM_THREADS, thread_name_prefix="outlast-getaddrinfo"
+            )
+        return self._executor
+
     async def lookup(self, host: str, timeout: float) -> Outcome:
         loop = asyncio.get_running_loop()
+        ask = functools.partial(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
         try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout
-            )
+            infos = await asyncio.wait_for(loop.run_in_executor(self._threads(), ask), timeout)
         except asyncio.TimeoutError:
             return Failure(f"getaddrinfo timed out after {timeout:g}s", self.name)
         except socket.gaierror as exc:
@@ -188,6 +202,15 @@ class SystemProvider:
         if not addresses:
             return Negative("NODATA", math.inf, self.name)
         return Positive(order_addresses(addresses), SYSTEM_TTL, self.name)
+
+    async def aclose(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def forget(self) -> None:
+        """After a fork: the parent's threads do not exist here."""
+        self._executor = None
 
 
 class NameserverProvider:

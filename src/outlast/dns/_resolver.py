@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import Final
 from outlast._config import ProviderSpec, Settings, count_arg, seconds_arg
 from outlast._events import Emitter, Event, Listener
 from outlast._exceptions import ConfigError, ResolveError
+from outlast._names import ip_literal, normalize
 from outlast.dns._answer import Answer
 from outlast.dns._events import (
     CacheFileFailed,
@@ -36,7 +38,6 @@ from outlast.dns._events import (
     StaticServed,
 )
 from outlast.dns._loop import LoopThread
-from outlast.dns._names import ip_literal, normalize
 from outlast.dns._persist import CacheFileError, Record, load, save
 from outlast.dns._pool import ProviderPool, build_provider
 from outlast.dns._providers import (
@@ -55,6 +56,8 @@ logger = logging.getLogger("outlast.dns")
 
 #: The cache file is written at most this often (seconds), and at close.
 CACHE_FILE_INTERVAL: Final = 2.0
+#: How many spellings of names ("API.Example.com.") are remembered for the hot path.
+ALIASES_MAX: Final = 1024
 _FROM_FILE: Final = "cache file: "
 
 _DEFAULTS = Settings.from_env({})
@@ -128,14 +131,24 @@ class Resolver:
             built, timeout=timeout_s, hedge_delay=hedge_s, clock=clock, emitter=self._emitter
         )
         self._static = _static_table(static if static is not None else d.dns_static)
-        self._cache_file = None if cache_file is None else Path(cache_file)
+        #: Names as callers wrote them ("API.example.com.") -> the name they stand for.
+        self._aliases: dict[str, str] = {}
+        self._cache_file = None if cache_file is None or disable else Path(cache_file)
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = NEVER
+        self._cache_file_writable = True
         self._closed = False
+        if disable:
+            return  # plain getaddrinfo: no file, no thread, no hooks
         if self._cache_file is not None:
             self._load_cache_file(self._cache_file)
+        weakref.finalize(self, self._runner.close)
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=functools.partial(_after_fork, ref))
+        os.register_at_fork(
+            before=functools.partial(_before_fork, ref),
+            after_in_parent=functools.partial(_after_fork_in_parent, ref),
+            after_in_child=functools.partial(_after_fork_in_child, ref),
+        )
         atexit.register(_at_exit, ref)
 
     @classmethod
@@ -192,10 +205,19 @@ class Resolver:
         if isinstance(step, Answer):
             return step
         name, future = step
+        if self._runner.in_loop_thread():
+            future.cancel()
+            raise ResolveError(
+                host,
+                "resolve() was called on the resolver's own thread (from a listener or a "
+                "provider) for a name it does not hold; it cannot wait for itself",
+            )
         try:
-            outcome = future.result(timeout=self._pool.deadline + 1.0)
+            outcome = future.result(timeout=self._wait_limit)
         except concurrent.futures.TimeoutError:
-            outcome = Failure("the lookup did not finish in time", "providers")
+            outcome = Failure(f"the lookup took longer than {self._wait_limit:g}s", "providers")
+        except concurrent.futures.CancelledError:
+            raise ResolveError(host, "the resolver was closed during the lookup") from None
         return self._after_wait(host, name, outcome)
 
     async def aresolve(self, host: str) -> Answer:
@@ -211,11 +233,20 @@ class Resolver:
         name, future = step
         try:
             outcome = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), self._pool.deadline + 1.0
+                asyncio.shield(asyncio.wrap_future(future)), self._wait_limit
             )
         except asyncio.TimeoutError:
-            outcome = Failure("the lookup did not finish in time", "providers")
+            outcome = Failure(f"the lookup took longer than {self._wait_limit:g}s", "providers")
+        except asyncio.CancelledError:
+            if future.cancelled():  # the shared lookup, not this task, was cancelled
+                raise ResolveError(host, "the resolver was closed during the lookup") from None
+            raise
         return self._after_wait(host, name, outcome)
+
+    @property
+    def _wait_limit(self) -> float:
+        """How long a caller waits for a lookup: the pool's own bound, and a second."""
+        return self._pool.deadline + 1.0
 
     def close(self) -> None:
         """Stop the background thread and write the cache file. Idempotent."""
@@ -230,16 +261,19 @@ class Resolver:
                 logger.warning("outlast: providers did not close cleanly", exc_info=True)
         self._runner.close()
         self._flush_handle = None
-        if self._cache_file is not None:
+        if self._cache_file is not None and self._cache_file_writable:
             self._write_cache_file()
 
     # -- the hot path -----------------------------------------------------------------
 
     def _hit(self, host: str) -> Answer | None:
-        """A fresh answer held under exactly this name, or None."""
+        """A fresh answer held under this name (or the name it was seen to stand for)."""
         now = self._clock()
-        with self._lock:
-            entry = self._table.get(host)
+        try:
+            with self._lock:
+                entry = self._table.get(self._aliases.get(host, host))
+        except TypeError:  # unhashable: _plan says what is wrong with it
+            return None
         if entry is None or now >= entry.fresh_until:
             return None
         if now >= entry.next_refresh_at:
@@ -257,6 +291,10 @@ class Resolver:
         if literal is not None:
             return Answer(literal, (literal,), stale=False, source="literal", ttl=0.0)
         name = normalize(host)
+        if name != host:
+            if len(self._aliases) >= ALIASES_MAX:
+                self._aliases.clear()
+            self._aliases[host] = name
         now = self._clock()
         with self._lock:
             entry = self._table.get(name)
@@ -273,7 +311,8 @@ class Resolver:
                 self._emitter.emit(CacheHit(name))
             return answer
         if negative is not None:
-            return self._last_resort(host, name, f"{negative} (cached negative answer)")
+            assert entry is not None
+            return self._last_resort(host, name, f"{negative} from {entry.source} (cached)")
         assert future is not None
         if self._emitter.enabled:
             self._emitter.emit(CacheMiss(name))
@@ -313,9 +352,9 @@ class Resolver:
             ttl = self._table.clamp(outcome.ttl)
             return Answer(name, outcome.addresses, stale=False, source=outcome.source, ttl=ttl)
         if entry is not None and entry.negative and now < entry.expires_at:
-            reason = entry.negative
+            reason = f"{entry.negative} from {entry.source}"
         elif isinstance(outcome, Negative):
-            reason = outcome.kind
+            reason = f"{outcome.kind} from {outcome.source}"
         else:
             reason = f"no provider answered ({outcome.error})"
         return self._last_resort(host, name, reason)
@@ -358,16 +397,18 @@ class Resolver:
         with self._lock:
             self._inflight.pop(name, None)
             events = self._table.apply(name, generation, outcome, now)
-        if events and self._cache_file is not None and not isinstance(outcome, Failure):
-            self._schedule_cache_file()
+        if self._cache_file is not None and not isinstance(outcome, Failure):
+            self._schedule_cache_file()  # a confirmed answer moves learned_at on, too
         return events
 
     # -- the cache file ---------------------------------------------------------------
 
     def _load_cache_file(self, path: Path) -> None:
+        """Hold the file's answers as stale last-known-good, each refreshed on first use."""
         try:
             records = load(path)
         except CacheFileError as exc:
+            self._cache_file_writable = exc.replaceable
             self._emitter.emit(CacheFileFailed(str(path), str(exc)))
             return
         now, wall = self._clock(), time.time()
@@ -381,8 +422,13 @@ class Resolver:
                 generation=NEVER,
                 learned_at=learned_at,
             )
-            if now - entry.expires_at <= self._stale_ttl:
-                self._table.put(entry)
+            if now - entry.expires_at > self._stale_ttl:
+                continue
+            # Not fresh until a provider confirms it: served stale, refreshed at first use.
+            entry.fresh_until = NEVER
+            entry.next_refresh_at = now
+            entry.answer = dataclasses.replace(entry.answer, stale=True)
+            self._table.put(entry)
 
     def _schedule_cache_file(self) -> None:
         """Called on the loop: write the file soon, at most every CACHE_FILE_INTERVAL."""
@@ -399,6 +445,8 @@ class Resolver:
 
     def _write_cache_file(self) -> None:
         assert self._cache_file is not None
+        if not self._cache_file_writable:
+            return
         now, wall = self._clock(), time.time()
         with self._lock:
             records = [
@@ -427,7 +475,22 @@ class Resolver:
         self._pool.after_fork_in_child()
 
 
-def _after_fork(ref: weakref.ref[Resolver]) -> None:
+# Fork: the lock is taken before, so a child never copies a half-made change.
+
+
+def _before_fork(ref: weakref.ref[Resolver]) -> None:
+    resolver = ref()
+    if resolver is not None:
+        resolver._lock.acquire()
+
+
+def _after_fork_in_parent(ref: weakref.ref[Resolver]) -> None:
+    resolver = ref()
+    if resolver is not None:
+        resolver._lock.release()
+
+
+def _after_fork_in_child(ref: weakref.ref[Resolver]) -> None:
     resolver = ref()
     if resolver is not None:
         resolver._after_fork_in_child()
@@ -440,11 +503,15 @@ def _at_exit(ref: weakref.ref[Resolver]) -> None:
 
 
 def _static_table(static: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    expected = "a mapping of hostname to a list of IP addresses"
     table = {}
     for host, addresses in static.items():
-        if isinstance(addresses, str):
-            raise ConfigError("static", dict(static), "a mapping of host to a list of addresses")
-        table[normalize(host)] = order_addresses(addresses)
+        if isinstance(addresses, str) or not addresses:
+            raise ConfigError("static", dict(static), expected)
+        try:
+            table[normalize(host)] = order_addresses(addresses)
+        except ValueError as exc:  # InvalidHostError included
+            raise ConfigError("static", dict(static), f"{expected} ({exc})") from None
     return table
 
 

@@ -26,7 +26,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from cachetools import LRUCache
+from cachetools import Cache, LRUCache
 
 from outlast._events import Event
 from outlast.dns._answer import Answer
@@ -44,8 +44,10 @@ __all__ = ["Entry", "NameTable"]
 PREFETCH_AT: Final = 0.85
 #: While a negative is distrusted, it is checked again at least this often (seconds).
 SUSPECT_RECHECK_MAX: Final = 30.0
-#: First back-off (seconds) after a failed refresh of a held name; it doubles, up to the TTL.
+#: First back-off (seconds) after a failed refresh of a held name; it doubles, up to the
+#: TTL and at most FAILURE_BACKOFF_MAX, so a recovered provider is noticed soon.
 FAILURE_BACKOFF: Final = 0.5
+FAILURE_BACKOFF_MAX: Final = 30.0
 
 NEVER: Final = -math.inf
 
@@ -101,7 +103,10 @@ class NameTable:
         return len(self._entries)
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(list(self._entries.values()))
+        # Cache.__getitem__ reads without marking the entry used: a snapshot for the
+        # cache file must not reorder the LRU.
+        entries = self._entries
+        return iter([Cache.__getitem__(entries, name) for name in list(entries)])
 
     @property
     def maxsize(self) -> int:
@@ -218,7 +223,8 @@ class NameTable:
         if held is not None and held.has_addresses:
             held.failures += 1
             held.last_error = outcome.error
-            backoff = min(FAILURE_BACKOFF * 2 ** (held.failures - 1), max(held.ttl, 1.0))
+            ceiling = min(max(held.ttl, 1.0), FAILURE_BACKOFF_MAX)
+            backoff = min(FAILURE_BACKOFF * 2 ** (held.failures - 1), ceiling)
             held.next_refresh_at = now + backoff * (0.5 + self._rand() / 2)
         return [RefreshFailed(name, outcome.error)]
 
