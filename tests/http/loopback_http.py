@@ -18,7 +18,6 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
 
 import h2.config
 import h2.connection
@@ -204,9 +203,7 @@ class Backend:
         answer = self._next()
         status = 502 if answer == DROP else int(answer)
         body = f"{method} {path}".encode()
-        h2c.send_headers(
-            stream_id, [(":status", str(status)), ("content-length", str(len(body)))]
-        )
+        h2c.send_headers(stream_id, [(":status", str(status)), ("content-length", str(len(body)))])
         h2c.send_data(stream_id, body, end_stream=True)
 
 
@@ -294,5 +291,3 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     return ctx
-
-

@@ -136,9 +136,11 @@ def test_certificate_for_another_name_fails_async(
         async with httpx.AsyncClient(transport=transport) as client:
             await client.get(f"https://{name}:{port}/")
 
-    with Backend(cert=ca.issue_cert("someone-else.outlast.test")) as server:
-        with pytest.raises(httpx.ConnectError) as info:
-            asyncio.run(main(server.port))
+    with (
+        Backend(cert=ca.issue_cert("someone-else.outlast.test")) as server,
+        pytest.raises(httpx.ConnectError) as info,
+    ):
+        asyncio.run(main(server.port))
     assert any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(info.value))
     assert server.hits == 0
 
@@ -149,8 +151,9 @@ def test_resolution_failure_is_an_httpx_connect_error(
     name = unique_name("gone")
     fault_dns.nxdomain(name)
     policy = outlast.Policy(retry=outlast.Retry(attempts=1), breaker=None)
-    with httpx.Client(transport=Transport(resolver=resolver_for(), policy=policy)) as client:
-        with pytest.raises(httpx.ConnectError, match=name) as info:
-            client.get(f"http://{name}:9/")
+    transport = Transport(resolver=resolver_for(), policy=policy)
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.ConnectError) as info:
+        client.get(f"http://{name}:9/")
+    assert name in str(info.value)
     assert any(isinstance(e, outlast.ResolveError) for e in _chain(info.value))
     assert not isinstance(info.value, outlast.OutlastError)
