@@ -167,9 +167,11 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
         deadline = math.inf if timeout is None else anyio.current_time() + timeout
         winner: httpcore.AsyncNetworkStream | None = None
         errors: list[tuple[str, Exception]] = []
+        started: dict[int, float] = {}  # position -> start time, while in flight
 
         async def attempt(position: int, address: str, done: anyio.Event) -> None:
             nonlocal winner
+            started[position] = anyio.current_time()
             # Each attempt runs to the shared deadline under httpcore's own timeout, so a
             # silent address is reported (and ejected) as timed out, not merely cancelled.
             remaining = None if timeout is None else deadline - anyio.current_time()
@@ -182,13 +184,27 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
                 report.failed(address, port, exc)
                 return
             finally:
+                started.pop(position, None)
                 done.set()
             if winner is None:
                 winner = stream
                 report.connected(address, port, position)
+                overtaken(position)
                 group.cancel_scope.cancel()
             else:  # connected a moment after another address won: not needed
                 await stream.aclose()
+
+        def overtaken(position: int) -> None:
+            # Addresses started earlier that are still silent lost by at least the stagger:
+            # eject them too, or every new connection would wait for them again.
+            now = anyio.current_time()
+            for earlier, since in sorted(started.items()):
+                if earlier < position:
+                    silent = TimeoutError(
+                        f"no connection after {(now - since) * 1000:.0f} ms, "
+                        "while an address started later connected"
+                    )
+                    report.failed(ordered[earlier], port, silent)
 
         async with anyio.create_task_group() as group:
             for position, address in enumerate(ordered):
