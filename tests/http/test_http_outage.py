@@ -14,12 +14,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 from loopback_http import Backend
-from servers.bind import BindServer
 
 from outlast import Event, Resolver
 from outlast.dns import EmptyAnswerDistrusted
 from outlast.http import AsyncTransport, Transport
 from outlast.testing import DNSServer
+from servers.bind import BindServer
 
 FRESH = httpx.Limits(max_keepalive_connections=0)  # every request dials, so resolves
 
@@ -48,11 +48,11 @@ def test_empty_record_outage_sync(
     fault_dns.set(name, ["127.0.0.1"], ttl=1)
     events: list[Event] = []
     resolver = resolver_for(listeners=[events.append])
-    with Backend() as server:
-        with httpx.Client(transport=Transport(limits=FRESH, resolver=resolver)) as client:
-            statuses = _run_through_outage(
-                client, f"http://{name}:{server.port}/", lambda: fault_dns.empty(name)
-            )
+    transport = Transport(limits=FRESH, resolver=resolver)
+    with Backend() as server, httpx.Client(transport=transport) as client:
+        statuses = _run_through_outage(
+            client, f"http://{name}:{server.port}/", lambda: fault_dns.empty(name)
+        )
     assert len(statuses) >= 20
     assert statuses == [200] * len(statuses)
     assert any(isinstance(e, EmptyAnswerDistrusted) for e in events)  # the outage was seen
