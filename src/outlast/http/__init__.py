@@ -31,10 +31,6 @@ from outlast.http._events import AddressEjected, AddressFailed, AddressRestored,
 from outlast.http._transport import AsyncTransport, Transport
 
 __all__ = [
-    "DEFAULT_EJECT_FOR",
-    "HAPPY_EYEBALLS_DELAY",
-    "IDEMPOTENT_METHODS",
-    "RETRY_STATUSES",
     "AddressEjected",
     "AddressFailed",
     "AddressRestored",
@@ -42,7 +38,11 @@ __all__ = [
     "AsyncTransport",
     "CircuitOpenError",
     "Client",
+    "DEFAULT_EJECT_FOR",
     "FailedOver",
+    "HAPPY_EYEBALLS_DELAY",
+    "IDEMPOTENT_METHODS",
+    "RETRY_STATUSES",
     "Transport",
     "classify_error",
     "classify_result",
