@@ -1,0 +1,154 @@
+"""What outlast's transports cost over plain httpx, on loopback.
+
+A minimal HTTP/1.1 server runs in another process. In the same run, alternating
+rounds, each transport sends GETs: over a kept-alive connection, and with a new
+connection per request; sync and async. outlast resolves a name (served by a DNS
+server on loopback, so a cache hit after the first request) and goes through its
+default policy; plain httpx is given the IP. Prints per-request times (best round)
+and the ratios against the targets. Run: ``PYTHONPATH=src python benchmarks/transport.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from outlast import Resolver
+from outlast.http import AsyncTransport, Transport
+from outlast.testing import DNSServer
+
+NAME = "bench.outlast.test"
+ROUNDS = 7
+KEEPALIVE_N = 1500
+FRESH_N = 400
+RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
+
+
+def _serve(port_out: Any) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head:
+                    break
+                writer.write(RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port_out.send(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _sync_round(transport: httpx.BaseTransport, url: str, n: int) -> float:
+    with httpx.Client(transport=transport) as client:
+        client.get(url)  # warm: resolve, connect
+        start = time.perf_counter()
+        for _ in range(n):
+            client.get(url)
+        return (time.perf_counter() - start) / n
+
+
+def _async_round(make: Callable[[], httpx.AsyncBaseTransport], url: str, n: int) -> float:
+    async def main() -> float:
+        async with httpx.AsyncClient(transport=make()) as client:
+            await client.get(url)
+            start = time.perf_counter()
+            for _ in range(n):
+                await client.get(url)
+            return (time.perf_counter() - start) / n
+
+    return asyncio.run(main())
+
+
+def _compare(
+    label: str,
+    plain: Callable[[], float],
+    ours: Callable[[], float],
+    target: float,
+) -> tuple[float, float, float]:
+    plain_times, our_times = [], []
+    for _ in range(ROUNDS):  # alternate so drift hits both alike
+        plain_times.append(plain())
+        our_times.append(ours())
+    p, o = min(plain_times), min(our_times)
+    ratio = o / p
+    print(
+        f"  {label:<34} httpx {p * 1e6:8.1f} us   outlast {o * 1e6:8.1f} us   "
+        f"ratio {ratio:5.3f}  (target <= {target})   median ratio "
+        f"{statistics.median(our_times) / statistics.median(plain_times):5.3f}"
+    )
+    return p, o, ratio
+
+
+def main() -> None:
+    started = time.monotonic()
+    receive, send = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
+    server.start()
+    port = receive.recv()
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    try:
+        with DNSServer() as dns_server:
+            dns_server.set(NAME, ["127.0.0.1"], ttl=3600)
+            with Resolver(providers=[dns_server.provider]) as resolver:
+                ip_url = f"http://127.0.0.1:{port}/"
+                name_url = f"http://{NAME}:{port}/"
+                print(f"transport benchmark: {ROUNDS} rounds, best round per request")
+                print("sync")
+                _compare(
+                    "keep-alive GET",
+                    lambda: _sync_round(httpx.HTTPTransport(), ip_url, KEEPALIVE_N),
+                    lambda: _sync_round(Transport(resolver=resolver), name_url, KEEPALIVE_N),
+                    1.03,
+                )
+                _compare(
+                    "new connection per GET",
+                    lambda: _sync_round(httpx.HTTPTransport(limits=fresh), ip_url, FRESH_N),
+                    lambda: _sync_round(
+                        Transport(limits=fresh, resolver=resolver), name_url, FRESH_N
+                    ),
+                    1.05,
+                )
+                print("async (asyncio)")
+                _compare(
+                    "keep-alive GET",
+                    lambda: _async_round(httpx.AsyncHTTPTransport, ip_url, KEEPALIVE_N),
+                    lambda: _async_round(
+                        lambda: AsyncTransport(resolver=resolver), name_url, KEEPALIVE_N
+                    ),
+                    1.03,
+                )
+                _compare(
+                    "new connection per GET",
+                    lambda: _async_round(
+                        lambda: httpx.AsyncHTTPTransport(limits=fresh), ip_url, FRESH_N
+                    ),
+                    lambda: _async_round(
+                        lambda: AsyncTransport(limits=fresh, resolver=resolver),
+                        name_url,
+                        FRESH_N,
+                    ),
+                    1.05,
+                )
+    finally:
+        server.terminate()
+        server.join(5)
+    print(f"done in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

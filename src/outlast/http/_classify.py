@@ -1,0 +1,120 @@
+"""What an HTTP attempt's outcome means to the policy: retry it or not, count it or not.
+
+Connect-phase failures (the name did not resolve, every address refused or timed out,
+the TLS handshake broke off, the proxy refused the tunnel) never reached the server,
+so they are retried for every method. Read-phase failures (the request was written,
+the response did not come) and 502/503/504 are retried only when repeating the request
+is safe: an idempotent method (GET, HEAD, OPTIONS, PUT, DELETE) or an
+``Idempotency-Key`` header, *and* a body that can be sent again. 429 and 503 pass the
+server's ``Retry-After`` to the policy as the delay.
+
+A certificate that fails verification is not retried: another attempt would meet the
+same certificate. Both classifiers need the request, which the transport attaches to
+every error and response it hands the policy.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Final
+
+import httpx
+
+from outlast.policy import Decision, Outcome, Phase, parse_retry_after
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "RETRY_STATUSES",
+    "classify_error",
+    "classify_result",
+    "replayable",
+    "retry_safe",
+]
+
+#: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Statuses that say "the server is unwell or busy; try again".
+RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+_DELAY_HINTED: Final = frozenset({429, 503})
+_CONNECT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)
+_READ_ERRORS: Final = (
+    httpx.ReadError,
+    httpx.ReadTimeout,
+    httpx.WriteError,
+    httpx.WriteTimeout,
+    httpx.RemoteProtocolError,
+)
+
+
+def replayable(request: httpx.Request) -> bool:
+    """Whether the request's body can be sent again (bytes, or a stream already read).
+
+    Added in 0.1.0.
+    """
+    return isinstance(request.stream, httpx.ByteStream)
+
+
+def retry_safe(request: httpx.Request) -> bool:
+    """Whether a request the server may have seen can be sent again.
+
+    Its method is idempotent or it carries an ``Idempotency-Key``, and its body can be
+    replayed.
+
+    Added in 0.1.0.
+    """
+    idempotent = request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+    return idempotent and replayable(request)
+
+
+def _request_of(error: httpx.HTTPError) -> httpx.Request | None:
+    try:
+        return error.request
+    except RuntimeError:  # no request attached: treat it as unsafe to repeat
+        return None
+
+
+def _certificate_failed(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def classify_error(outcome: Outcome, /) -> Decision:
+    """The policy's classifier for exceptions raised by an outlast transport's attempt.
+
+    Added in 0.1.0.
+    """
+    error = outcome.error
+    if isinstance(error, _CONNECT_ERRORS):
+        if _certificate_failed(error):
+            return Decision(retry=False, unwell=True)
+        return Decision.failure(Phase.CONNECT, idempotent=False)
+    if isinstance(error, _READ_ERRORS):
+        request = _request_of(error)
+        return Decision.failure(Phase.READ, idempotent=request is not None and retry_safe(request))
+    return Decision.ACCEPT  # PoolTimeout, protocol misuse, a bug: not the destination's fault
+
+
+def classify_result(outcome: Outcome, /) -> Decision:
+    """The policy's classifier for responses returned by an outlast transport's attempt.
+
+    Added in 0.1.0.
+    """
+    response = outcome.result
+    if not isinstance(response, httpx.Response) or response.status_code not in RETRY_STATUSES:
+        return Decision.ACCEPT
+    status = response.status_code
+    try:
+        safe = retry_safe(response.request)
+    except RuntimeError:
+        safe = False
+    delay = None
+    if status in _DELAY_HINTED:
+        delay = parse_retry_after(response.headers.get("retry-after"))
+    # 429 is the server pacing us, not failing: retried when safe, not held against it.
+    return Decision(retry=safe, unwell=status != 429, delay=delay)

@@ -1,0 +1,234 @@
+"""``outlast.Client`` and ``outlast.AsyncClient``: httpx clients whose transports are outlast's.
+
+They are ``httpx.Client`` / ``httpx.AsyncClient`` themselves: httpx picks proxies from
+``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` exactly as it always
+does, and asks the client for a transport per proxy and one for direct connections.
+These subclasses answer with outlast transports, so every mount (proxied or not) shares
+one resolver and one policy. Handing httpx ``transport=`` yourself keeps httpx's rule:
+that transport is used and environment proxies are not.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from outlast._config import Settings
+from outlast._events import Listener
+from outlast._exceptions import ConfigError
+from outlast.dns import Resolver
+from outlast.http._dial import DEFAULT_EJECT_FOR
+from outlast.http._pool import DEFAULT_LIMITS
+from outlast.http._transport import AsyncTransport, Transport, http_policy
+from outlast.policy import Policy
+
+__all__ = ["AsyncClient", "Client"]
+
+
+class _Shared:
+    """The resolver and policy every transport of one client uses."""
+
+    __slots__ = ("eject_for", "listeners", "owns_resolver", "policy", "resolver")
+
+    def __init__(
+        self,
+        resolver: Resolver | None,
+        policy: Policy | None,
+        eject_for: float,
+        listeners: Iterable[Listener],
+    ) -> None:
+        if resolver is not None and not isinstance(resolver, Resolver):
+            raise ConfigError("resolver", resolver, "an outlast.Resolver or None")
+        if policy is not None and not isinstance(policy, Policy):
+            raise ConfigError("policy", policy, "an outlast.Policy or None")
+        self.listeners = tuple(listeners)
+        self.eject_for = eject_for
+        disabled = Settings.from_env().disable
+        self.owns_resolver = resolver is None and not disabled
+        if resolver is None and not disabled:
+            resolver = Resolver.from_env(listeners=self.listeners)
+        if policy is None and not disabled:
+            policy = http_policy(self.listeners)
+        self.resolver = resolver
+        self.policy = policy
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "resolver": self.resolver,
+            "policy": self.policy,
+            "eject_for": self.eject_for,
+            "listeners": self.listeners,
+        }
+
+    def close(self) -> None:
+        if self.owns_resolver and self.resolver is not None:
+            self.resolver.close()
+
+
+class Client(httpx.Client):
+    """An ``httpx.Client`` whose transports (direct and per proxy) are :class:`outlast.Transport`.
+
+    Takes ``httpx.Client``'s arguments (verify, cert, http2, limits, proxy, trust_env,
+    mounts, timeout, ...) plus ``resolver``, ``policy``, ``eject_for`` and ``listeners``
+    (see :class:`outlast.Transport`), shared by all its transports. Proxies from the
+    environment are honoured as by httpx.
+
+    Added in 0.1.0.
+    """
+
+    def __init__(
+        self,
+        *,
+        resolver: Resolver | None = None,
+        policy: Policy | None = None,
+        eject_for: float = DEFAULT_EJECT_FOR,
+        listeners: Iterable[Listener] = (),
+        **kwargs: Any,
+    ) -> None:
+        self._outlast = _Shared(resolver, policy, eject_for, listeners)
+        super().__init__(**kwargs)
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> httpx.BaseTransport:
+        if transport is not None:
+            return transport
+        return Transport(
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            **self._outlast.options(),
+        )
+
+    def _init_proxy_transport(
+        self,
+        proxy: httpx.Proxy,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> httpx.BaseTransport:
+        return Transport(
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            proxy=proxy,
+            **self._outlast.options(),
+        )
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._outlast.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            self._outlast.close()
+
+
+class AsyncClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` whose transports are :class:`outlast.AsyncTransport`.
+
+    Arguments as :class:`Client`.
+
+    Added in 0.1.0.
+    """
+
+    def __init__(
+        self,
+        *,
+        resolver: Resolver | None = None,
+        policy: Policy | None = None,
+        eject_for: float = DEFAULT_EJECT_FOR,
+        listeners: Iterable[Listener] = (),
+        **kwargs: Any,
+    ) -> None:
+        self._outlast = _Shared(resolver, policy, eject_for, listeners)
+        super().__init__(**kwargs)
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> httpx.AsyncBaseTransport:
+        if transport is not None:
+            return transport
+        return AsyncTransport(
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            **self._outlast.options(),
+        )
+
+    def _init_proxy_transport(
+        self,
+        proxy: httpx.Proxy,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+    ) -> httpx.AsyncBaseTransport:
+        return AsyncTransport(
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            proxy=proxy,
+            **self._outlast.options(),
+        )
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            self._outlast.close()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc_value, traceback)
+        finally:
+            self._outlast.close()

@@ -1,0 +1,313 @@
+"""``outlast.Transport`` and ``outlast.AsyncTransport``: httpx transports with outlast inside.
+
+Each is the httpx transport it replaces (a subclass, built from the same arguments),
+with two changes: its pool dials through an outlast network backend (resolution by
+:class:`outlast.Resolver`, address failover, ejection, Happy Eyeballs), and each request
+goes through an :class:`outlast.Policy` bound to the request's origin. The policy's
+classifiers (:mod:`outlast.http._classify`) decide what is retried; the transport
+attaches the request to every error and response it hands them, and closes a failed
+response before the next attempt.
+
+With ``OUTLAST_DISABLE=1`` in the environment the transport is plain httpx: httpcore's
+own backend, no policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+
+from outlast._config import Settings
+from outlast._events import Emitter, Listener
+from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
+from outlast._exceptions import ConfigError
+from outlast.dns import Resolver
+from outlast.http._backend import AsyncBackend, SyncBackend
+from outlast.http._classify import classify_error, classify_result
+from outlast.http._dial import DEFAULT_EJECT_FOR, Outliers
+from outlast.http._errors import CircuitOpenError
+from outlast.http._events import LOGGER
+from outlast.http._pool import DEFAULT_LIMITS, ProxyArg, async_pool, proxy_of, sync_pool
+from outlast.policy import Policy
+
+__all__ = ["AsyncTransport", "Transport", "origin_of"]
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+POLICY_NAME: Final = "outlast.http"
+
+
+def origin_of(url: httpx.URL) -> str:
+    """The key of a URL's breaker and budget: ``scheme://host:port``."""
+    port = url.port or _DEFAULT_PORTS.get(url.scheme, 0)
+    return f"{url.scheme}://{url.host}:{port}"
+
+
+def http_policy(listeners: Iterable[Listener] = ()) -> Policy:
+    """The policy an outlast transport uses when given none: ``OUTLAST_*`` and HTTP classifiers."""
+    return Policy.from_env(
+        classify_error=classify_error,
+        classify_result=classify_result,
+        listeners=listeners,
+        name=POLICY_NAME,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Parts:
+    """What a transport is made of, decided once from its arguments and the environment."""
+
+    resolver: Resolver | None
+    owns_resolver: bool
+    policy: Policy | None
+    outliers: Outliers | None
+    emitter: Emitter
+
+
+def _parts(
+    resolver: Resolver | None,
+    policy: Policy | None,
+    eject_for: float,
+    listeners: Iterable[Listener],
+) -> _Parts:
+    if resolver is not None and not isinstance(resolver, Resolver):
+        raise ConfigError("resolver", resolver, "an outlast.Resolver or None")
+    if policy is not None and not isinstance(policy, Policy):
+        raise ConfigError("policy", policy, "an outlast.Policy or None")
+    listeners = tuple(listeners)
+    emitter = Emitter(LOGGER, listeners)
+    if Settings.from_env().disable:
+        return _Parts(None, False, None, None, emitter)
+    outliers = Outliers(eject_for=eject_for)
+    owns = resolver is None
+    if resolver is None:
+        resolver = Resolver.from_env(listeners=listeners)
+    if policy is None:
+        policy = http_policy(listeners)
+    return _Parts(resolver, owns, policy, outliers, emitter)
+
+
+def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
+    return CircuitOpenError(exc.name, exc.retry_after, request=request)
+
+
+class _Attempts:
+    """One request's attempts: sends it, tags what comes back, closes a superseded response."""
+
+    __slots__ = ("last", "request", "send_once")
+
+    def __init__(self, send_once: Callable[[httpx.Request], Any], request: httpx.Request) -> None:
+        self.send_once = send_once
+        self.request = request
+        self.last: httpx.Response | None = None
+
+    def send(self) -> httpx.Response:
+        if self.last is not None:  # the policy chose to retry: free the failed response
+            self.last.close()
+            self.last = None
+        request = self.request
+        try:
+            response: httpx.Response = self.send_once(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        response.request = request
+        self.last = response
+        return response
+
+    async def asend(self) -> httpx.Response:
+        if self.last is not None:
+            await self.last.aclose()
+            self.last = None
+        request = self.request
+        send: Callable[[httpx.Request], Awaitable[httpx.Response]] = self.send_once
+        try:
+            response = await send(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        response.request = request
+        self.last = response
+        return response
+
+
+class Transport(httpx.HTTPTransport):
+    """``httpx.HTTPTransport`` that resolves with outlast, fails over and applies a policy.
+
+    Takes ``httpx.HTTPTransport``'s arguments, plus: ``resolver`` (default
+    ``Resolver.from_env()``, closed with the transport), ``policy`` (default
+    ``Policy.from_env()`` with HTTP classifiers; one breaker and budget per origin),
+    ``eject_for`` (seconds an address that refused or timed out is tried last) and
+    ``listeners`` (receive the transport's events, and the resolver's and policy's when
+    the transport made them). With ``OUTLAST_DISABLE=1`` it is plain httpx.
+
+    Added in 0.1.0.
+    """
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: ProxyArg | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[Any] | None = None,
+        *,
+        resolver: Resolver | None = None,
+        policy: Policy | None = None,
+        eject_for: float = DEFAULT_EJECT_FOR,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        # httpx.HTTPTransport.__init__ is not called: it would build a pool (and an SSL
+        # context) only to throw it away. _pool is the one attribute its methods use.
+        parts = _parts(resolver, policy, eject_for, listeners)
+        self._parts = parts
+        backend = None
+        if parts.resolver is not None and parts.outliers is not None:
+            backend = SyncBackend(parts.resolver, parts.outliers, parts.emitter)
+        self._pool = sync_pool(
+            ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+            proxy=proxy_of(proxy),
+            limits=limits,
+            http1=http1,
+            http2=http2,
+            uds=uds,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            backend=backend,
+        )
+
+    @property
+    def resolver(self) -> Resolver | None:
+        """The resolver connections go through (None when outlast is disabled)."""
+        return self._parts.resolver
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy requests go through (None when outlast is disabled)."""
+        return self._parts.policy
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        policy = self._parts.policy
+        if policy is None:
+            return super().handle_request(request)
+        attempts = _Attempts(super().handle_request, request)
+        try:
+            return policy.for_key(origin_of(request.url)).call(attempts.send)
+        except _PolicyCircuitOpen as exc:
+            raise _circuit_open(exc, request) from exc
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._parts.owns_resolver and self._parts.resolver is not None:
+                self._parts.resolver.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc_value, traceback)
+        finally:
+            if self._parts.owns_resolver and self._parts.resolver is not None:
+                self._parts.resolver.close()
+
+
+class AsyncTransport(httpx.AsyncHTTPTransport):
+    """``httpx.AsyncHTTPTransport`` that resolves with outlast, races addresses, applies a policy.
+
+    The arguments are :class:`Transport`'s. Connections race the name's addresses by
+    Happy Eyeballs (RFC 8305). Runs on asyncio.
+
+    Added in 0.1.0.
+    """
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: ProxyArg | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[Any] | None = None,
+        *,
+        resolver: Resolver | None = None,
+        policy: Policy | None = None,
+        eject_for: float = DEFAULT_EJECT_FOR,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        parts = _parts(resolver, policy, eject_for, listeners)
+        self._parts = parts
+        backend = None
+        if parts.resolver is not None and parts.outliers is not None:
+            backend = AsyncBackend(parts.resolver, parts.outliers, parts.emitter)
+        self._pool = async_pool(
+            ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
+            proxy=proxy_of(proxy),
+            limits=limits,
+            http1=http1,
+            http2=http2,
+            uds=uds,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            backend=backend,
+        )
+
+    @property
+    def resolver(self) -> Resolver | None:
+        """The resolver connections go through (None when outlast is disabled)."""
+        return self._parts.resolver
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy requests go through (None when outlast is disabled)."""
+        return self._parts.policy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        policy = self._parts.policy
+        if policy is None:
+            return await super().handle_async_request(request)
+        attempts = _Attempts(super().handle_async_request, request)
+        try:
+            return await policy.for_key(origin_of(request.url)).acall(attempts.asend)
+        except _PolicyCircuitOpen as exc:
+            raise _circuit_open(exc, request) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            if self._parts.owns_resolver and self._parts.resolver is not None:
+                self._parts.resolver.close()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc_value, traceback)
+        finally:
+            if self._parts.owns_resolver and self._parts.resolver is not None:
+                self._parts.resolver.close()

@@ -1,0 +1,227 @@
+"""Policies per origin through the transports, against a real scripted HTTP server.
+
+What is retried (connect failures always; read failures and 502/503/504 only when the
+request is safe to repeat), Retry-After, closing a failed response before the retry,
+the budget and the breaker (open: an error that is httpx's and outlast's, no socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from loopback_http import DROP, Backend
+
+import outlast
+from outlast import Event, Resolver
+from outlast.http import (
+    AddressFailed,
+    AsyncTransport,
+    CircuitOpenError,
+    Transport,
+    classify_error,
+    classify_result,
+)
+from outlast.testing import DNSServer, force_open
+
+
+def http_policy(
+    *,
+    attempts: int = 3,
+    budget: outlast.RetryBudget | None = None,
+    breaker: outlast.CircuitBreaker | None = None,
+) -> outlast.Policy:
+    return outlast.Policy(
+        retry=outlast.Retry(attempts=attempts, base=0.01, cap=1.0),
+        budget=budget,
+        breaker=breaker,
+        classify_error=classify_error,
+        classify_result=classify_result,
+    )
+
+
+@pytest.fixture
+def name(fault_dns: DNSServer, unique_name: Callable[[str], str]) -> str:
+    host = unique_name("api")
+    fault_dns.set(host, ["127.0.0.1"])
+    return host
+
+
+@pytest.fixture
+def resolver(resolver_for: Callable[..., Resolver]) -> Resolver:
+    return resolver_for()
+
+
+def test_503_everywhere_opens_the_breaker_and_hits_stay_within_budget(
+    name: str, resolver: Resolver
+) -> None:
+    policy = http_policy(
+        budget=outlast.RetryBudget(), breaker=outlast.CircuitBreaker(failures=5, reset=0.3)
+    )
+    calls, statuses = 0, []
+    refused: list[CircuitOpenError] = []
+    with Backend() as server:
+        server.status = 503
+        with httpx.Client(transport=Transport(resolver=resolver, policy=policy)) as client:
+            url = f"http://{name}:{server.port}/"
+            for _ in range(100):
+                calls += 1
+                try:
+                    statuses.append(client.get(url).status_code)
+                except CircuitOpenError as exc:
+                    refused.append(exc)
+            hits_while_failing = server.hits
+            assert policy.for_key(f"http://{name}:{server.port}").state == "open"
+
+            server.status = 200  # the backend heals; after the reset one probe closes it
+            time.sleep(0.35)
+            healed = client.get(url)
+            after = client.get(url)
+    assert hits_while_failing <= 1.1 * calls
+    assert statuses
+    assert set(statuses) == {503}  # when attempts run out the last 503 is returned
+    assert len(refused) >= 90
+    assert all(isinstance(e, httpx.TransportError) for e in refused)
+    assert all(isinstance(e, outlast.OutlastError) for e in refused)
+    assert (healed.status_code, after.status_code) == (200, 200)
+    assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
+
+
+def test_attempts_exhausted_returns_the_last_response_and_closed_the_others(
+    name: str, resolver: Resolver
+) -> None:
+    # One connection allowed: had a failed response been left open, the retry would
+    # wait for the pool and fail with PoolTimeout.
+    transport = Transport(
+        resolver=resolver, policy=http_policy(), limits=httpx.Limits(max_connections=1)
+    )
+    with Backend() as server:
+        server.status = 503
+        timeout = httpx.Timeout(5.0, pool=1.0)
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            response = client.get(f"http://{name}:{server.port}/x")
+            assert response.text == "GET /x"  # the last response is readable
+    assert response.status_code == 503
+    assert server.hits == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "hits"),
+    [
+        ("GET", {}, 3),
+        ("PUT", {}, 3),
+        ("DELETE", {}, 3),
+        ("POST", {}, 1),
+        ("PATCH", {}, 1),
+        ("POST", {"Idempotency-Key": "k-1"}, 3),
+    ],
+)
+def test_503_retried_only_when_safe(
+    name: str, resolver: Resolver, method: str, headers: dict[str, str], hits: int
+) -> None:
+    with Backend() as server:
+        server.status = 503
+        transport = Transport(resolver=resolver, policy=http_policy())
+        with httpx.Client(transport=transport) as client:
+            response = client.request(
+                method, f"http://{name}:{server.port}/", content=b"body", headers=headers
+            )
+    assert response.status_code == 503
+    assert server.hits == hits
+
+
+def test_a_body_that_cannot_be_replayed_is_not_retried(name: str, resolver: Resolver) -> None:
+    def body() -> Iterator[bytes]:
+        yield b"chunk"
+
+    with Backend() as server:
+        server.status = 503
+        transport = Transport(resolver=resolver, policy=http_policy())
+        with httpx.Client(transport=transport) as client:
+            response = client.put(f"http://{name}:{server.port}/", content=body())
+    assert response.status_code == 503
+    assert server.hits == 1
+
+
+def test_retry_after_is_honoured(name: str, resolver: Resolver) -> None:
+    with Backend() as server:
+        server.script.append(503)
+        server.retry_after = "0.4"
+        with httpx.Client(transport=Transport(resolver=resolver, policy=http_policy())) as c:
+            start = time.monotonic()
+            response = c.get(f"http://{name}:{server.port}/")
+            took = time.monotonic() - start
+    assert response.status_code == 200
+    assert server.hits == 2
+    assert 0.4 <= took < 1.0  # waited the server's 0.4 s, not the 10 ms jitter
+
+
+def test_read_failure_retried_for_get_not_for_post(name: str, resolver: Resolver) -> None:
+    transport = Transport(resolver=resolver, policy=http_policy())
+    with Backend() as server, httpx.Client(transport=transport) as c:
+        server.script.append(DROP)
+        got = c.get(f"http://{name}:{server.port}/")
+        assert server.hits == 2
+        server.script.append(DROP)
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.post(f"http://{name}:{server.port}/", content=b"x")
+    assert got.status_code == 200
+    assert server.hits == 3  # the POST went once
+
+
+def test_connect_failure_retried_even_for_post(
+    fault_dns: DNSServer, unique_name: Callable[[str], str], resolver: Resolver
+) -> None:
+    host = unique_name("down")
+    fault_dns.set(host, ["127.0.0.2"])
+    events: list[Event] = []
+    transport = Transport(resolver=resolver, policy=http_policy(), listeners=[events.append])
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.ConnectError):
+        client.post(f"http://{host}:9/", content=b"x")
+    assert sum(isinstance(e, AddressFailed) for e in events) == 3  # the request never left
+
+
+def test_open_breaker_raises_at_once_without_touching_the_network(
+    name: str, resolver: Resolver
+) -> None:
+    policy = http_policy(breaker=outlast.CircuitBreaker(failures=1, reset=60))
+    transport = Transport(resolver=resolver, policy=policy)
+    with Backend() as server, httpx.Client(transport=transport) as client:
+        origin = f"http://{name}:{server.port}"
+        with force_open(policy.for_key(origin)), pytest.raises(httpx.ConnectError) as info:
+            client.get(f"{origin}/")
+        assert server.connections == 0
+        assert client.get(f"http://{name}:{server.port}/").status_code == 200
+    error = info.value
+    assert isinstance(error, outlast.CircuitOpenError)
+    assert isinstance(error.__cause__, outlast.CircuitOpenError)
+    assert error.request.url.host == name
+
+
+def test_async_503_breaker_and_last_response(name: str, resolver: Resolver) -> None:
+    policy = http_policy(
+        budget=outlast.RetryBudget(), breaker=outlast.CircuitBreaker(failures=5, reset=60)
+    )
+
+    async def main(port: int) -> tuple[list[int], int]:
+        statuses, refused = [], 0
+        transport = AsyncTransport(
+            resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=1)
+        )
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, pool=1)) as c:
+            for _ in range(50):
+                try:
+                    statuses.append((await c.get(f"http://{name}:{port}/")).status_code)
+                except CircuitOpenError:
+                    refused += 1
+        return statuses, refused
+
+    with Backend() as server:
+        server.status = 503
+        statuses, refused = asyncio.run(main(server.port))
+    assert set(statuses) == {503}
+    assert refused >= 45
+    assert server.hits <= 1.1 * 50

@@ -1,0 +1,159 @@
+"""TLS stays exact through outlast's transports: SNI and verification use the hostname.
+
+A real TLS server (trustme CA) behind a name served by a real DNS server on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+import httpx
+import pytest
+import trustme
+from loopback_http import Backend, client_context
+
+import outlast
+from outlast import Resolver
+from outlast.http import AsyncTransport, Transport
+from outlast.testing import DNSServer
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 20:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out
+
+
+def test_https_sni_and_host_are_the_name(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("tls")
+    fault_dns.set(name, ["127.0.0.1"])
+    with Backend(cert=ca.issue_cert(name)) as server:
+        transport = Transport(verify=client_context(ca), resolver=resolver_for())
+        with httpx.Client(transport=transport) as client:
+            first = client.get(f"https://{name}:{server.port}/a")
+            second = client.get(f"https://{name}:{server.port}/b")
+    assert first.status_code == 200
+    assert second.text == "GET /b"
+    assert server.sni == [name]  # one handshake, carrying the hostname
+    assert server.connections == 1  # the pool, keyed by hostname, reused it
+    assert server.requests[0][2]["host"] == f"{name}:{server.port}"
+    assert str(first.request.url) == f"https://{name}:{server.port}/a"
+
+
+def test_http2_over_tls(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("h2")
+    fault_dns.set(name, ["127.0.0.1"])
+    with Backend(cert=ca.issue_cert(name)) as server:
+        transport = Transport(verify=client_context(ca), http2=True, resolver=resolver_for())
+        with httpx.Client(transport=transport) as client:
+            response = client.get(f"https://{name}:{server.port}/two")
+    assert response.http_version == "HTTP/2"
+    assert response.text == "GET /two"
+    assert server.sni == [name]
+
+
+def test_plain_http(
+    fault_dns: DNSServer, unique_name: Callable[[str], str], resolver_for: Callable[..., Resolver]
+) -> None:
+    name = unique_name("plain")
+    fault_dns.set(name, ["127.0.0.1"])
+    with Backend() as server, httpx.Client(transport=Transport(resolver=resolver_for())) as client:
+        response = client.post(f"http://{name}:{server.port}/p", content=b"x")
+    assert response.text == "POST /p"
+    assert server.requests[0][2]["host"] == f"{name}:{server.port}"
+
+
+def test_async_https_and_http2(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("atls")
+    fault_dns.set(name, ["127.0.0.1"])
+    resolver = resolver_for()
+
+    async def main(server: Backend) -> tuple[httpx.Response, httpx.Response]:
+        ctx = client_context(ca)
+        async with httpx.AsyncClient(transport=AsyncTransport(verify=ctx, resolver=resolver)) as c:
+            one = await c.get(f"https://{name}:{server.port}/one")
+        two_t = AsyncTransport(verify=ctx, http2=True, resolver=resolver)
+        async with httpx.AsyncClient(transport=two_t) as c:
+            two = await c.get(f"https://{name}:{server.port}/two")
+        return one, two
+
+    with Backend(cert=ca.issue_cert(name)) as server:
+        one, two = asyncio.run(main(server))
+    assert (one.http_version, one.text) == ("HTTP/1.1", "GET /one")
+    assert (two.http_version, two.text) == ("HTTP/2", "GET /two")
+    assert server.sni == [name, name]
+
+
+def test_certificate_for_another_name_fails_sync(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("wrong")
+    fault_dns.set(name, ["127.0.0.1"])
+    with Backend(cert=ca.issue_cert("someone-else.outlast.test")) as server:
+        transport = Transport(verify=client_context(ca), resolver=resolver_for())
+        with httpx.Client(transport=transport) as client, pytest.raises(httpx.ConnectError) as info:
+            client.get(f"https://{name}:{server.port}/")
+    assert any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(info.value))
+    assert server.hits == 0
+    assert server.connections == 1  # a certificate failure is not retried
+
+
+def test_certificate_for_another_name_fails_async(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("awrong")
+    fault_dns.set(name, ["127.0.0.1"])
+    resolver = resolver_for()
+
+    async def main(port: int) -> None:
+        transport = AsyncTransport(verify=client_context(ca), resolver=resolver)
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.get(f"https://{name}:{port}/")
+
+    with (
+        Backend(cert=ca.issue_cert("someone-else.outlast.test")) as server,
+        pytest.raises(httpx.ConnectError) as info,
+    ):
+        asyncio.run(main(server.port))
+    assert any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(info.value))
+    assert server.hits == 0
+
+
+def test_resolution_failure_is_an_httpx_connect_error(
+    fault_dns: DNSServer, unique_name: Callable[[str], str], resolver_for: Callable[..., Resolver]
+) -> None:
+    name = unique_name("gone")
+    fault_dns.nxdomain(name)
+    policy = outlast.Policy(retry=outlast.Retry(attempts=1), breaker=None)
+    transport = Transport(resolver=resolver_for(), policy=policy)
+    with httpx.Client(transport=transport) as client, pytest.raises(httpx.ConnectError) as info:
+        client.get(f"http://{name}:9/")
+    assert name in str(info.value)
+    assert any(isinstance(e, outlast.ResolveError) for e in _chain(info.value))
+    assert not isinstance(info.value, outlast.OutlastError)
