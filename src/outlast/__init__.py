@@ -17,6 +17,7 @@ from outlast._exceptions import (
     ResolveError,
 )
 from outlast.dns import Answer, Resolver
+from outlast.http import AsyncClient, AsyncTransport, Client, Transport
 from outlast.policy import CircuitBreaker, Policy, Retry, RetryBudget
 
 # A library logs; the application decides where logs go (logging HOWTO).
@@ -29,8 +30,11 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Answer",
+    "AsyncClient",
+    "AsyncTransport",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Client",
     "ConfigError",
     "Event",
     "InvalidHostError",
@@ -42,5 +46,6 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "Settings",
+    "Transport",
     "__version__",
 ]
