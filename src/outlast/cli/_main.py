@@ -9,6 +9,7 @@ import click
 
 from outlast._exceptions import ConfigError, InvalidHostError, ResolveError
 from outlast.cli._doctor import doctor
+from outlast.cli._drill_command import drill
 from outlast.dns import Resolver
 
 
@@ -55,6 +56,7 @@ def resolve(name: str, as_json: bool) -> None:
 
 
 cli.add_command(doctor)
+cli.add_command(drill)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,266 @@
+"""The incidents the drill replays, each a timeline of faults over one name."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+
+from outlast.cli._drill._clients import DrillClient, OutlastClient, PlainClient, Result
+from outlast.cli._drill._service import Service
+from outlast.testing import DNSServer
+
+__all__ = ["SCENARIOS", "ClientReport", "Lab", "ScenarioReport", "run_drill"]
+
+TTL = 2  # seconds: the drill's records, short as AWS's regional endpoints' are
+INTERVAL = 0.05  # seconds between one client's requests
+NEW_ADDRESS = "127.0.0.3"  # where a repaired record points
+
+
+@dataclasses.dataclass(frozen=True)
+class Lab:
+    """What every scenario runs against."""
+
+    dns1: DNSServer
+    dns2: DNSServer
+    service: Service
+
+    def servers(self, *dns: DNSServer) -> list[tuple[str, int]]:
+        return [(d.address, d.port) for d in dns]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientReport:
+    requests: int
+    availability: float
+    p50_ms: float
+    p99_ms: float
+    backend_load: float
+    repair_adopted_s: float | None
+    timeline: list[tuple[float, bool]]
+
+    def as_json(self) -> dict[str, object]:
+        fields = dataclasses.asdict(self)
+        fields.pop("timeline")
+        return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioReport:
+    name: str
+    title: str
+    fault_window: tuple[float, float]
+    clients: dict[str, ClientReport]
+
+
+Step = tuple[float, str, Callable[[], None]]  # (fraction of the run, what, action)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    host: str
+    setup: Callable[[Lab, str], list[DrillClient]]
+    steps: Callable[[Lab, str], list[Step]]
+    fault: tuple[float, float]
+    repair_at: float | None = None
+
+
+def _three_clients(lab: Lab, *dns: DNSServer) -> list[DrillClient]:
+    return [
+        PlainClient("httpx", lab.servers(*dns), cache=False),
+        PlainClient("httpx + TTL cache", lab.servers(*dns), cache=True),
+        OutlastClient("outlast", [d.provider for d in dns]),
+    ]
+
+
+def _empty_record(lab: Lab, host: str) -> list[DrillClient]:
+    lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)
+    return _three_clients(lab, lab.dns1)
+
+
+def _empty_record_steps(lab: Lab, host: str) -> list[Step]:
+    return [
+        (0.2, "the record goes empty", lambda: lab.dns1.empty(host)),
+        (0.5, "the name is gone (NXDOMAIN)", lambda: lab.dns1.nxdomain(host)),
+        (
+            0.75,
+            f"repaired, at a new address {NEW_ADDRESS}",
+            lambda: lab.dns1.set(host, [NEW_ADDRESS], ttl=TTL),
+        ),
+    ]
+
+
+def _blackholed(lab: Lab, host: str) -> list[DrillClient]:
+    for server in (lab.dns1, lab.dns2):
+        server.set(host, ["127.0.0.1"], ttl=TTL)
+    return _three_clients(lab, lab.dns1, lab.dns2)
+
+
+def _blackholed_steps(lab: Lab, host: str) -> list[Step]:
+    return [
+        (0.2, "the first DNS provider goes silent", lambda: lab.dns1.fail("drop")),
+        (0.8, "it answers again", lambda: lab.dns1.fail(None)),
+    ]
+
+
+def _refusing(lab: Lab, host: str) -> list[DrillClient]:
+    lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)
+    return _three_clients(lab, lab.dns1)
+
+
+def _refusing_steps(lab: Lab, host: str) -> list[Step]:
+    return [
+        (
+            0.2,
+            "a dead address (127.0.0.2) is listed first",
+            lambda: lab.dns1.set(host, ["127.0.0.2", "127.0.0.1"], ttl=TTL),
+        ),
+        (0.8, "the dead address is removed", lambda: lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)),
+    ]
+
+
+def _storm(lab: Lab, host: str) -> list[DrillClient]:
+    lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)
+    servers = lab.servers(lab.dns1)
+    return [
+        PlainClient("httpx", servers, cache=True),
+        PlainClient("httpx + 3 naive retries", servers, cache=True, attempts=3),
+        OutlastClient("outlast", [lab.dns1.provider]),
+    ]
+
+
+def _storm_steps(lab: Lab, host: str) -> list[Step]:
+    def fail() -> None:
+        lab.service.status = 503
+
+    def heal() -> None:
+        lab.service.status = 200
+
+    return [(0.2, "the backend answers 503 to everything", fail), (0.8, "it heals", heal)]
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "dns-record-empty",
+        "The DynamoDB record goes empty, then NXDOMAIN, then is repaired (October 2025)",
+        "dynamodb.us-east-1.drill.test",
+        _empty_record,
+        _empty_record_steps,
+        fault=(0.2, 0.75),
+        repair_at=0.75,
+    ),
+    Scenario(
+        "dns-provider-blackholed",
+        "The first DNS provider stops answering",
+        "sqs.us-east-1.drill.test",
+        _blackholed,
+        _blackholed_steps,
+        fault=(0.2, 0.8),
+    ),
+    Scenario(
+        "address-refusing",
+        "One address of the name refuses connections",
+        "s3.us-east-1.drill.test",
+        _refusing,
+        _refusing_steps,
+        fault=(0.2, 0.8),
+    ),
+    Scenario(
+        "backend-503-storm",
+        "The backend answers 503 to everything (load on the backend)",
+        "sts.us-east-1.drill.test",
+        _storm,
+        _storm_steps,
+        fault=(0.2, 0.8),
+    ),
+)
+
+
+@contextmanager
+def lab() -> Iterator[Lab]:
+    with ExitStack() as stack:
+        dns1 = stack.enter_context(DNSServer(address="127.0.0.1", negative_ttl=TTL))
+        dns2 = stack.enter_context(DNSServer(address="127.0.0.4", negative_ttl=TTL))
+        service = Service(("127.0.0.1", NEW_ADDRESS))
+        stack.callback(service.close)
+        yield Lab(dns1, dns2, service)
+
+
+def _drive(client: DrillClient, url: str, until: float, results: list[Result]) -> None:
+    while time.monotonic() < until:
+        result = client.get(url)
+        results.append(result)
+        time.sleep(max(0.0, INTERVAL - result.latency))
+
+
+def run_scenario(
+    scenario: Scenario, lab: Lab, seconds: float, say: Callable[[str], None]
+) -> ScenarioReport:
+    host = scenario.host
+    lab.service.hits.clear()
+    clients = scenario.setup(lab, host)
+    url = f"http://{host}:{lab.service.port}/"
+    started = time.monotonic()
+    until = started + seconds
+    results: dict[str, list[Result]] = {c.name: [] for c in clients}
+    threads = [
+        threading.Thread(target=_drive, args=(c, url, until, results[c.name]), daemon=True)
+        for c in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for fraction, what, action in scenario.steps(lab, host):
+        time.sleep(max(0.0, started + fraction * seconds - time.monotonic()))
+        action()
+        say(f"    {time.monotonic() - started:5.1f}s  {what}")
+    for thread in threads:
+        thread.join(timeout=seconds + 30)
+    for client in clients:
+        client.close()
+    repair = None if scenario.repair_at is None else started + scenario.repair_at * seconds
+    reports = {
+        c.name: _report(results[c.name], lab.service.hits[c.name], started, repair) for c in clients
+    }
+    lab.service.status = 200
+    window = (scenario.fault[0] * seconds, scenario.fault[1] * seconds)
+    return ScenarioReport(scenario.name, scenario.title, window, reports)
+
+
+def _report(results: list[Result], hits: int, started: float, repair: float | None) -> ClientReport:
+    latencies = sorted(r.latency * 1000 for r in results) or [0.0]
+    # Availability is a share of time: each request weighs what it took (at least the
+    # 50 ms between requests), so one 2 s wait counts as 2 s of unavailability.
+    weights = [max(r.latency, INTERVAL) for r in results]
+    good = sum(w for w, r in zip(weights, results, strict=True) if r.ok)
+    adopted = None
+    if repair is not None:
+        moved = [r for r in results if r.at >= repair and r.served_by == NEW_ADDRESS]
+        if moved:
+            adopted = round(moved[0].at + moved[0].latency - repair, 2)
+    return ClientReport(
+        requests=len(results),
+        availability=round(good / sum(weights), 4) if results else 0.0,
+        p50_ms=round(statistics.median(latencies), 1),
+        p99_ms=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        backend_load=round(hits / len(results), 2) if results else 0.0,
+        repair_adopted_s=adopted,
+        timeline=[(round(r.at - started, 3), r.ok) for r in results],
+    )
+
+
+def run_drill(
+    seconds: float, names: tuple[str, ...], say: Callable[[str], None]
+) -> list[ScenarioReport]:
+    chosen = [s for s in SCENARIOS if not names or s.name in names]
+    each = seconds / len(chosen)
+    reports = []
+    with lab() as drill_lab:
+        for index, scenario in enumerate(chosen, 1):
+            say(f"[{index}/{len(chosen)}] {scenario.title} ({each:.0f}s)")
+            reports.append(run_scenario(scenario, drill_lab, each, say))
+    return reports

@@ -1,0 +1,75 @@
+"""The HTTP service behind the drill's name: healthy, or answering 503 to everything.
+
+Each response closes its connection, as connection churn in a fleet does, so every
+request needs a new connection and therefore a fresh name lookup: a client is only as
+available as its DNS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["Service"]
+
+CLIENT_HEADER = "X-Drill-Client"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        owner = self.server.owner
+        status = owner.status
+        with owner.lock:
+            owner.hits[self.headers.get(CLIENT_HEADER, "?")] += 1
+        body = str(self.server.server_address[0]).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return  # quiet
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: Service
+
+
+class Service:
+    """One HTTP service listening on the same port at several loopback addresses.
+
+    The body of every response is the address that served it, so a client can tell
+    when it has moved to a repaired record's new address.
+    """
+
+    def __init__(self, addresses: tuple[str, ...] = ("127.0.0.1", "127.0.0.3")) -> None:
+        self.status = 200
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self._servers: list[_Server] = []
+        port = 0
+        for address in addresses:
+            server = _Server((address, port), _Handler)
+            server.owner = self
+            port = server.server_address[1]
+            self._servers.append(server)
+        self.port = port
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            for s in self._servers
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
