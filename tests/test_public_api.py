@@ -44,3 +44,18 @@ def test_importing_outlast_imports_no_optional_integration() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_errors_survive_pickling() -> None:
+    import pickle
+
+    errors = [
+        outlast.ConfigError("OUTLAST_DNS_TIMEOUT", "soon", "a number of seconds"),
+        outlast.ResolveError("api.example", "NXDOMAIN"),
+        outlast.InvalidHostError("a..b", "empty label"),
+        outlast.CircuitOpenError("https://api.example:443", 2.5),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)

@@ -44,6 +44,9 @@ class ConfigError(OutlastError, ValueError):
         self.expected = expected
         super().__init__(f"{setting}={value!r} is invalid: expected {expected}")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, object, str]]:
+        return type(self), (self.setting, self.value, self.expected)
+
 
 class ResolveError(OutlastError):
     """A name could not be resolved, and neither a last-known-good nor a static address was held.
@@ -57,6 +60,9 @@ class ResolveError(OutlastError):
         self.host = host
         self.reason = reason
         super().__init__(f"cannot resolve {host!r}: {reason}")
+
+    def __reduce__(self) -> tuple[type[ResolveError], tuple[str, str]]:
+        return type(self), (self.host, self.reason)
 
 
 class InvalidHostError(ResolveError, ValueError):
@@ -80,3 +86,6 @@ class CircuitOpenError(OutlastError):
         super().__init__(
             f"circuit {name!r} is open; the next probe is allowed in {retry_after:.2f}s"
         )
+
+    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float]]:
+        return type(self), (self.name, self.retry_after)
