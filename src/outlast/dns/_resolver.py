@@ -174,6 +174,10 @@ class Resolver:
             "disable": s.disable,
         }
         options.update(overrides)
+        if s.chaos is not None and not s.disable:  # OUTLAST_CHAOS: a rehearsal
+            from outlast.chaos._dns import wrap_dns
+
+            options["providers"] = wrap_dns(s.chaos, options)
         return cls(**options)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
