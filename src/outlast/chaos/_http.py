@@ -8,7 +8,9 @@ as real failures: the address is reported and ejected, the next one is tried, an
 policy retries the request.
 
 Requests: :func:`sync_send` / :func:`async_send` wrap one attempt of a transport,
-inside its policy. ``latency`` sleeps before the attempt; ``http_503`` answers
+inside its policy. ``latency`` sleeps before the attempt (a delay as long as the
+request's read timeout ends in ``httpx.ReadTimeout`` once that has passed, as a slow
+server's would); ``http_503`` answers
 ``503 Service Unavailable`` without sending it, so the policy's classifiers decide
 what to retry as they would for a real 503.
 
@@ -42,6 +44,17 @@ __all__ = [
 REFUSED: Final = "[Errno 111] Connection refused (injected by OUTLAST_CHAOS)"
 _TIMED_OUT: Final = "timed out (injected by OUTLAST_CHAOS)"
 _BODY: Final = b"503 Service Unavailable (injected by OUTLAST_CHAOS)\n"
+
+
+def _read_timeout(request: httpx.Request) -> float | None:
+    timeouts = request.extensions.get("timeout")
+    read = timeouts.get("read") if isinstance(timeouts, dict) else None
+    return float(read) if isinstance(read, (int, float)) else None
+
+
+def _timed_out(request: httpx.Request, read: float) -> httpx.ReadTimeout:
+    message = f"no response within the {read:g}s read timeout (injected by OUTLAST_CHAOS)"
+    return httpx.ReadTimeout(message, request=request)
 
 
 class SyncDialer(httpcore.NetworkBackend):
@@ -173,6 +186,10 @@ def sync_send(
     def chaotic(request: httpx.Request) -> httpx.Response:
         delay, response = _injected(plan, emitter, request)
         if delay:
+            read = _read_timeout(request)
+            if read is not None and delay >= read:
+                time.sleep(read)
+                raise _timed_out(request, read)
             time.sleep(delay)
         return send(request) if response is None else response
 
@@ -187,6 +204,10 @@ def async_send(
     async def chaotic(request: httpx.Request) -> httpx.Response:
         delay, response = _injected(plan, emitter, request)
         if delay:
+            read = _read_timeout(request)
+            if read is not None and delay >= read:
+                await anyio.sleep(read)
+                raise _timed_out(request, read)
             await anyio.sleep(delay)
         return await send(request) if response is None else response
 
