@@ -25,4 +25,4 @@ from __future__ import annotations
 from outlast.chaos._events import FaultInjected
 from outlast.chaos._spec import FAULTS, ChaosPlan, Rule, parse_chaos
 
-__all__ = ["FAULTS", "ChaosPlan", "FaultInjected", "Rule", "parse_chaos"]
+__all__ = ["ChaosPlan", "FAULTS", "FaultInjected", "Rule", "parse_chaos"]
