@@ -156,7 +156,8 @@ class Resolver:
         """A resolver configured by the ``OUTLAST_DNS_*`` variables (``os.environ`` by default).
 
         Raises :class:`~outlast.ConfigError` for a bad value. Keyword arguments (for
-        example ``listeners=``) override the environment.
+        example ``listeners=``) override the environment. With ``OUTLAST_CHAOS``
+        planning DNS faults, each provider is wrapped to inject them (docs/rehearsal.md).
         """
         s = Settings.from_env(environ)
         options: dict[str, object] = {

@@ -9,7 +9,8 @@ attaches the request to every error and response it hands them, and closes a fai
 response before the next attempt.
 
 With ``OUTLAST_DISABLE=1`` in the environment the transport is plain httpx: httpcore's
-own backend, no policy.
+own backend, no policy. With ``OUTLAST_CHAOS`` set, :mod:`outlast.chaos._http` injects
+connect faults under the dialler and HTTP faults into each attempt (inside the policy).
 """
 
 from __future__ import annotations
