@@ -6,7 +6,8 @@ start-up and returns a frozen :class:`Settings`. A bad value raises
 :class:`~outlast.ConfigError` naming the variable, the value and what was expected.
 
 Layers below the integrations take their defaults from here; nothing else in outlast
-reads ``os.environ`` for an ``OUTLAST_*`` name. This module imports no layer.
+reads ``os.environ`` for an ``OUTLAST_*`` name. This module imports no layer (the
+``OUTLAST_CHAOS`` parser, ``outlast.chaos._spec``, imports nothing but the errors).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from outlast._exceptions import ConfigError, InvalidHostError
 from outlast._names import normalize
+from outlast.chaos._spec import ChaosPlan, parse_chaos
 
 __all__ = [
     "VARIABLES",
@@ -230,8 +232,8 @@ def _redis_url(name: str, raw: str) -> str | None:
     return raw
 
 
-def _text(name: str, raw: str) -> str | None:
-    return raw.strip() or None
+def _chaos(name: str, raw: str) -> ChaosPlan | None:
+    return parse_chaos(raw)  # its errors name OUTLAST_CHAOS
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -263,7 +265,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable("OUTLAST_BREAKER_FAILURES", "breaker_failures", "5", _count(1)),
     Variable("OUTLAST_BREAKER_RESET", "breaker_reset", "5", _seconds(allow_zero=False)),
     Variable("OUTLAST_REDIS_URL", "redis_url", None, _redis_url),
-    Variable("OUTLAST_CHAOS", "chaos", None, _text),
+    Variable("OUTLAST_CHAOS", "chaos", None, _chaos),
     Variable("OUTLAST_DISABLE", "disable", "0", _flag),
 )
 
@@ -293,7 +295,7 @@ class Settings:
     breaker_failures: int
     breaker_reset: float
     redis_url: str | None = dataclasses.field(repr=False)
-    chaos: str | None
+    chaos: ChaosPlan | None
     disable: bool
 
     @classmethod

@@ -156,7 +156,8 @@ class Resolver:
         """A resolver configured by the ``OUTLAST_DNS_*`` variables (``os.environ`` by default).
 
         Raises :class:`~outlast.ConfigError` for a bad value. Keyword arguments (for
-        example ``listeners=``) override the environment.
+        example ``listeners=``) override the environment. With ``OUTLAST_CHAOS``
+        planning DNS faults, each provider is wrapped to inject them (docs/rehearsal.md).
         """
         s = Settings.from_env(environ)
         options: dict[str, object] = {
@@ -174,6 +175,10 @@ class Resolver:
             "disable": s.disable,
         }
         options.update(overrides)
+        if s.chaos is not None and not s.disable:  # OUTLAST_CHAOS: a rehearsal
+            from outlast.chaos._dns import wrap_dns
+
+            options["providers"] = wrap_dns(s.chaos, options)
         return cls(**options)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:

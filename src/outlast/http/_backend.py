@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, TypeAlias
 
 import anyio
 import httpcore
@@ -39,6 +39,10 @@ _DIAL_FAILURES: Final = (httpcore.ConnectError, httpcore.ConnectTimeout)
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
+#: Given (host, httpcore's backend), the backend that dials that host's addresses.
+#: ``OUTLAST_CHAOS`` uses it to inject connect faults; None dials with httpcore's own.
+SyncDialer: TypeAlias = Callable[[str, httpcore.NetworkBackend], httpcore.NetworkBackend]
+AsyncDialer: TypeAlias = Callable[[str, httpcore.AsyncNetworkBackend], httpcore.AsyncNetworkBackend]
 
 
 def _resolve_failed(exc: ResolveError, port: int) -> httpcore.ConnectError:
@@ -59,11 +63,19 @@ class SyncBackend(httpcore.NetworkBackend):
     Added in 0.1.0.
     """
 
-    def __init__(self, resolver: Resolver, outliers: Outliers, emitter: Emitter) -> None:
+    def __init__(
+        self,
+        resolver: Resolver,
+        outliers: Outliers,
+        emitter: Emitter,
+        *,
+        dialer: SyncDialer | None = None,
+    ) -> None:
         self._resolver = resolver
         self._outliers = outliers
         self._emitter = emitter
         self._inner = httpcore.SyncBackend()
+        self._dialer = dialer
 
     def connect_tcp(
         self,
@@ -79,7 +91,7 @@ class SyncBackend(httpcore.NetworkBackend):
         except ResolveError as exc:
             raise _resolve_failed(exc, port) from exc
         ordered = plan(answer.addresses, port, self._outliers)
-        inner = self._inner
+        inner = self._inner if self._dialer is None else self._dialer(host, self._inner)
 
         def connect(address: str, budget: float | None) -> httpcore.NetworkStream:
             return inner.connect_tcp(address, port, budget, local_address, options)
@@ -117,12 +129,14 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
         emitter: Emitter,
         *,
         delay: float = HAPPY_EYEBALLS_DELAY,
+        dialer: AsyncDialer | None = None,
     ) -> None:
         self._resolver = resolver
         self._outliers = outliers
         self._emitter = emitter
         self._delay = delay
         self._inner = httpcore.AnyIOBackend()
+        self._dialer = dialer
 
     async def connect_tcp(
         self,
@@ -139,23 +153,23 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
             raise _resolve_failed(exc, port) from exc
         ordered = plan(answer.addresses, port, self._outliers)
         report = Report(self._emitter, host, self._outliers)
+        inner = self._inner if self._dialer is None else self._dialer(host, self._inner)
         if len(ordered) == 1:  # nothing to race: skip the task group
             try:
-                stream = await self._inner.connect_tcp(
-                    ordered[0], port, timeout, local_address, options
-                )
+                stream = await inner.connect_tcp(ordered[0], port, timeout, local_address, options)
             except _DIAL_FAILURES as exc:
                 report.failed(ordered[0], port, exc)
                 raise
             report.connected(ordered[0], port, 0)
             return stream
         try:
-            return await self._race(ordered, port, timeout, local_address, options, report)
+            return await self._race(inner, ordered, port, timeout, local_address, options, report)
         except AllAddressesFailed as exc:
             raise _all_failed(exc) from (exc.errors[-1][1] if exc.errors else exc)
 
     async def _race(
         self,
+        inner: httpcore.AsyncNetworkBackend,
         ordered: list[str],
         port: int,
         budget: float | None,
@@ -176,9 +190,7 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
             # silent address is reported (and ejected) as timed out, not merely cancelled.
             remaining = None if timeout is None else deadline - anyio.current_time()
             try:
-                stream = await self._inner.connect_tcp(
-                    address, port, remaining, local_address, options
-                )
+                stream = await inner.connect_tcp(address, port, remaining, local_address, options)
             except _DIAL_FAILURES as exc:
                 errors.append((address, exc))
                 report.failed(address, port, exc)

@@ -9,7 +9,8 @@ attaches the request to every error and response it hands them, and closes a fai
 response before the next attempt.
 
 With ``OUTLAST_DISABLE=1`` in the environment the transport is plain httpx: httpcore's
-own backend, no policy.
+own backend, no policy. With ``OUTLAST_CHAOS`` set, :mod:`outlast.chaos._http` injects
+connect faults under the dialler and HTTP faults into each attempt (inside the policy).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
@@ -34,6 +35,9 @@ from outlast.http._errors import CircuitOpenError
 from outlast.http._events import LOGGER
 from outlast.http._pool import DEFAULT_LIMITS, ProxyArg, async_pool, proxy_of, sync_pool
 from outlast.policy import Policy
+
+if TYPE_CHECKING:
+    from outlast.chaos._http import Injector
 
 __all__ = ["AsyncTransport", "Transport", "origin_of"]
 
@@ -66,6 +70,7 @@ class _Parts:
     policy: Policy | None
     outliers: Outliers | None
     emitter: Emitter
+    chaos: Injector | None = None  # OUTLAST_CHAOS: connect and HTTP faults to inject
 
 
 def _parts(
@@ -80,15 +85,21 @@ def _parts(
         raise ConfigError("policy", policy, "an outlast.Policy or None")
     listeners = tuple(listeners)
     emitter = Emitter(LOGGER, listeners)
-    if Settings.from_env().disable:
+    settings = Settings.from_env()
+    if settings.disable:
         return _Parts(None, False, None, None, emitter)
+    chaos = None
+    if settings.chaos is not None:  # imported only for a rehearsal
+        from outlast.chaos._http import Injector
+
+        chaos = Injector(settings.chaos, listeners)
     outliers = Outliers(eject_for=eject_for)
     owns = resolver is None
     if resolver is None:
         resolver = Resolver.from_env(listeners=listeners)
     if policy is None:
         policy = http_policy(listeners)
-    return _Parts(resolver, owns, policy, outliers, emitter)
+    return _Parts(resolver, owns, policy, outliers, emitter, chaos)
 
 
 def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
@@ -173,7 +184,8 @@ class Transport(httpx.HTTPTransport):
         self._parts = parts
         backend = None
         if parts.resolver is not None and parts.outliers is not None:
-            backend = SyncBackend(parts.resolver, parts.outliers, parts.emitter)
+            dialer = None if parts.chaos is None else parts.chaos.sync_dialer
+            backend = SyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
         self._pool = sync_pool(
             ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
             proxy=proxy_of(proxy),
@@ -201,7 +213,10 @@ class Transport(httpx.HTTPTransport):
         policy = self._parts.policy
         if policy is None:
             return super().handle_request(request)
-        attempts = _Attempts(super().handle_request, request)
+        send: Callable[[httpx.Request], httpx.Response] = super().handle_request
+        if self._parts.chaos is not None:
+            send = self._parts.chaos.wrap(send)
+        attempts = _Attempts(send, request)
         try:
             return policy.for_key(origin_of(request.url)).call(attempts.send)
         except _PolicyCircuitOpen as exc:
@@ -259,7 +274,8 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
         self._parts = parts
         backend = None
         if parts.resolver is not None and parts.outliers is not None:
-            backend = AsyncBackend(parts.resolver, parts.outliers, parts.emitter)
+            dialer = None if parts.chaos is None else parts.chaos.async_dialer
+            backend = AsyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
         self._pool = async_pool(
             ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
             proxy=proxy_of(proxy),
@@ -287,7 +303,10 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
         policy = self._parts.policy
         if policy is None:
             return await super().handle_async_request(request)
-        attempts = _Attempts(super().handle_async_request, request)
+        send: Callable[[httpx.Request], Awaitable[httpx.Response]] = super().handle_async_request
+        if self._parts.chaos is not None:
+            send = self._parts.chaos.awrap(send)
+        attempts = _Attempts(send, request)
         try:
             return await policy.for_key(origin_of(request.url)).acall(attempts.asend)
         except _PolicyCircuitOpen as exc:
