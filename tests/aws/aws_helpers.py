@@ -11,7 +11,14 @@ import boto3
 from botocore.config import Config
 
 
-def raw_client(service: str, endpoint_url: str, *, region: str = "us-east-1", **config: Any) -> Any:
+def raw_client(
+    service: str,
+    endpoint_url: str,
+    *,
+    region: str = "us-east-1",
+    verify: bool | str | None = None,
+    **config: Any,
+) -> Any:
     """A plain boto3 client for ``endpoint_url`` (path-style S3, short timeouts)."""
     options: dict[str, Any] = {"connect_timeout": 2, "read_timeout": 10}
     options.update(config)
@@ -19,6 +26,7 @@ def raw_client(service: str, endpoint_url: str, *, region: str = "us-east-1", **
         service,
         endpoint_url=endpoint_url,
         region_name=region,
+        verify=verify,
         config=Config(s3={"addressing_style": "path"}, **options),
     )
 

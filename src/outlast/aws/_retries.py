@@ -42,6 +42,7 @@ from botocore.retries.standard import (  # type: ignore[import-untyped]
     ThrottlingErrorDetector,
     TransientRetryableChecker,
 )
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from outlast._config import Settings
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
@@ -65,6 +66,8 @@ POLICY_NAME: Final = "outlast.aws"
 _RETRY_AFTER_HEADER: Final = "x-amz-retry-after"  # milliseconds
 _CONNECT_PHASE: Final = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
 _UNREWINDABLE: Final = (bytes, bytearray, str)
+# A certificate that does not verify, or names another host: another attempt meets it again.
+_CERTIFICATE_ERRORS: Final = (ssl.SSLCertVerificationError, ssl.CertificateError, CertificateError)
 
 # The standard retry mode's conditions, without its attempt counter (the policy counts).
 _TRANSIENT: Final = TransientRetryableChecker()
@@ -149,11 +152,11 @@ def _certificate_failed(error: BaseException) -> bool:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
+        if isinstance(current, _CERTIFICATE_ERRORS):
             return True
         kwargs = getattr(current, "kwargs", None)
         nested = kwargs.get("error") if isinstance(kwargs, dict) else None
-        for link in (current.__cause__, current.__context__, nested):
+        for link in (current.__cause__, current.__context__, nested, *current.args):
             if isinstance(link, BaseException):
                 pending.append(link)
     return False
