@@ -159,6 +159,9 @@ def wrap(
             raise ConfigError("fallback_clients", other, "boto3/botocore clients")
         if other is client:
             raise ConfigError("fallback_clients", other, "clients other than the one wrapped")
+        service = client.meta.service_model.service_name
+        if other.meta.service_model.service_name != service:
+            raise ConfigError("fallback_clients", other, f"clients of the same service ({service})")
     allowed = allow_list(client, failover_operations)
     listeners = tuple(listeners)
     if Settings.from_env().disable:
