@@ -1,0 +1,150 @@
+"""DNS for one botocore client: connection classes that dial the outlast-resolved addresses.
+
+botocore sends through a ``URLLib3Session`` whose urllib3 pool managers build pools from
+the session's own ``pool_classes_by_scheme`` map. :func:`install` replaces the two
+entries of *that client's* map with pool classes whose connection class overrides
+``_new_conn``: the host urllib3 would connect to (the endpoint, or the proxy when one
+is configured) is resolved with :class:`outlast.Resolver`, and its addresses are dialled
+healthy-first with failover and ejection (:func:`outlast.http._dial.create_connection`).
+
+Everything else stays urllib3's and botocore's: TLS is started afterwards with the
+connection's ``host`` (SNI and certificate checks keep the hostname), SigV4 signs the
+URL's hostname, and the session's verify, timeouts, proxies, pool size, socket options
+and client certificate are untouched because only the classes change, never the pool
+managers' arguments. Nothing is patched process-wide: other clients keep botocore's
+classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import sys
+from typing import Any
+
+from botocore.awsrequest import (
+    AWSHTTPConnection,
+    AWSHTTPConnectionPool,
+    AWSHTTPSConnection,
+    AWSHTTPSConnectionPool,
+)
+from botocore.httpsession import URLLib3Session
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+from outlast._events import Emitter
+from outlast._exceptions import ConfigError, ResolveError
+from outlast.dns import Resolver
+from outlast.http._dial import AllAddressesFailed, Outliers, create_connection
+
+__all__ = ["Dialer", "install", "installed"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dialer:
+    """What a wrapped client's connections dial with."""
+
+    resolver: Resolver
+    outliers: Outliers
+    emitter: Emitter
+
+
+def _connect_timeout(timeout: object) -> float | None:
+    if timeout is None or isinstance(timeout, (int, float)):
+        return timeout
+    return socket.getdefaulttimeout()  # urllib3's "default" sentinel
+
+
+def _new_conn(conn: Any, dialer: Dialer) -> socket.socket:
+    """``HTTPConnection._new_conn``, with outlast's resolution and dialling."""
+    host: str = conn.host  # without a trailing dot, as urllib3 uses it for TLS too
+    port: int = conn.port
+    try:
+        answer = dialer.resolver.resolve(host)
+    except ResolveError as exc:
+        reason = socket.gaierror(socket.EAI_NONAME, str(exc))
+        raise NameResolutionError(host, conn, reason) from exc
+    try:
+        sock = create_connection(
+            host,
+            answer.addresses,
+            port,
+            timeout=_connect_timeout(conn.timeout),
+            outliers=dialer.outliers,
+            emitter=dialer.emitter,
+            source_address=conn.source_address,
+            socket_options=conn.socket_options or (),
+        )
+    except AllAddressesFailed as exc:
+        cause = exc.errors[-1][1] if exc.errors else exc
+        if exc.timed_out or (
+            exc.errors and all(isinstance(e, TimeoutError) for _, e in exc.errors)
+        ):
+            raise ConnectTimeoutError(conn, f"{exc} (connect timeout={conn.timeout})") from cause
+        raise NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from cause
+    sys.audit("http.client.connect", conn, host, port)
+    return sock
+
+
+class _DiallingHTTPConnection(AWSHTTPConnection):  # type: ignore[misc]
+    """botocore's HTTP connection, connecting to outlast-resolved addresses."""
+
+    outlast_dialer: Dialer
+
+    def _new_conn(self) -> socket.socket:
+        return _new_conn(self, self.outlast_dialer)
+
+
+class _DiallingHTTPSConnection(AWSHTTPSConnection):  # type: ignore[misc]
+    """botocore's HTTPS connection, connecting to outlast-resolved addresses."""
+
+    outlast_dialer: Dialer
+
+    def _new_conn(self) -> socket.socket:
+        return _new_conn(self, self.outlast_dialer)
+
+
+def _pool_classes(dialer: Dialer) -> dict[str, type[Any]]:
+    """Pool classes for one client: its dialer is a class attribute of its own classes."""
+    attrs: dict[str, Any] = {"outlast_dialer": dialer}
+    http_conn = type("OutlastHTTPConnection", (_DiallingHTTPConnection,), attrs)
+    https_conn = type("OutlastHTTPSConnection", (_DiallingHTTPSConnection,), attrs)
+    http_pool = type(
+        "OutlastHTTPConnectionPool", (AWSHTTPConnectionPool,), {"ConnectionCls": http_conn}
+    )
+    https_pool = type(
+        "OutlastHTTPSConnectionPool", (AWSHTTPSConnectionPool,), {"ConnectionCls": https_conn}
+    )
+    return {"http": http_pool, "https": https_pool}
+
+
+def installed(session: Any) -> Dialer | None:
+    """The dialer installed on ``session``, or None."""
+    classes = getattr(session, "_pool_classes_by_scheme", None)
+    if not isinstance(classes, dict):
+        return None
+    pool = classes.get("https")
+    conn = getattr(pool, "ConnectionCls", None)
+    dialer = getattr(conn, "outlast_dialer", None)
+    return dialer if isinstance(dialer, Dialer) else None
+
+
+def install(session: Any, dialer: Dialer) -> None:
+    """Make ``session`` (one client's ``URLLib3Session``) dial through ``dialer``.
+
+    The session's map of pool classes is shared by its pool manager and its proxy
+    managers (built now or later), so updating it in place covers both. Pools already
+    built are dropped (their idle connections closed) so that every new connection
+    goes through outlast.
+    """
+    if not isinstance(session, URLLib3Session):
+        raise ConfigError(
+            "client._endpoint.http_session",
+            session,
+            "botocore's URLLib3Session (outlast.aws cannot resolve for other HTTP sessions)",
+        )
+    classes = session._pool_classes_by_scheme
+    classes.update(_pool_classes(dialer))
+    managers = [session._manager, *session._proxy_managers.values()]
+    for manager in managers:
+        manager.pool_classes_by_scheme = classes
+        manager.clear()

@@ -1,0 +1,89 @@
+"""outlast.aws without a server: its public names, errors, and what wrap changes and leaves."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+
+import botocore.exceptions
+import pytest
+from aws_helpers import raw_client
+from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
+
+import outlast
+import outlast.aws
+from outlast import Resolver
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {name for name in vars(outlast.aws) if not name.startswith("_")}
+    modules = {"annotations"}
+    assert set(outlast.aws.__all__) == public - modules
+    assert outlast.aws.__all__ == sorted(outlast.aws.__all__, key=lambda n: (not n.isupper(), n))
+
+
+def test_the_circuit_open_error_is_both_botocores_and_outlasts() -> None:
+    error = outlast.aws.CircuitOpenError(
+        endpoint_url="https://dynamodb.us-east-1.amazonaws.com/",
+        name="dynamodb:us-east-1:dynamodb.us-east-1.amazonaws.com",
+        retry_after=1.5,
+    )
+    assert isinstance(error, botocore.exceptions.EndpointConnectionError)
+    assert isinstance(error, outlast.CircuitOpenError)
+    assert "was not contacted" in str(error)
+    assert "1.50s" in str(error)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.name, copy.retry_after, str(copy)) == (error.name, error.retry_after, str(error))
+
+
+def test_wrap_changes_that_client_only(resolver_for: Callable[..., Resolver]) -> None:
+    before = raw_client("dynamodb", "http://127.0.0.1:1")
+    client = raw_client("dynamodb", "http://127.0.0.1:1")
+    assert outlast.aws.wrap(client, resolver=resolver_for()) is client
+    after = raw_client("dynamodb", "http://127.0.0.1:1")
+    classes = client._endpoint.http_session._pool_classes_by_scheme
+    assert classes["https"] is not AWSHTTPSConnectionPool
+    assert issubclass(classes["https"], AWSHTTPSConnectionPool)
+    for other in (before, after):
+        session = other._endpoint.http_session
+        assert session._pool_classes_by_scheme["http"] is AWSHTTPConnectionPool
+        assert session._pool_classes_by_scheme["https"] is AWSHTTPSConnectionPool
+        assert "make_request" not in vars(other._endpoint)
+
+
+def test_wrapping_twice_is_an_error(resolver_for: Callable[..., Resolver]) -> None:
+    client = outlast.aws.wrap(raw_client("sqs", "http://127.0.0.1:1"), resolver=resolver_for())
+    with pytest.raises(outlast.ConfigError, match="not wrapped yet"):
+        outlast.aws.wrap(client)
+
+
+def test_wrap_refuses_what_is_not_a_client() -> None:
+    with pytest.raises(outlast.ConfigError, match="boto3/botocore client"):
+        outlast.aws.wrap(object())
+
+
+def test_outlast_disable_leaves_the_client_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUTLAST_DISABLE", "1")
+    client = raw_client("dynamodb", "http://127.0.0.1:1")
+    assert outlast.aws.wrap(client) is client
+    assert outlast.aws.wrapped(client) is None
+    assert client._endpoint.http_session._pool_classes_by_scheme["http"] is AWSHTTPConnectionPool
+
+
+@pytest.mark.parametrize(
+    ("service", "operation", "expected"),
+    [
+        ("dynamodb", "GetItem", True),
+        ("dynamodb", "Query", True),
+        ("dynamodb", "BatchGetItem", True),
+        ("dynamodb", "PutItem", False),
+        ("dynamodb", "TransactWriteItems", False),
+        ("s3", "HeadObject", True),
+        ("s3", "PutObject", False),
+        ("sqs", "ListQueues", True),
+        ("sqs", "SendMessage", False),
+        ("ec2", "DescribeInstances", True),
+    ],
+)
+def test_the_default_allow_list_is_read_only(service: str, operation: str, expected: bool) -> None:
+    assert outlast.aws.read_only(service, operation) is expected
