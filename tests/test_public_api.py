@@ -11,14 +11,14 @@ import outlast.dns
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(outlast) if not name.startswith("_")}
+    public = {name for name in vars(outlast) if not name.startswith(("_", "@"))}
     modules = {n for n, v in vars(outlast).items() if isinstance(v, types.ModuleType)}
     assert set(outlast.__all__) - {"__version__"} == public - modules
     assert outlast.__all__ == sorted(outlast.__all__)
 
 
 def test_dns_all_is_sorted_and_complete() -> None:
-    public = {n for n in vars(outlast.dns) if not n.startswith("_") and n != "annotations"}
+    public = {n for n in vars(outlast.dns) if not n.startswith(("_", "@")) and n != "annotations"}
     assert set(outlast.dns.__all__) == public
     assert outlast.dns.__all__ == sorted(outlast.dns.__all__)
 
