@@ -20,9 +20,10 @@ import dataclasses
 import functools
 import json
 import threading
+import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from outlast.policy import CircuitBreaker
 
@@ -33,6 +34,7 @@ __all__ = [
     "SNAPSHOT_SCRIPT",
     "BreakerStore",
     "Change",
+    "Op",
 ]
 
 _OPEN_IT: Final = """
@@ -150,6 +152,19 @@ class Change:
         return change if state in ("open", "closed") else None
 
 
+_Ref: TypeAlias = Callable[[], "Callable[[str, float], None] | None"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Op:
+    """A breaker operation for the writer: ``fail``, ``succeed``, ``open`` or ``close``."""
+
+    kind: str
+    name: str
+    origin: str
+    arg: int = 0
+
+
 def _same(apply: Callable[[str, float], None]) -> Callable[[str, float], None]:
     return apply
 
@@ -170,20 +185,17 @@ class BreakerStore:
     fleet's state to it at once if the fleet has it open.
     """
 
-    def __init__(
-        self, namespace: str, keep: float, origin: str, clock: Callable[[], float]
-    ) -> None:
+    def __init__(self, namespace: str, keep: float, clock: Callable[[], float]) -> None:
         self.namespace = namespace
         self.keep_ms = max(1, int(keep * 1000))
-        self.origin = origin
         self.channel = f"{namespace}:breakers"
         self.index = f"{namespace}:breakers:open"
         self.prefix = f"{namespace}:breaker:"
         self._clock = clock
         self._lock = threading.Lock()
         self._known: dict[str, _Known] = {}
-        self._appliers: dict[str, list[Callable[[], Callable[[str, float], None] | None]]] = {}
-        self.thresholds: dict[str, int] = {}
+        #: name -> (origin token of the local breaker, a weak reference to its apply)
+        self._appliers: dict[str, list[tuple[str, _Ref]]] = {}
 
     def keys(self, name: str) -> list[str]:
         base = self.prefix + name
@@ -191,45 +203,46 @@ class BreakerStore:
 
     # -- writes (run by the fleet's writer thread, on a pipeline) ---------------------
 
-    def write(self, pipe: Any, scripts: dict[str, Any], op: str, name: str, arg: int) -> None:
+    def write(self, pipe: Any, scripts: dict[str, Any], op: Op) -> None:
+        name, origin, arg = op.name, op.origin, op.arg
         keys = self.keys(name)
         common: list[object] = [self.keep_ms, name, self.channel]
-        if op == "fail":
+        if op.kind == "fail":
             scripts["fail"](keys=keys, args=[*common, arg], client=pipe)
-        elif op == "open":
-            scripts["open"](keys=keys, args=[*common, self.origin, arg], client=pipe)
-        elif op == "close":
-            scripts["close"](keys=keys, args=[*common, self.origin], client=pipe)
-        elif op == "succeed":
+        elif op.kind == "open":
+            scripts["open"](keys=keys, args=[*common, origin, arg], client=pipe)
+        elif op.kind == "close":
+            scripts["close"](keys=keys, args=[*common, origin], client=pipe)
+        elif op.kind == "succeed":
             pipe.delete(keys[1])
 
     # -- what the fleet says ----------------------------------------------------------
 
-    def attach(
-        self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]
-    ) -> None:
-        ref: Callable[[], Callable[[str, float], None] | None]
+    def attach(self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]) -> str:
+        """Register a local breaker; returns the origin token its own changes carry."""
+        origin = uuid.uuid4().hex
+        ref: _Ref
         try:
             ref = weakref.WeakMethod(apply)
         except TypeError:  # not a bound method: held strongly
             ref = functools.partial(_same, apply)
         with self._lock:
-            self.thresholds[name] = config.failures
-            refs = [r for r in self._appliers.get(name, []) if r() is not None]
-            refs.append(ref)
+            refs = [(o, r) for o, r in self._appliers.get(name, []) if r() is not None]
+            refs.append((origin, ref))
             self._appliers[name] = refs
             known = self._known.get(name)
             if known is None or known.state != "open":
-                return
+                return origin
             ago = known.opened_ago + (self._clock() - known.seen_at)
         apply("open", ago)
+        return origin
 
     def names(self) -> list[str]:
         """Names of the breakers this process holds (for snapshots), at most 1000."""
         with self._lock:
-            for name in [n for n, refs in self._appliers.items() if all(r() is None for r in refs)]:
+            gone = [n for n, refs in self._appliers.items() if all(r() is None for _, r in refs)]
+            for name in gone:
                 del self._appliers[name]
-                self.thresholds.pop(name, None)
             return list(self._appliers)[:1000]
 
     def snapshot_args(self) -> tuple[list[str], list[object]]:
@@ -246,9 +259,9 @@ class BreakerStore:
             if len(self._known) > 10_000:  # forget the oldest names seen
                 for stale in list(self._known)[:1000]:
                     del self._known[stale]
-            if change.origin == self.origin:
-                return  # this process's own change: its breakers made it
             refs = self._appliers.get(change.name, [])
-            appliers = [a for a in (r() for r in refs) if a is not None]
+            # A breaker's own change is not applied back to it; other local ones hear it.
+            appliers = [r() for origin, r in refs if origin != change.origin]
         for apply in appliers:
-            apply(change.state, change.opened_ago)
+            if apply is not None:
+                apply(change.state, change.opened_ago)

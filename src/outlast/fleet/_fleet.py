@@ -20,7 +20,6 @@ import functools
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -40,6 +39,7 @@ from outlast.fleet._breakers import (
     SNAPSHOT_SCRIPT,
     BreakerStore,
     Change,
+    Op,
 )
 from outlast.fleet._client import DEFAULT_TIMEOUT, Down, Link
 from outlast.fleet._events import LOGGER, FleetAnswerFound
@@ -101,12 +101,11 @@ class Fleet:
         self._emitter = Emitter(LOGGER, self._listeners)
         self._clock = time.monotonic
         self._link = Link(url, timeout=timeout_s, emit=self._emit, clock=self._clock)
-        self.origin = uuid.uuid4().hex
         self._answers = AnswerStore(namespace, keep)
-        self._breakers = BreakerStore(namespace, bkeep, self.origin, self._clock)
+        self._breakers = BreakerStore(namespace, bkeep, self._clock)
         self._cond = threading.Condition()
         self._pending: dict[str, SharedAnswer] = {}
-        self._ops: deque[tuple[str, str, int]] = deque(maxlen=MAX_PENDING)
+        self._ops: deque[Op] = deque(maxlen=MAX_PENDING)
         self._scripts = self._register_scripts()
         self._closed = False
         self._stop = threading.Event()
@@ -215,14 +214,14 @@ class Fleet:
         self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]
     ) -> BreakerLink:
         """Share the breaker ``name``; ``apply`` hears of the fleet's changes to it."""
-        self._breakers.attach(name, config, apply)
-        return _Link(self, name, config.failures)
+        origin = self._breakers.attach(name, config, apply)
+        return _Link(self, name, origin, config.failures)
 
-    def _queue(self, op: str, name: str, arg: int = 0) -> None:
+    def _queue(self, op: Op) -> None:
         if self._link.down:
             return  # counts and transitions made while Redis is down are not replayed
         with self._cond:
-            self._ops.append((op, name, arg))
+            self._ops.append(op)
             self._cond.notify()
 
     # -- the writer thread ------------------------------------------------------------
@@ -255,13 +254,13 @@ class Fleet:
         client: redis.Redis,
         *,
         answers: list[SharedAnswer],
-        ops: list[tuple[str, str, int]],
+        ops: list[Op],
     ) -> None:
         pipe = client.pipeline(transaction=False)
         for answer in answers:
             self._answers.write(pipe, self._scripts["publish"], answer)
-        for op, name, arg in ops:
-            self._breakers.write(pipe, self._scripts, op, name, arg)
+        for op in ops:
+            self._breakers.write(pipe, self._scripts, op)
         pipe.execute()
 
     # -- the listener thread ----------------------------------------------------------
@@ -328,8 +327,6 @@ class Fleet:
         self._ops = deque(maxlen=MAX_PENDING)
         self._link.after_fork_in_child()
         self._scripts = self._register_scripts()
-        self.origin = uuid.uuid4().hex
-        self._breakers.origin = self.origin
         if not self._closed:
             self._start()
 
@@ -337,24 +334,25 @@ class Fleet:
 class _Link:
     """One local breaker's line to the fleet: every method queues and returns."""
 
-    __slots__ = ("_fleet", "_name", "_threshold")
+    __slots__ = ("_fleet", "_name", "_origin", "_threshold")
 
-    def __init__(self, fleet: Fleet, name: str, threshold: int) -> None:
+    def __init__(self, fleet: Fleet, name: str, origin: str, threshold: int) -> None:
         self._fleet = fleet
         self._name = name
+        self._origin = origin
         self._threshold = threshold
 
     def failed(self) -> None:
-        self._fleet._queue("fail", self._name, self._threshold)
+        self._fleet._queue(Op("fail", self._name, self._origin, self._threshold))
 
     def succeeded(self) -> None:
-        self._fleet._queue("succeed", self._name)
+        self._fleet._queue(Op("succeed", self._name, self._origin))
 
     def opened(self, *, probe: bool) -> None:
-        self._fleet._queue("open", self._name, 1 if probe else 0)
+        self._fleet._queue(Op("open", self._name, self._origin, 1 if probe else 0))
 
     def closed(self) -> None:
-        self._fleet._queue("close", self._name)
+        self._fleet._queue(Op("close", self._name, self._origin))
 
 
 def _after_fork_in_child(ref: weakref.ref[Fleet]) -> None:
