@@ -142,6 +142,12 @@ class Fleet:
         state = "closed" if self._closed else ("down" if self._link.down else "up")
         return f"<Fleet {self._link.shown_url} namespace={self._answers.namespace!r} {state}>"
 
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def url(self) -> str:
         """The Redis URL, password masked."""
