@@ -79,8 +79,13 @@ def http_policy(fleet: Fleet | None, *, failures: int = 3, reset: float = 30.0) 
     )
 
 
-def client(policy: outlast.Policy, resolver: outlast.Resolver | None = None) -> httpx.Client:
-    return httpx.Client(transport=outlast.Transport(policy=policy, resolver=resolver), timeout=2.0)
+def client(
+    policy: outlast.Policy, resolver: outlast.Resolver | None = None, *, keepalive: bool = True
+) -> httpx.Client:
+    """An httpx client on an outlast transport; without keep-alive every request resolves."""
+    limits = httpx.Limits(max_keepalive_connections=None if keepalive else 0)
+    transport = outlast.Transport(policy=policy, resolver=resolver, limits=limits)
+    return httpx.Client(transport=transport, timeout=2.0)
 
 
 def subprocess_env(redis_url: str, extra: Iterable[tuple[str, str]] = ()) -> dict[str, str]:

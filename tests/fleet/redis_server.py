@@ -119,6 +119,17 @@ class RedisServer:
             sock.recv(1024)
         sock.sendall(_encode([b"DEBUG", b"SLEEP", str(seconds).encode()]))
         self._sleeper = sock  # closed by close(); the reply is not waited for
+        deadline = time.monotonic() + 1.0  # return once the server really is asleep
+        while time.monotonic() < deadline:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
+                probe.settimeout(0.05)
+                probe.sendall(_encode([b"PING"]))
+                try:
+                    probe.recv(1024)
+                except TimeoutError:
+                    return
+            time.sleep(0.005)
+        raise RuntimeError("redis-server did not go to sleep")
 
     def close(self) -> None:
         self.kill()
