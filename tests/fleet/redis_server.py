@@ -123,7 +123,7 @@ class RedisServer:
         while time.monotonic() < deadline:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as probe:
                 probe.settimeout(0.05)
-                probe.sendall(_encode([b"PING"]))
+                probe.sendall(_encode([b"ECHO", b"awake?"]))  # NOAUTH also proves awake
                 try:
                     probe.recv(1024)
                 except TimeoutError:

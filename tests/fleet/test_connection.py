@@ -43,3 +43,17 @@ def test_rediss_shares_answers_over_tls(tmp_path: Path) -> None:
             assert not fleet.available
     finally:
         server.close()
+
+
+def test_connect_never_blocks_an_event_loop(redis_server) -> None:
+    import asyncio
+
+    from outlast.fleet import connect
+
+    async def build() -> float:
+        started = time.monotonic()
+        connect(redis_server.url)
+        return time.monotonic() - started
+
+    redis_server.sleep(1.0)  # a first snapshot could not come for a second
+    assert asyncio.run(build()) < 0.1

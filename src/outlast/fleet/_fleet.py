@@ -16,6 +16,7 @@ resolver makes on an executor thread only for a name it holds nothing for.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import threading
@@ -376,14 +377,20 @@ def connect(url: str, *, listeners: Iterable[Listener] = ()) -> Fleet:
 
     ``Resolver.from_env`` and ``Policy.from_env`` call it when ``OUTLAST_REDIS_URL`` is
     set, so a process's resolvers and policies share one connection. ``listeners`` are
-    added to the fleet's.
+    added to the fleet's. Called on an event loop's thread (an ``AsyncClient`` made in
+    a coroutine), it does not wait for the first snapshot: the loop is never blocked.
 
     Added in 0.1.0.
     """
     with _connect_lock:
         fleet = _connected.get(url)
         if fleet is None or fleet._closed:
-            fleet = Fleet(url, listeners=listeners)
+            try:
+                asyncio.get_running_loop()
+                wait = 0.0
+            except RuntimeError:  # no loop on this thread: a short wait is harmless
+                wait = 0.2
+            fleet = Fleet(url, listeners=listeners, connect_wait=wait)
             _connected[url] = fleet
         else:
             fleet.add_listeners(listeners)
