@@ -28,6 +28,7 @@ from outlast.dns._events import (
 )
 from outlast.dns._providers import Failure, Negative, Outcome, Positive, Provider
 from outlast.dns._resolver import Resolver
+from outlast.dns._shared import SharedAnswer, SharedAnswers
 
 __all__ = [
     "Answer",
@@ -47,6 +48,8 @@ __all__ = [
     "ProviderRestored",
     "RefreshFailed",
     "Resolver",
+    "SharedAnswer",
+    "SharedAnswers",
     "StaleServed",
     "StaticServed",
 ]

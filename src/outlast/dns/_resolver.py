@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 from outlast._config import ProviderSpec, Settings, count_arg, seconds_arg
 from outlast._events import Emitter, Event, Listener
@@ -48,6 +48,7 @@ from outlast.dns._providers import (
     Provider,
     order_addresses,
 )
+from outlast.dns._shared import SharedAnswer, SharedAnswers
 from outlast.dns._table import NEVER, Entry, NameTable
 
 __all__ = ["CACHE_FILE_INTERVAL", "Resolver"]
@@ -59,6 +60,7 @@ CACHE_FILE_INTERVAL: Final = 2.0
 #: How many spellings of names ("API.Example.com.") are remembered for the hot path.
 ALIASES_MAX: Final = 1024
 _FROM_FILE: Final = "cache file: "
+_FROM_FLEET: Final = "fleet: "
 
 _DEFAULTS = Settings.from_env({})
 
@@ -71,7 +73,10 @@ class Resolver:
     seconds (``float``) or ``timedelta``. ``providers`` are ``OUTLAST_DNS_PROVIDERS``
     entries (``"udp://10.0.0.2"``), parsed specs or provider objects; ``verify`` is the
     trust for DoT/DoH providers (True for the system store, or a CA bundle path);
-    ``listeners`` receive every event; ``clock`` is a monotonic clock.
+    ``listeners`` receive every event; ``clock`` is a monotonic clock. ``shared``
+    (``outlast.fleet.Fleet``, or any :class:`~outlast.dns._shared.SharedAnswers`) is told
+    every good answer, off the hot path, and asked for a name this resolver holds
+    nothing for when the providers give nothing usable.
 
     One instance is safe to share across threads and event loops. Close it (or use it
     as a context manager) to stop its background thread and write the cache file.
@@ -97,6 +102,7 @@ class Resolver:
         verify: bool | str | os.PathLike[str] = True,
         listeners: Iterable[Listener] = (),
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedAnswers | None = None,
     ) -> None:
         d = _DEFAULTS
         timeout_s = seconds_arg("timeout", timeout, d.dns_timeout, allow_zero=False)
@@ -138,6 +144,7 @@ class Resolver:
         self._last_flush = NEVER
         self._cache_file_writable = True
         self._closed = False
+        self._shared = None if disable else shared
         if disable:
             return  # plain getaddrinfo: no file, no thread, no hooks
         if self._cache_file is not None:
@@ -156,8 +163,10 @@ class Resolver:
         """A resolver configured by the ``OUTLAST_DNS_*`` variables (``os.environ`` by default).
 
         Raises :class:`~outlast.ConfigError` for a bad value. Keyword arguments (for
-        example ``listeners=``) override the environment. With ``OUTLAST_CHAOS``
-        planning DNS faults, each provider is wrapped to inject them (docs/rehearsal.md).
+        example ``listeners=``) override the environment. With ``OUTLAST_REDIS_URL`` set,
+        answers are shared through ``outlast.fleet`` (needs ``outlast[redis]``). With
+        ``OUTLAST_CHAOS`` planning DNS faults, each provider is wrapped to inject them
+        (docs/rehearsal.md).
         """
         s = Settings.from_env(environ)
         options: dict[str, object] = {
@@ -174,6 +183,11 @@ class Resolver:
             "cache_size": s.dns_cache_size,
             "disable": s.disable,
         }
+        if s.redis_url is not None and not s.disable and "shared" not in overrides:
+            from outlast.fleet import connect  # imported only in fleet mode
+
+            listeners = cast("Iterable[Listener]", overrides.get("listeners", ()))
+            options["shared"] = connect(s.redis_url, listeners=listeners)
         options.update(overrides)
         if s.chaos is not None and not s.disable:  # OUTLAST_CHAOS: a rehearsal
             from outlast.chaos._dns import wrap_dns
@@ -392,6 +406,8 @@ class Resolver:
         except Exception as exc:  # a bug in a provider must not strand the waiters
             logger.exception("outlast: lookup of %r failed unexpectedly", name)
             outcome = Failure(f"{type(exc).__name__}: {exc}", "providers")
+        if self._shared is not None and not isinstance(outcome, Positive):
+            await self._adopt_shared(name)
         events = self._record(name, generation, outcome)
         for event in events:
             self._emitter.emit(event)
@@ -402,9 +418,92 @@ class Resolver:
         with self._lock:
             self._inflight.pop(name, None)
             events = self._table.apply(name, generation, outcome, now)
+            held = self._table.get(name)
+        if (
+            self._shared is not None
+            and isinstance(outcome, Positive)
+            and held is not None
+            and held.generation == generation
+            and held.addresses == outcome.addresses
+        ):
+            self._publish(held, now)
         if self._cache_file is not None and not isinstance(outcome, Failure):
             self._schedule_cache_file()  # a confirmed answer moves learned_at on, too
         return events
+
+    # -- fleet mode (outlast.fleet) ---------------------------------------------------
+
+    def _publish(self, entry: Entry, now: float) -> None:
+        """Hand a recorded good answer to the shared store (which must not block)."""
+        assert self._shared is not None
+        wall = time.time()
+        answer = SharedAnswer(
+            entry.name,
+            entry.addresses,
+            entry.ttl,
+            wall - (now - entry.learned_at),
+            wall - (now - entry.generation),
+            entry.source,
+        )
+        try:
+            self._shared.publish(answer)
+        except Exception:
+            logger.exception("outlast: publishing %r to the fleet failed", entry.name)
+
+    async def _adopt_shared(self, name: str) -> None:
+        """Providers gave nothing usable: hold the fleet's answer if this process has none."""
+        assert self._shared is not None
+        with self._lock:
+            entry = self._table.get(name)
+            if entry is not None and entry.has_addresses:
+                return
+        loop = asyncio.get_running_loop()
+        try:  # the lookup may block briefly: never on this loop's thread
+            shared = await loop.run_in_executor(None, self._shared.lookup, name)
+        except Exception:
+            logger.exception("outlast: looking %r up in the fleet failed", name)
+            return
+        if shared is None or not shared.addresses:
+            return
+        now, wall = self._clock(), time.time()
+        with self._lock:
+            entry = self._table.get(name)
+            if entry is not None and entry.has_addresses:
+                return
+            self._hold_stale(
+                name,
+                shared.addresses,
+                shared.ttl,
+                _FROM_FLEET + shared.source.removeprefix(_FROM_FLEET),
+                now - max(wall - shared.learned_at, 0.0),
+                now,
+            )
+
+    def _hold_stale(
+        self,
+        name: str,
+        addresses: Sequence[str],
+        ttl: float,
+        source: str,
+        learned_at: float,
+        now: float,
+    ) -> None:
+        """Hold another process's answer as stale last-known-good. Call with the lock held."""
+        entry = self._table.positive(
+            name,
+            order_addresses(addresses),
+            ttl,
+            source,
+            generation=NEVER,
+            learned_at=learned_at,
+        )
+        if now - entry.expires_at > self._stale_ttl:
+            return
+        # Not fresh until a provider confirms it: served stale, refreshed at first use.
+        entry.fresh_until = NEVER
+        entry.next_refresh_at = now
+        entry.answer = dataclasses.replace(entry.answer, stale=True)
+        self._table.put(entry)
 
     # -- the cache file ---------------------------------------------------------------
 
@@ -419,21 +518,8 @@ class Resolver:
         now, wall = self._clock(), time.time()
         for record in records:
             learned_at = now - max(wall - record.learned_at, 0.0)
-            entry = self._table.positive(
-                record.host,
-                order_addresses(record.addresses),
-                record.ttl,
-                _FROM_FILE + record.source.removeprefix(_FROM_FILE),
-                generation=NEVER,
-                learned_at=learned_at,
-            )
-            if now - entry.expires_at > self._stale_ttl:
-                continue
-            # Not fresh until a provider confirms it: served stale, refreshed at first use.
-            entry.fresh_until = NEVER
-            entry.next_refresh_at = now
-            entry.answer = dataclasses.replace(entry.answer, stale=True)
-            self._table.put(entry)
+            source = _FROM_FILE + record.source.removeprefix(_FROM_FILE)
+            self._hold_stale(record.host, record.addresses, record.ttl, source, learned_at, now)
 
     def _schedule_cache_file(self) -> None:
         """Called on the loop: write the file soon, at most every CACHE_FILE_INTERVAL."""

@@ -15,7 +15,14 @@ DNS. Integrations (``outlast.http``, ``outlast.aws``) translate their outcomes i
 
 from __future__ import annotations
 
-from outlast.policy._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from outlast.policy._breaker import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerLink,
+    CircuitBreaker,
+    SharedBreakers,
+)
 from outlast.policy._budget import RetryBudget
 from outlast.policy._classify import (
     Classifier,
@@ -35,6 +42,7 @@ __all__ = [
     "CLOSED",
     "HALF_OPEN",
     "OPEN",
+    "BreakerLink",
     "BreakerStateChanged",
     "BudgetExhausted",
     "CircuitBreaker",
@@ -46,6 +54,7 @@ __all__ = [
     "Retry",
     "RetryBudget",
     "RetryScheduled",
+    "SharedBreakers",
     "force_closed",
     "force_open",
     "is_testing",

@@ -8,13 +8,20 @@ one breaker serialises every caller), times the reset on the wall clock and lets
 caller through when half-open. Here the guarded call never runs under a lock (the lock
 is held only while state changes), the reset is timed on the injected monotonic clock,
 and exactly one caller probes a half-open breaker while the others fail fast.
+
+A breaker may be shared with other processes through a :class:`SharedBreakers` hook
+(``outlast.fleet`` implements it over Redis): the breaker tells its :class:`BreakerLink`
+what happened here (each method returns at once), and the hook calls
+:meth:`BreakerState.apply_shared` when the fleet's state changes, giving the time since
+the fleet opened it so every process times the reset from the same moment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
 import pybreaker
 
@@ -24,7 +31,16 @@ from outlast._exceptions import CircuitOpenError, ConfigError
 from outlast.policy._clock import Clock, Duration, to_seconds
 from outlast.policy._events import BreakerStateChanged
 
-__all__ = ["CLOSED", "DEFAULT_FAILURES", "DEFAULT_RESET", "HALF_OPEN", "OPEN", "CircuitBreaker"]
+__all__ = [
+    "CLOSED",
+    "DEFAULT_FAILURES",
+    "DEFAULT_RESET",
+    "HALF_OPEN",
+    "OPEN",
+    "BreakerLink",
+    "CircuitBreaker",
+    "SharedBreakers",
+]
 
 DEFAULT_FAILURES: Final = 5
 DEFAULT_RESET: Final = 5.0
@@ -63,6 +79,43 @@ class CircuitBreaker:
         return cls(failures=settings.breaker_failures, reset=settings.breaker_reset)
 
 
+class BreakerLink(Protocol):
+    """One breaker's line to the other processes sharing it. Every method returns at once.
+
+    Added in 0.1.0.
+    """
+
+    def failed(self) -> None:
+        """A failure that means "unwell" was counted here while closed."""
+
+    def succeeded(self) -> None:
+        """A success here reset a non-zero failure count."""
+
+    def opened(self, *, probe: bool) -> None:
+        """This process opened the breaker (``probe``: a half-open probe failed)."""
+
+    def closed(self) -> None:
+        """This process's probe succeeded and closed the breaker."""
+
+
+class SharedBreakers(Protocol):
+    """Shares breakers between processes (``Policy(shared=...)``).
+
+    :meth:`link` is called once per breaker. ``apply(state, opened_ago)`` is to be
+    called whenever the shared state changes elsewhere: ``state`` is ``"open"`` (with
+    the seconds since it opened) or ``"closed"``; it may be called from any thread.
+
+    Added in 0.1.0.
+    """
+
+    def link(
+        self,
+        name: str,
+        config: CircuitBreaker,
+        apply: Callable[[str, float], None],
+    ) -> BreakerLink: ...
+
+
 class _Relay(pybreaker.CircuitBreakerListener):
     """Collects pybreaker's state changes so they are emitted after the lock is let go."""
 
@@ -77,10 +130,12 @@ class BreakerState:
     """The live breaker of one key. Thread-safe; never holds its lock around a call."""
 
     __slots__ = (
+        "__weakref__",
         "_clock",
         "_config",
         "_emitter",
         "_forced",
+        "_link",
         "_lock",
         "_opened_at",
         "_pb",
@@ -90,7 +145,14 @@ class BreakerState:
         "name",
     )
 
-    def __init__(self, config: CircuitBreaker, name: str, clock: Clock, emitter: Emitter) -> None:
+    def __init__(
+        self,
+        config: CircuitBreaker,
+        name: str,
+        clock: Clock,
+        emitter: Emitter,
+        shared: SharedBreakers | None = None,
+    ) -> None:
         self._config = config
         self.name = name
         self._clock = clock
@@ -109,6 +171,9 @@ class BreakerState:
         self._probe_since: float | None = None
         self._forced: str | None = None
         emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
+        self._link: BreakerLink | None = None
+        if shared is not None:  # last: the hook may apply the fleet's state at once
+            self._link = shared.link(name, config, self.apply_shared)
 
     @property
     def config(self) -> CircuitBreaker:
@@ -169,30 +234,69 @@ class BreakerState:
 
     def succeeded(self, probe: bool) -> None:
         """Record a call that showed the destination well."""
+        link = self._link
         if probe:
             with self._lock:
                 self._probe_since = None
-                if self._storage.state == HALF_OPEN:
+                closed = self._storage.state == HALF_OPEN
+                if closed:
                     self._storage.reset_counter()
+                    self._opened_at = None
                     self._pb.close()
+            if closed and link is not None:
+                link.closed()
             self._flush()
         elif self._storage.counter:
             with self._lock:
                 if self._storage.state == CLOSED:
                     self._storage.reset_counter()
+            if link is not None:
+                link.succeeded()
 
     def failed(self, probe: bool) -> None:
         """Record a failure that means the destination is unwell."""
+        link = self._link
+        tripped = counted = False
         with self._lock:
             state = self._storage.state
             if probe:
                 self._probe_since = None
                 if state == HALF_OPEN:
                     self._trip()
+                    tripped = True
             elif state == CLOSED and self._forced != CLOSED:
                 self._storage.increment_counter()
+                counted = True
                 if self._storage.counter >= self._config.failures:
                     self._trip()
+                    tripped = True
+        if link is not None:
+            if tripped:
+                link.opened(probe=probe)
+            elif counted:
+                link.failed()
+        self._flush()
+
+    def apply_shared(self, state: str, opened_ago: float) -> None:
+        """The fleet's state changed: ``"open"`` (``opened_ago`` seconds ago) or ``"closed"``.
+
+        Called by a :class:`SharedBreakers` hook from any thread. A pinned breaker
+        (``force_open`` / ``force_closed``) ignores it.
+        """
+        with self._lock:
+            if self._forced is not None:
+                return
+            current = self._storage.state
+            if state == OPEN:
+                self._opened_at = self._clock() - max(opened_ago, 0.0)
+                if current != OPEN:
+                    self._probe_since = None
+                    self._pb.open()
+            elif state == CLOSED and current != CLOSED:
+                self._storage.reset_counter()
+                self._opened_at = None
+                self._probe_since = None
+                self._pb.close()
         self._flush()
 
     def abandoned(self, probe: bool) -> None:

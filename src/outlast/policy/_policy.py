@@ -25,7 +25,7 @@ import cachetools
 from outlast._config import Settings
 from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
-from outlast.policy._breaker import BreakerState, CircuitBreaker
+from outlast.policy._breaker import BreakerState, CircuitBreaker, SharedBreakers
 from outlast.policy._budget import BudgetState, RetryBudget
 from outlast.policy._classify import Classifier, Decision, Outcome, retry_all
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
@@ -47,7 +47,7 @@ DEFAULT_BREAKER: Final = CircuitBreaker()
 class _Core:
     """What every view of one Policy shares: rules, configuration, the key registry."""
 
-    __slots__ = ("breaker", "budget", "enabled", "lock", "name", "registry", "rules")
+    __slots__ = ("breaker", "budget", "enabled", "lock", "name", "registry", "rules", "shared")
 
     def __init__(
         self,
@@ -57,7 +57,9 @@ class _Core:
         name: str,
         max_keys: int,
         enabled: bool,
+        shared: SharedBreakers | None = None,
     ) -> None:
+        self.shared = shared
         self.rules = rules
         self.budget = budget
         self.breaker = breaker
@@ -71,7 +73,7 @@ class _Core:
         breaker = (
             None
             if self.breaker is None
-            else BreakerState(self.breaker, key, rules.clock, rules.emitter)
+            else BreakerState(self.breaker, key, rules.clock, rules.emitter, self.shared)
         )
         budget = None if self.budget is None else BudgetState(self.budget, rules.clock)
         return Guard(key=key, breaker=breaker, budget=budget)
@@ -95,6 +97,7 @@ class Policy:
     same for returned values (an integration's "HTTP 503"). ``listeners`` receive the
     policy's events. ``clock``, ``sleep``, ``asleep`` and ``uniform`` are injectable for
     tests. ``max_keys`` bounds the per-destination registry of :meth:`for_key`.
+    ``shared`` (``outlast.fleet.Fleet``) shares the breakers with other processes.
 
     Use it as ``policy.call(fn, *args)``, ``await policy.acall(afn, *args)``, or as a
     decorator on a ``def`` or ``async def``.
@@ -123,6 +126,7 @@ class Policy:
         sleep: Sleep = time.sleep,
         asleep: AsyncSleep = asyncio.sleep,
         uniform: Uniform = random.uniform,
+        shared: SharedBreakers | None = None,
     ) -> None:
         for setting, value, kind in (
             ("retry", retry, Retry),
@@ -147,7 +151,7 @@ class Policy:
             uniform=uniform,
             emitter=Emitter(LOGGER, listeners),
         )
-        self._core = _Core(rules, budget, breaker, name, max_keys, enabled)
+        self._core = _Core(rules, budget, breaker, name, max_keys, enabled, shared)
         self._guard = self._core.make_guard(name) if enabled else None
 
     @classmethod
@@ -163,9 +167,16 @@ class Policy:
     ) -> Policy:
         """A Policy configured by ``OUTLAST_*`` (``os.environ`` unless ``environ`` is given).
 
-        With ``OUTLAST_DISABLE=1`` the policy passes every call straight through.
+        With ``OUTLAST_DISABLE=1`` the policy passes every call straight through. With
+        ``OUTLAST_REDIS_URL`` set, its breakers are shared through ``outlast.fleet``
+        (needs ``outlast[redis]``).
         """
         settings = Settings.from_env(environ)
+        shared: SharedBreakers | None = None
+        if settings.redis_url is not None and not settings.disable:
+            from outlast.fleet import connect  # imported only in fleet mode
+
+            shared = connect(settings.redis_url, listeners=listeners)
         return cls(
             retry=Retry.from_settings(settings),
             budget=RetryBudget.from_settings(settings),
@@ -176,6 +187,7 @@ class Policy:
             name=name,
             max_keys=max_keys,
             enabled=not settings.disable,
+            shared=shared,
         )
 
     # -- what it is ------------------------------------------------------------------

@@ -1,0 +1,267 @@
+"""Shared circuit breakers: the fleet's state of each breaker, kept in Redis by Lua scripts.
+
+Per breaker name (``{ns}`` is the namespace):
+
+- ``{ns}:breaker:{name}``, a hash: ``state`` (``open`` / ``closed``), ``opened_at``
+  (milliseconds on the Redis server's clock) and ``version`` (grows with each change);
+- ``{ns}:breaker:{name}:failures``: the fleet's count of consecutive failures;
+- ``{ns}:breakers:open``: a sorted set of the open breakers, for a joining process;
+- channel ``{ns}:breakers``: every change, as JSON.
+
+Each script increments and checks (or changes state) atomically on the server, takes
+the time from the server (``TIME``), so every process times the reset from the same
+clock, and refreshes the keys' expiry, so abandoned breakers vanish. Processes learn of
+changes by subscription and by a periodic snapshot, never on the call path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import threading
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, TypeAlias
+
+from outlast.policy import CircuitBreaker
+
+__all__ = [
+    "CLOSE_SCRIPT",
+    "FAIL_SCRIPT",
+    "OPEN_SCRIPT",
+    "SNAPSHOT_SCRIPT",
+    "BreakerStore",
+    "Change",
+    "Op",
+]
+
+_OPEN_IT: Final = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function bump(now)
+  local v = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0
+  if now > v then v = now else v = v + 1 end
+  redis.call('HSET', KEYS[1], 'version', v)
+  return v
+end
+local function open_it(origin)
+  local now = now_ms()
+  local v = bump(now)
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now)
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], 0, 'PX', ARGV[1])
+  redis.call('ZADD', KEYS[3], now, ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[1]))
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
+  redis.call('PUBLISH', ARGV[3], cjson.encode({name=ARGV[2], state='open', opened_at=now,
+             now=now, version=v, origin=origin}))
+  return 1
+end
+"""
+
+#: KEYS: hash, failures, open index. ARGV: expire ms, name, channel, threshold.
+FAIL_SCRIPT: Final = (
+    _OPEN_IT
+    + """
+local n = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+if n < tonumber(ARGV[4]) then return 0 end
+if redis.call('HGET', KEYS[1], 'state') == 'open' then return 0 end
+return open_it('')
+"""
+)
+
+#: KEYS: hash, failures, open index. ARGV: expire ms, name, channel, origin, renew (1/0).
+OPEN_SCRIPT: Final = (
+    _OPEN_IT
+    + """
+if ARGV[5] ~= '1' and redis.call('HGET', KEYS[1], 'state') == 'open' then return 0 end
+return open_it(ARGV[4])
+"""
+)
+
+#: KEYS: hash, failures, open index. ARGV: expire ms, name, channel, origin.
+CLOSE_SCRIPT: Final = (
+    _OPEN_IT
+    + """
+redis.call('DEL', KEYS[2])
+if redis.call('HGET', KEYS[1], 'state') ~= 'open' then return 0 end
+local now = now_ms()
+local v = bump(now)
+redis.call('HSET', KEYS[1], 'state', 'closed')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('PUBLISH', ARGV[3], cjson.encode({name=ARGV[2], state='closed', opened_at=0,
+           now=now, version=v, origin=ARGV[4]}))
+return 1
+"""
+)
+
+#: KEYS: open index. ARGV: expire ms, key prefix, names to read besides the open ones.
+#: Returns the server time (ms) and one JSON object per breaker found.
+SNAPSHOT_SCRIPT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {tostring(now)}
+local names = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf',
+                         'LIMIT', 0, 1000)
+for i = 3, #ARGV do table.insert(names, ARGV[i]) end
+local seen = {}
+for _, name in ipairs(names) do
+  if not seen[name] then
+    seen[name] = true
+    local h = redis.call('HMGET', ARGV[2] .. name, 'state', 'opened_at', 'version')
+    if h[1] then
+      table.insert(out, cjson.encode({name=name, state=h[1], opened_at=tonumber(h[2]) or 0,
+                   now=now, version=tonumber(h[3]) or 0, origin=''}))
+    end
+  end
+end
+return out
+"""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Change:
+    """A breaker's state in the fleet, as told by a message or a snapshot."""
+
+    name: str
+    state: str
+    opened_ago: float
+    version: int
+    origin: str
+
+    @classmethod
+    def parse(cls, text: str) -> Change | None:
+        try:
+            data = json.loads(text)
+            state = str(data["state"])
+            change = cls(
+                name=str(data["name"]),
+                state=state,
+                opened_ago=max(0.0, (float(data["now"]) - float(data["opened_at"])) / 1000),
+                version=int(data["version"]),
+                origin=str(data.get("origin", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return change if state in ("open", "closed") else None
+
+
+_Ref: TypeAlias = Callable[[], "Callable[[str, float], None] | None"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Op:
+    """A breaker operation for the writer: ``fail``, ``succeed``, ``open`` or ``close``."""
+
+    kind: str
+    name: str
+    origin: str
+    arg: int = 0
+
+
+def _same(apply: Callable[[str, float], None]) -> Callable[[str, float], None]:
+    return apply
+
+
+@dataclasses.dataclass(slots=True)
+class _Known:
+    state: str
+    opened_ago: float
+    version: int
+    seen_at: float  # monotonic
+
+
+class BreakerStore:
+    """The process's view of the fleet's breakers, and the keys and scripts behind it.
+
+    ``mirror`` remembers the latest state seen per name; ``attach`` registers a local
+    breaker's ``apply`` (held weakly: an evicted breaker is forgotten) and applies the
+    fleet's state to it at once if the fleet has it open.
+    """
+
+    def __init__(self, namespace: str, keep: float, clock: Callable[[], float]) -> None:
+        self.namespace = namespace
+        self.keep_ms = max(1, int(keep * 1000))
+        self.channel = f"{namespace}:breakers"
+        self.index = f"{namespace}:breakers:open"
+        self.prefix = f"{namespace}:breaker:"
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[str, _Known] = {}
+        #: name -> (origin token of the local breaker, a weak reference to its apply)
+        self._appliers: dict[str, list[tuple[str, _Ref]]] = {}
+
+    def keys(self, name: str) -> list[str]:
+        base = self.prefix + name
+        return [base, base + ":failures", self.index]
+
+    # -- writes (run by the fleet's writer thread, on a pipeline) ---------------------
+
+    def write(self, pipe: Any, scripts: dict[str, Any], op: Op) -> None:
+        name, origin, arg = op.name, op.origin, op.arg
+        keys = self.keys(name)
+        common: list[object] = [self.keep_ms, name, self.channel]
+        if op.kind == "fail":
+            scripts["fail"](keys=keys, args=[*common, arg], client=pipe)
+        elif op.kind == "open":
+            scripts["open"](keys=keys, args=[*common, origin, arg], client=pipe)
+        elif op.kind == "close":
+            scripts["close"](keys=keys, args=[*common, origin], client=pipe)
+        elif op.kind == "succeed":
+            pipe.delete(keys[1])
+
+    # -- what the fleet says ----------------------------------------------------------
+
+    def attach(self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]) -> str:
+        """Register a local breaker; returns the origin token its own changes carry."""
+        origin = uuid.uuid4().hex
+        ref: _Ref
+        try:
+            ref = weakref.WeakMethod(apply)
+        except TypeError:  # not a bound method: held strongly
+            ref = functools.partial(_same, apply)
+        with self._lock:
+            refs = [(o, r) for o, r in self._appliers.get(name, []) if r() is not None]
+            refs.append((origin, ref))
+            self._appliers[name] = refs
+            known = self._known.get(name)
+            if known is None or known.state != "open":
+                return origin
+            ago = known.opened_ago + (self._clock() - known.seen_at)
+        apply("open", ago)
+        return origin
+
+    def names(self) -> list[str]:
+        """Names of the breakers this process holds (for snapshots), at most 1000."""
+        with self._lock:
+            gone = [n for n, refs in self._appliers.items() if all(r() is None for _, r in refs)]
+            for name in gone:
+                del self._appliers[name]
+            return list(self._appliers)[:1000]
+
+    def snapshot_args(self) -> tuple[list[str], list[object]]:
+        return [self.index], [self.keep_ms, self.prefix, *self.names()]
+
+    def receive(self, change: Change) -> None:
+        """Apply a change from the fleet to every local breaker of that name."""
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(change.name)
+            if known is not None and change.version <= known.version:
+                return
+            self._known[change.name] = _Known(change.state, change.opened_ago, change.version, now)
+            if len(self._known) > 10_000:  # forget the oldest names seen
+                for stale in list(self._known)[:1000]:
+                    del self._known[stale]
+            refs = self._appliers.get(change.name, [])
+            # A breaker's own change is not applied back to it; other local ones hear it.
+            appliers = [r() for origin, r in refs if origin != change.origin]
+        for apply in appliers:
+            if apply is not None:
+                apply(change.state, change.opened_ago)

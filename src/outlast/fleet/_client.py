@@ -1,0 +1,146 @@
+"""The connection to Redis: short timeouts, no waiting on a Redis that is down.
+
+:class:`Link` runs one operation at a time against a ``redis.Redis`` client built with
+connect and read timeouts of at most 50 ms and no retries of its own. A failure
+(refused, timed out, reset, an error reply) marks Redis down: a warning event is
+emitted once, and every operation is refused at once (:class:`Down`) until a back-off
+(0.25 s, doubling up to 5 s) has passed; then the next operation tries again on a new
+connection. The first success after that emits the event that says sharing resumed.
+
+The URL's password never appears in a repr, an event or a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from outlast._config import mask_url
+from outlast._events import Event
+from outlast.fleet._events import FleetRestored, FleetUnavailable
+
+__all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "DEFAULT_TIMEOUT", "Down", "Link", "scrub"]
+
+T = TypeVar("T")
+
+#: Connect and read timeout for every Redis operation, seconds.
+DEFAULT_TIMEOUT: Final = 0.05
+#: After a failure, Redis is left alone this long, doubling up to BACKOFF_MAX.
+BACKOFF_MIN: Final = 0.25
+BACKOFF_MAX: Final = 5.0
+
+
+class Down(Exception):
+    """Redis is down or backing off: the operation was not (fully) done."""
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
+    password = urlsplit(url).password
+    for secret in () if not password else (password, unquote(password)):
+        text = text.replace(secret, "***")
+    return text
+
+
+class Link:
+    """One process's connection to Redis (a pool; thread-safe). Never waits on a dead Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        emit: Callable[[Event], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self.shown_url = mask_url(url)
+        self.timeout = timeout
+        self._emit = emit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._backoff = BACKOFF_MIN
+        self.client = self._make_client()
+
+    def _make_client(self) -> redis.Redis:
+        return redis.Redis.from_url(
+            self._url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+            decode_responses=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Link {self.shown_url} {'down' if self.down else 'up'}>"
+
+    @property
+    def down(self) -> bool:
+        """True while Redis is marked down (until an operation succeeds again)."""
+        return self._down_since is not None
+
+    def usable(self) -> bool:
+        """False while backing off: an operation now would be refused at once."""
+        return self._down_since is None or self._clock() >= self._retry_at
+
+    def seconds_to_retry(self) -> float:
+        return 0.0 if self._down_since is None else max(0.0, self._retry_at - self._clock())
+
+    def run(self, operation: Callable[[redis.Redis], T]) -> T:
+        """``operation(client)``, or :class:`Down` at once while Redis is backing off."""
+        if not self.usable():
+            raise Down(f"redis at {self.shown_url} is down")
+        try:
+            result = operation(self.client)
+        except (redis.RedisError, OSError) as exc:
+            self.failed(exc)
+            raise Down(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+        self.succeeded()
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        """Record a failed operation: mark Redis down and back off."""
+        now = self._clock()
+        with self._lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = now
+                self._backoff = BACKOFF_MIN
+            else:
+                self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+            self._retry_at = now + self._backoff
+            retry_in = self._backoff
+        if first:
+            error = scrub(f"{type(exc).__name__}: {exc}", self._url)[:300]
+            self._emit(FleetUnavailable(self.shown_url, error, retry_in))
+
+    def succeeded(self) -> None:
+        """Record a successful operation: sharing resumes if Redis was down."""
+        if self._down_since is None:
+            return
+        with self._lock:
+            since = self._down_since
+            self._down_since = None
+            self._backoff = BACKOFF_MIN
+        if since is not None:
+            self._emit(FleetRestored(self.shown_url, self._clock() - since))
+
+    def after_fork_in_child(self) -> None:
+        """A child must not share the parent's sockets: a new pool, state kept."""
+        self._lock = threading.Lock()
+        self.client = self._make_client()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a dead server's sockets must not raise
+            self.client.close()

@@ -1,0 +1,397 @@
+"""Fleet: one process's share of the fleet's knowledge, kept in Redis off the hot path.
+
+A :class:`Fleet` is both hooks at once: ``Resolver(shared=fleet)`` and
+``Policy(shared=fleet)``. Two daemon threads do all the Redis work:
+
+- the *writer* sends what this process learned (good answers, breaker failures and
+  transitions) in pipelined batches. Callers only put an item in a bounded queue and
+  notify; nothing they do waits on Redis.
+- the *listener* subscribes to breaker changes and takes a snapshot of the fleet's
+  breakers on (re)connection and every ``RESYNC_INTERVAL`` seconds, so a missed
+  message is made good and a process that joins sees what is already open.
+
+The one blocking call is :meth:`Fleet.lookup` (bounded by the timeout), which the
+resolver makes on an executor thread only for a name it holds nothing for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, Final
+
+import redis
+
+from outlast._config import seconds_arg
+from outlast._events import Emitter, Event, Listener
+from outlast._exceptions import ConfigError
+from outlast.dns import SharedAnswer
+from outlast.fleet._breakers import (
+    CLOSE_SCRIPT,
+    FAIL_SCRIPT,
+    OPEN_SCRIPT,
+    SNAPSHOT_SCRIPT,
+    BreakerStore,
+    Change,
+    Op,
+)
+from outlast.fleet._client import DEFAULT_TIMEOUT, Down, Link
+from outlast.fleet._events import LOGGER, FleetAnswerFound
+from outlast.fleet._lkg import PUBLISH_SCRIPT, AnswerStore
+from outlast.policy import BreakerLink, CircuitBreaker
+
+__all__ = ["RESYNC_INTERVAL", "Fleet", "connect"]
+
+#: Seconds between snapshots of the fleet's breakers.
+RESYNC_INTERVAL: Final = 1.0
+#: Answers waiting to be written, and breaker operations, at most (the oldest go first).
+MAX_PENDING: Final = 10_000
+#: Items per pipelined batch.
+BATCH: Final = 500
+DEFAULT_NAMESPACE: Final = "outlast"
+DEFAULT_ANSWER_KEEP: Final = 86400.0
+DEFAULT_BREAKER_KEEP: Final = 3600.0
+
+
+class Fleet:
+    """Shares last-known-good answers and circuit breakers through Redis.
+
+    ``url`` is ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=PATH`` and redis-py's
+    other URL options apply) or ``unix://``; its password is never shown. ``timeout``
+    bounds every Redis operation (at most 0.05 s). Keys live under ``namespace``:
+    answers expire ``answer_keep`` seconds after they were last written, breakers
+    ``breaker_keep`` seconds after their last change. ``listeners`` receive the fleet's
+    events. The constructor waits up to ``connect_wait`` seconds for a first snapshot
+    of the fleet's breakers (0: not at all); it never fails because Redis is down.
+
+    Pass it as ``Resolver(shared=fleet)`` and ``Policy(shared=fleet)``; with
+    ``OUTLAST_REDIS_URL`` set, ``from_env`` does so through :func:`connect`.
+
+    Added in 0.1.0.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        answer_keep: float | timedelta = DEFAULT_ANSWER_KEEP,
+        breaker_keep: float | timedelta = DEFAULT_BREAKER_KEEP,
+        listeners: Iterable[Listener] = (),
+        connect_wait: float | timedelta = 0.2,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("url", "<not shown>", "a redis://, rediss:// or unix:// URL")
+        if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+            raise ConfigError("namespace", namespace, "a non-empty name without spaces")
+        timeout_s = seconds_arg("timeout", timeout, DEFAULT_TIMEOUT, allow_zero=False)
+        if timeout_s > DEFAULT_TIMEOUT:
+            raise ConfigError("timeout", timeout, "at most 0.05 s: Redis must never be waited on")
+        keep = seconds_arg("answer_keep", answer_keep, DEFAULT_ANSWER_KEEP, allow_zero=False)
+        bkeep = seconds_arg("breaker_keep", breaker_keep, DEFAULT_BREAKER_KEEP, allow_zero=False)
+        wait = seconds_arg("connect_wait", connect_wait, 0.2, allow_zero=True)
+        self._listeners: tuple[Listener, ...] = tuple(listeners)
+        self._emitter = Emitter(LOGGER, self._listeners)
+        self._clock = time.monotonic
+        self._link = Link(url, timeout=timeout_s, emit=self._emit, clock=self._clock)
+        self._answers = AnswerStore(namespace, keep)
+        self._breakers = BreakerStore(namespace, bkeep, self._clock)
+        self._cond = threading.Condition()
+        self._pending: dict[str, SharedAnswer] = {}
+        self._ops: deque[Op] = deque(maxlen=MAX_PENDING)
+        self._scripts = self._register_scripts()
+        self._closed = False
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self.dropped = 0
+        self._threads: list[threading.Thread] = []
+        self._start()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
+        weakref.finalize(self, self._stop.set)
+        if wait:
+            self._ready.wait(wait)
+
+    def _register_scripts(self) -> dict[str, Any]:
+        client = self._link.client
+        return {
+            "publish": client.register_script(PUBLISH_SCRIPT),
+            "fail": client.register_script(FAIL_SCRIPT),
+            "open": client.register_script(OPEN_SCRIPT),
+            "close": client.register_script(CLOSE_SCRIPT),
+            "snapshot": client.register_script(SNAPSHOT_SCRIPT),
+        }
+
+    def _start(self) -> None:
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._write_loop, name="outlast-fleet-writer", daemon=True),
+            threading.Thread(target=self._listen_loop, name="outlast-fleet-listener", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("down" if self._link.down else "up")
+        return f"<Fleet {self._link.shown_url} namespace={self._answers.namespace!r} {state}>"
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The Redis URL, password masked."""
+        return self._link.shown_url
+
+    @property
+    def available(self) -> bool:
+        """False while Redis is marked down (outlast works locally meanwhile)."""
+        return not self._link.down
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until a first snapshot of the fleet's breakers is held (True) or not."""
+        return self._ready.wait(timeout)
+
+    def add_listeners(self, listeners: Iterable[Listener]) -> None:
+        """Also send the fleet's events to ``listeners`` (ones already added are skipped)."""
+        new = tuple(x for x in listeners if all(x is not y for y in self._listeners))
+        if new:
+            self._listeners += new
+            self._emitter = Emitter(LOGGER, self._listeners)
+
+    def _emit(self, event: Event) -> None:
+        self._emitter.emit(event)
+
+    def close(self) -> None:
+        """Stop the threads (answers not yet written are dropped). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(2.0)
+        self._link.close()
+
+    # -- answers (outlast.dns.SharedAnswers) ------------------------------------------
+
+    def publish(self, answer: SharedAnswer, /) -> None:
+        """Queue ``answer`` for writing; returns at once. Only the newest per name is kept."""
+        with self._cond:
+            held = self._pending.get(answer.host)
+            if held is not None and held.generation > answer.generation:
+                return
+            if held is None and len(self._pending) >= MAX_PENDING:
+                self.dropped += 1
+                return
+            self._pending[answer.host] = answer
+            self._cond.notify()
+
+    def lookup(self, host: str, /) -> SharedAnswer | None:
+        """The fleet's answer for ``host``: one read, bounded by the timeout; None if none.
+
+        Returns None at once while Redis is down. Blocks (briefly): never call it on an
+        event loop's thread.
+        """
+        try:
+            answer = self._link.run(lambda client: self._answers.read(client, host))
+        except Down:
+            return None
+        if answer is not None:
+            age = max(0.0, time.time() - answer.learned_at)
+            self._emit(FleetAnswerFound(host, answer.addresses, age))
+        return answer
+
+    # -- breakers (outlast.policy.SharedBreakers) -------------------------------------
+
+    def link(
+        self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]
+    ) -> BreakerLink:
+        """Share the breaker ``name``; ``apply`` hears of the fleet's changes to it."""
+        origin = self._breakers.attach(name, config, apply)
+        return _Link(self, name, origin, config.failures)
+
+    def _queue(self, op: Op) -> None:
+        if self._link.down:
+            return  # counts and transitions made while Redis is down are not replayed
+        with self._cond:
+            self._ops.append(op)
+            self._cond.notify()
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            with self._cond:
+                while not (self._pending or self._ops) and not stop.is_set():
+                    self._cond.wait(1.0)
+                if stop.is_set():
+                    return
+                wait = self._link.seconds_to_retry()
+                if wait > 0:
+                    self._cond.wait(min(wait, 1.0))
+                    continue
+                answers = [self._pending.pop(h) for h in list(self._pending)[:BATCH]]
+                ops = [self._ops.popleft() for _ in range(min(len(self._ops), BATCH))]
+            try:
+                self._link.run(functools.partial(self._write, answers=answers, ops=ops))
+            except Down:
+                with self._cond:  # keep the answers for later unless newer ones came
+                    for answer in answers:
+                        self._pending.setdefault(answer.host, answer)
+            except Exception:
+                LOGGER.exception("outlast: fleet writer failed")
+
+    def _write(
+        self,
+        client: redis.Redis,
+        *,
+        answers: list[SharedAnswer],
+        ops: list[Op],
+    ) -> None:
+        pipe = client.pipeline(transaction=False)
+        for answer in answers:
+            self._answers.write(pipe, self._scripts["publish"], answer)
+        for op in ops:
+            self._breakers.write(pipe, self._scripts, op)
+        pipe.execute()
+
+    # -- the listener thread ----------------------------------------------------------
+
+    def _listen_loop(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            wait = self._link.seconds_to_retry()
+            if wait > 0:
+                stop.wait(min(wait, 0.5))
+                continue
+            try:
+                self._listen(stop)
+            except Down:
+                self._ready.set()  # nobody waits for a Redis that is down
+            except Exception:
+                LOGGER.exception("outlast: fleet listener failed")
+                stop.wait(1.0)
+
+    def _listen(self, stop: threading.Event) -> None:
+        client = self._link.client
+        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            try:
+                pubsub.subscribe(self._breakers.channel)
+            except (redis.RedisError, OSError) as exc:
+                self._link.failed(exc)
+                raise Down(str(exc)) from None
+            self._snapshot()
+            self._ready.set()
+            synced = self._clock()
+            while not stop.is_set():
+                try:
+                    message = pubsub.get_message(timeout=0.1)
+                except (redis.RedisError, OSError) as exc:
+                    self._link.failed(exc)
+                    raise Down(str(exc)) from None
+                if message is not None and message.get("type") == "message":
+                    change = Change.parse(str(message.get("data")))
+                    if change is not None:
+                        self._breakers.receive(change)
+                if self._clock() - synced >= RESYNC_INTERVAL:
+                    self._snapshot()
+                    synced = self._clock()
+        finally:
+            try:
+                pubsub.close()
+            except Exception:
+                LOGGER.debug("outlast: closing the fleet subscription failed", exc_info=True)
+
+    def _snapshot(self) -> None:
+        keys, args = self._breakers.snapshot_args()
+        rows = self._link.run(lambda client: self._scripts["snapshot"](keys=keys, args=args))
+        for row in list(rows)[1:]:
+            change = Change.parse(str(row))
+            if change is not None:
+                self._breakers.receive(change)
+
+    # -- fork -------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        self._cond = threading.Condition()
+        self._pending = {}
+        self._ops = deque(maxlen=MAX_PENDING)
+        self._link.after_fork_in_child()
+        self._scripts = self._register_scripts()
+        if not self._closed:
+            self._start()
+
+
+class _Link:
+    """One local breaker's line to the fleet: every method queues and returns."""
+
+    __slots__ = ("_fleet", "_name", "_origin", "_threshold")
+
+    def __init__(self, fleet: Fleet, name: str, origin: str, threshold: int) -> None:
+        self._fleet = fleet
+        self._name = name
+        self._origin = origin
+        self._threshold = threshold
+
+    def failed(self) -> None:
+        self._fleet._queue(Op("fail", self._name, self._origin, self._threshold))
+
+    def succeeded(self) -> None:
+        self._fleet._queue(Op("succeed", self._name, self._origin))
+
+    def opened(self, *, probe: bool) -> None:
+        self._fleet._queue(Op("open", self._name, self._origin, 1 if probe else 0))
+
+    def closed(self) -> None:
+        self._fleet._queue(Op("close", self._name, self._origin))
+
+
+def _after_fork_in_child(ref: weakref.ref[Fleet]) -> None:
+    fleet = ref()
+    if fleet is not None:
+        fleet._after_fork_in_child()
+
+
+_connected: dict[str, Fleet] = {}
+_connect_lock = threading.Lock()
+
+
+def connect(url: str, *, listeners: Iterable[Listener] = ()) -> Fleet:
+    """This process's :class:`Fleet` for ``url``, made on first use with default options.
+
+    ``Resolver.from_env`` and ``Policy.from_env`` call it when ``OUTLAST_REDIS_URL`` is
+    set, so a process's resolvers and policies share one connection. ``listeners`` are
+    added to the fleet's. Called on an event loop's thread (an ``AsyncClient`` made in
+    a coroutine), it does not wait for the first snapshot: the loop is never blocked.
+
+    Added in 0.1.0.
+    """
+    with _connect_lock:
+        fleet = _connected.get(url)
+        if fleet is None or fleet._closed:
+            try:
+                asyncio.get_running_loop()
+                wait = 0.0
+            except RuntimeError:  # no loop on this thread: a short wait is harmless
+                wait = 0.2
+            fleet = Fleet(url, listeners=listeners, connect_wait=wait)
+            _connected[url] = fleet
+        else:
+            fleet.add_listeners(listeners)
+        return fleet
