@@ -7,7 +7,11 @@ import logging
 import re
 from pathlib import Path
 
+import outlast.aws
+import outlast.chaos
 import outlast.dns
+import outlast.fleet
+import outlast.http
 import outlast.policy
 from outlast import Event
 from outlast.observe import METRICS
@@ -17,7 +21,14 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 
 def _events() -> list[type[Event]]:
     found = []
-    for module in (outlast.dns, outlast.policy):
+    for module in (
+        outlast.dns,
+        outlast.policy,
+        outlast.http,
+        outlast.aws,
+        outlast.fleet,
+        outlast.chaos,
+    ):
         for name in module.__all__:
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, Event) and obj is not Event:

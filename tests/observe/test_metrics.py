@@ -72,23 +72,21 @@ def test_the_breaker_gauge_follows_the_state() -> None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _HttpFailover(Event):
-    kind: ClassVar[str] = "http.failover"
-    host: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class _Unknown(Event):
     kind: ClassVar[str] = "http.something_new"
 
 
-def test_events_of_later_layers_plug_in_by_kind() -> None:
+def test_the_transports_and_boto3_feed_the_failover_counter_by_kind() -> None:
+    from outlast.aws import FailedOver as AwsFailedOver
+    from outlast.http import FailedOver as HttpFailedOver
+
     counts = Counts()
-    counts(_HttpFailover("api.example.com"))
-    counts(_HttpFailover("api.example.com"))
+    counts(HttpFailedOver("api.example.com", "127.0.0.1", 443, 2))
+    counts(HttpFailedOver("api.example.com", "127.0.0.1", 443, 2))
+    counts(AwsFailedOver("GetItem", "dynamodb", "us-east-1", "us-west-2", "refused"))
     counts(_Unknown())
-    assert counts.value("failovers", kind="http.failover") == 2
-    assert counts.value("failovers", kind="aws.failover") == 0
+    assert counts.value("failovers", kind="http.failed_over") == 2
+    assert counts.value("failovers", kind="aws.failover") == 1
     assert set(counts.snapshot()) == {"failovers"}
 
 

@@ -122,9 +122,17 @@ METRICS: Final[Mapping[str, Metric]] = MappingProxyType(
             ("key",),
             value=_breaker_value,
         ),
-        # Emitted by the httpx transports and the boto3 integration.
-        "http.failover": _FAILOVERS,
+        "http.failed_over": _FAILOVERS,
         "aws.failover": _FAILOVERS,
+        "http.address_ejected": Metric(
+            "http.address_ejections", "Addresses tried last after a connect to them failed"
+        ),
+        "fleet.unavailable": Metric(
+            "fleet.unavailable", "Times Redis did not answer in time; outlast went on locally"
+        ),
+        "chaos.injected": Metric(
+            "chaos.injected", "Faults injected by OUTLAST_CHAOS (not real)", ("fault",)
+        ),
     }
 )
 
