@@ -4,9 +4,11 @@ Each is the httpx transport it replaces (a subclass, built from the same argumen
 with two changes: its pool dials through an outlast network backend (resolution by
 :class:`outlast.Resolver`, address failover, ejection, Happy Eyeballs), and each request
 goes through an :class:`outlast.Policy` bound to the request's origin. The policy's
-classifiers (:mod:`outlast.http._classify`) decide what is retried; the transport
-attaches the request to every error and response it hands them, and closes a failed
-response before the next attempt.
+classifiers (:mod:`outlast.http._classify`) decide what is retried; requests go through
+a view of the policy (:mod:`outlast.http._rules`) sharing its breakers and budgets. The
+transport attaches the request to every error and response it hands them, and closes a
+failed response as soon as it is retried (before the backoff) or the request is
+cancelled or interrupted.
 
 With ``OUTLAST_DISABLE=1`` in the environment the transport is plain httpx: httpcore's
 own backend, no policy.
@@ -20,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Final
 
+import anyio
 import httpx
 
 from outlast._config import Settings
@@ -33,6 +36,7 @@ from outlast.http._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast.http._errors import CircuitOpenError
 from outlast.http._events import LOGGER
 from outlast.http._pool import DEFAULT_LIMITS, ProxyArg, async_pool, proxy_of, sync_pool
+from outlast.http._rules import HELD, http_view, retry_after
 from outlast.policy import Policy
 
 __all__ = ["AsyncTransport", "Transport", "origin_of"]
@@ -66,6 +70,7 @@ class _Parts:
     policy: Policy | None
     outliers: Outliers | None
     emitter: Emitter
+    view: Policy | None  # what requests go through: the policy, freeing responses it retries
 
 
 def _parts(
@@ -81,14 +86,15 @@ def _parts(
     listeners = tuple(listeners)
     emitter = Emitter(LOGGER, listeners)
     if Settings.from_env().disable:
-        return _Parts(None, False, None, None, emitter)
+        return _Parts(None, False, None, None, emitter, None)
     outliers = Outliers(eject_for=eject_for)
+    if policy is None:
+        policy = http_policy(listeners)
+    view = http_view(policy)
     owns = resolver is None
     if resolver is None:
         resolver = Resolver.from_env(listeners=listeners)
-    if policy is None:
-        policy = http_policy(listeners)
-    return _Parts(resolver, owns, policy, outliers, emitter)
+    return _Parts(resolver, owns, policy, outliers, emitter, view)
 
 
 def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
@@ -96,7 +102,7 @@ def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpe
 
 
 class _Attempts:
-    """One request's attempts: sends it, tags what comes back, closes a superseded response."""
+    """One request's attempts: sends it, tags what comes back, frees a failed response."""
 
     __slots__ = ("last", "request", "send_once")
 
@@ -105,10 +111,22 @@ class _Attempts:
         self.request = request
         self.last: httpx.Response | None = None
 
-    def send(self) -> httpx.Response:
-        if self.last is not None:  # the policy chose to retry: free the failed response
-            self.last.close()
+    def release(self) -> None:
+        """Close the last response: it is being retried, or the request was abandoned."""
+        last = self.last
+        if last is not None:
+            last.close()
             self.last = None
+
+    async def arelease(self) -> None:
+        last = self.last
+        if last is not None:
+            with anyio.CancelScope(shield=True):  # a cancelled wait must still free it
+                await last.aclose()
+            self.last = None
+
+    def send(self) -> httpx.Response:
+        self.release()  # the policy chose to retry (in testing mode it does not sleep)
         request = self.request
         try:
             response: httpx.Response = self.send_once(request)
@@ -120,9 +138,7 @@ class _Attempts:
         return response
 
     async def asend(self) -> httpx.Response:
-        if self.last is not None:
-            await self.last.aclose()
-            self.last = None
+        await self.arelease()
         request = self.request
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = self.send_once
         try:
@@ -133,6 +149,12 @@ class _Attempts:
         response.request = request
         self.last = response
         return response
+
+
+def _refused(response: httpx.Response, policy: Policy, request: httpx.Request) -> None:
+    """Raise if ``response`` is one closed for a retry that the breaker then refused."""
+    if response.is_closed:  # the policy hands back the last outcome it saw
+        raise CircuitOpenError(policy.key, retry_after(policy), request=request)
 
 
 class Transport(httpx.HTTPTransport):
@@ -198,14 +220,23 @@ class Transport(httpx.HTTPTransport):
         return self._parts.policy
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.policy
+        policy = self._parts.view
         if policy is None:
             return super().handle_request(request)
         attempts = _Attempts(super().handle_request, request)
+        view = policy.for_key(origin_of(request.url))
+        token = HELD.set(attempts)
         try:
-            return policy.for_key(origin_of(request.url)).call(attempts.send)
+            response = view.call(attempts.send)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
+        except BaseException:  # failed, or interrupted during the backoff: free the connection
+            attempts.release()
+            raise
+        finally:
+            HELD.reset(token)
+        _refused(response, view, request)
+        return response
 
     def close(self) -> None:
         try:
@@ -284,14 +315,23 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
         return self._parts.policy
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.policy
+        policy = self._parts.view
         if policy is None:
             return await super().handle_async_request(request)
         attempts = _Attempts(super().handle_async_request, request)
+        view = policy.for_key(origin_of(request.url))
+        token = HELD.set(attempts)
         try:
-            return await policy.for_key(origin_of(request.url)).acall(attempts.asend)
+            response = await view.acall(attempts.asend)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
+        except BaseException:  # failed, or cancelled during the backoff: free the connection
+            await attempts.arelease()
+            raise
+        finally:
+            HELD.reset(token)
+        _refused(response, view, request)
+        return response
 
     async def aclose(self) -> None:
         try:
