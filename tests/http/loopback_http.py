@@ -4,7 +4,8 @@
 With a certificate it speaks TLS, offers ALPN ``h2`` and ``http/1.1``, and records the
 SNI name each handshake carried. Every request is counted; what it answers is
 scripted: a fixed status, a queue of statuses to answer first, a ``Retry-After``, or
-``"drop"`` (read the request, close the connection without answering).
+``"drop"`` (read the request, close the connection without answering) or ``"stall"``
+(read the request, answer nothing for a while: the client's read times out).
 
 `ForwardProxy` answers absolute-form requests (``GET http://host/ HTTP/1.1``) itself
 and records the targets, so a test can see that traffic went through it.
@@ -24,9 +25,11 @@ import h2.connection
 import h2.events
 import trustme
 
-__all__ = ["Backend", "ForwardProxy", "silent_address"]
+__all__ = ["DROP", "STALL", "Backend", "ForwardProxy", "silent_address"]
 
 DROP = "drop"
+STALL = "stall"
+STALL_FOR = 3.0
 
 
 class Backend:
@@ -158,6 +161,9 @@ class Backend:
                 answer = self._next()
                 if answer == DROP:
                     return
+                if answer == STALL:
+                    self._stop.wait(STALL_FOR)
+                    return
                 body = f"{method} {target}".encode()
                 extra = ""
                 if self.retry_after is not None and answer in (429, 503):
@@ -201,7 +207,7 @@ class Backend:
         with self._lock:
             self.requests.append((method, path, headers))
         answer = self._next()
-        status = 502 if answer == DROP else int(answer)
+        status = 502 if answer in (DROP, STALL) else int(answer)
         body = f"{method} {path}".encode()
         h2c.send_headers(stream_id, [(":status", str(status)), ("content-length", str(len(body)))])
         h2c.send_data(stream_id, body, end_stream=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from loopback_http import DROP, Backend
+from loopback_http import DROP, STALL, Backend
 
 import outlast
 from outlast import Event, Resolver
@@ -25,6 +25,7 @@ from outlast.http import (
     classify_error,
     classify_result,
 )
+from outlast.policy import Decision, Outcome
 from outlast.testing import DNSServer, force_open
 
 
@@ -225,3 +226,55 @@ def test_async_503_breaker_and_last_response(name: str, resolver: Resolver) -> N
     assert set(statuses) == {503}
     assert refused >= 45
     assert server.hits <= 1.1 * 50
+
+
+def test_a_custom_policy_does_not_repeat_a_post_whose_read_timed_out(
+    name: str, resolver: Resolver
+) -> None:
+    # retry_all (the Policy default) would retry anything; the transport's HTTP rules
+    # still refuse to send again a request the server may have acted on.
+    policy = outlast.Policy(retry=outlast.Retry(attempts=3, base=0.01), budget=None, breaker=None)
+    transport = Transport(resolver=resolver, policy=policy)
+    timeout = httpx.Timeout(5.0, read=0.3)
+    with Backend() as server, httpx.Client(transport=transport, timeout=timeout) as client:
+        url = f"http://{name}:{server.port}/"
+        server.script.append(STALL)
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(url, content=b"charge the card")
+        assert server.hits == 1  # sent once
+        server.script.append(STALL)
+        keyed = client.post(url, content=b"x", headers={"Idempotency-Key": "k-2"})
+        assert server.hits == 3  # retry-safe: stalled, then answered
+        server.script.append(STALL)
+        got = client.get(url)
+        assert server.hits == 5
+    assert (keyed.status_code, got.status_code) == (200, 200)
+
+
+def test_a_custom_result_classifier_does_not_repeat_a_post(name: str, resolver: Resolver) -> None:
+    def retry_5xx(outcome: Outcome, /) -> Decision:
+        response = outcome.result
+        if isinstance(response, httpx.Response) and response.status_code >= 500:
+            return Decision.TRANSIENT
+        return Decision.ACCEPT
+
+    policy = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01),
+        budget=None,
+        breaker=None,
+        classify_result=retry_5xx,
+    )
+
+    def body() -> Iterator[bytes]:
+        yield b"streamed"
+
+    transport = Transport(resolver=resolver, policy=policy)
+    with Backend() as server, httpx.Client(transport=transport) as client:
+        server.status = 500
+        url = f"http://{name}:{server.port}/"
+        assert client.post(url, content=b"x").status_code == 500
+        assert server.hits == 1
+        assert client.put(url, content=body()).status_code == 500  # body not replayable
+        assert server.hits == 2
+        assert client.put(url, content=b"x").status_code == 500
+        assert server.hits == 5
