@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from loopback_http import DROP, STALL, Backend
+from loopback_http import DROP, STALL, Backend, ConnectProxy
 
 import outlast
 from outlast import Event, Resolver
@@ -278,3 +278,27 @@ def test_a_custom_result_classifier_does_not_repeat_a_post(name: str, resolver: 
         assert server.hits == 2
         assert client.put(url, content=b"x").status_code == 500
         assert server.hits == 5
+
+
+@pytest.mark.parametrize(
+    "policy_of", [http_policy, outlast.Policy], ids=["http-classifiers", "retry_all"]
+)
+def test_a_proxy_refusing_the_tunnel_is_not_retried_nor_held_against_the_target(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    name: str,
+    resolver: Resolver,
+    policy_of: Callable[..., outlast.Policy],
+) -> None:
+    proxy_name = unique_name("proxy")
+    fault_dns.set(proxy_name, ["127.0.0.1"])
+    policy = policy_of(breaker=outlast.CircuitBreaker(failures=1, reset=60), budget=None)
+    with ConnectProxy() as proxy:
+        proxy.refuse = 407
+        transport = Transport(
+            resolver=resolver, policy=policy, proxy=f"http://{proxy_name}:{proxy.port}"
+        )
+        with httpx.Client(transport=transport) as client, pytest.raises(httpx.ProxyError):
+            client.get(f"https://{name}:8443/")
+    assert proxy.targets == [f"{name}:8443"]  # one CONNECT: not retried
+    assert policy.for_key(f"https://{name}:8443").state == "closed"  # not the target's fault

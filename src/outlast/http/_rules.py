@@ -2,12 +2,14 @@
 
 A transport runs each request through a *view* of its policy: the same breakers,
 budgets and configuration (one registry of origins, so ``policy.for_key(origin)`` shows
-what the transport did), with two things added on top of the policy's own classifiers:
+what the transport did), with three things added on top of the policy's own classifiers:
 
 - a retry of a request the server may have acted on (anything but a connect-phase
   failure) is vetoed unless the request is retry-safe (idempotent method or
   ``Idempotency-Key``, and a replayable body): a ``policy=`` built with the default
   ``retry_all`` must not send a POST twice;
+- an ``httpx.ProxyError`` (the proxy refused the tunnel, e.g. 407) is neither retried
+  nor held against the target origin's breaker: the target was never reached;
 - the policy's sleep first frees the failed response of the attempt being retried (the
   retry is certain once the policy sleeps), so no pool connection is held through the
   backoff, and none is lost if the wait is cancelled.
@@ -71,6 +73,8 @@ def keep_error_rules(classify: Classifier) -> Classifier:
     """``classify`` with the HTTP rules for errors on top."""
 
     def classify_error(outcome: Outcome, /) -> Decision:
+        if isinstance(outcome.error, httpx.ProxyError):
+            return Decision.ACCEPT  # the proxy's answer, not the target's health
         return _vetoed(classify(outcome), outcome)
 
     return classify_error
