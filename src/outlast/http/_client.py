@@ -17,13 +17,12 @@ from typing import Any
 
 import httpx
 
-from outlast._config import Settings
 from outlast._events import Listener
 from outlast._exceptions import ConfigError
 from outlast.dns import Resolver
 from outlast.http._dial import DEFAULT_EJECT_FOR
 from outlast.http._pool import DEFAULT_LIMITS
-from outlast.http._transport import AsyncTransport, Transport, http_policy
+from outlast.http._transport import AsyncTransport, Transport, disabled, http_policy
 from outlast.policy import Policy
 
 __all__ = ["AsyncClient", "Client"]
@@ -47,11 +46,11 @@ class _Shared:
             raise ConfigError("policy", policy, "an outlast.Policy or None")
         self.listeners = tuple(listeners)
         self.eject_for = eject_for
-        disabled = Settings.from_env().disable
-        self.owns_resolver = resolver is None and not disabled
-        if resolver is None and not disabled:
+        off = disabled()
+        self.owns_resolver = resolver is None and not off
+        if resolver is None and not off:
             resolver = Resolver.from_env(listeners=self.listeners)
-        if policy is None and not disabled:
+        if policy is None and not off:
             policy = http_policy(self.listeners)
         self.resolver = resolver
         self.policy = policy

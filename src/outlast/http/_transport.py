@@ -17,6 +17,7 @@ own backend, no policy.
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -25,7 +26,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
-from outlast._config import Settings
+from outlast._config import VARIABLES
 from outlast._events import Emitter, Listener
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError
@@ -43,6 +44,12 @@ __all__ = ["AsyncTransport", "Transport", "origin_of"]
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 POLICY_NAME: Final = "outlast.http"
+_DISABLE: Final = next(v for v in VARIABLES if v.name == "OUTLAST_DISABLE")
+
+
+def disabled() -> bool:
+    """Whether ``OUTLAST_DISABLE`` is set, read alone: no other variable can stop the switch."""
+    return bool(_DISABLE.parse(_DISABLE.name, os.environ.get(_DISABLE.name, "0")))
 
 
 def origin_of(url: httpx.URL) -> str:
@@ -85,7 +92,7 @@ def _parts(
         raise ConfigError("policy", policy, "an outlast.Policy or None")
     listeners = tuple(listeners)
     emitter = Emitter(LOGGER, listeners)
-    if Settings.from_env().disable:
+    if disabled():
         return _Parts(None, False, None, None, emitter, None)
     outliers = Outliers(eject_for=eject_for)
     if policy is None:
