@@ -164,6 +164,40 @@ def test_outlast_disable_rescues_a_bad_configuration(
     assert server.hits == 4  # plain httpx: no retries
 
 
+@pytest.fixture
+def resolvers_made(monkeypatch: pytest.MonkeyPatch) -> list[Resolver]:
+    """Every resolver `Resolver.from_env` makes during the test."""
+    made: list[Resolver] = []
+    from_env = Resolver.from_env
+
+    def recording(**options: object) -> Resolver:
+        resolver = from_env(**options)  # type: ignore[arg-type]
+        made.append(resolver)
+        return resolver
+
+    monkeypatch.setattr(Resolver, "from_env", recording)
+    return made
+
+
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+def test_a_client_given_a_transport_makes_no_resolver(
+    outlast_env: DNSServer, resolvers_made: list[Resolver], client_class: type[httpx.Client]
+) -> None:
+    transport = httpx.AsyncHTTPTransport() if client_class is AsyncClient else httpx.HTTPTransport()
+    client_class(transport=transport)  # type: ignore[arg-type]
+    assert resolvers_made == []
+
+
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+def test_a_client_whose_init_fails_closes_the_resolver_it_made(
+    outlast_env: DNSServer, resolvers_made: list[Resolver], client_class: type[httpx.Client]
+) -> None:
+    with pytest.raises(ValueError, match="URL"):  # httpx refuses the mount key after
+        client_class(mounts={"not-a-pattern": None})  # building the default transport
+    assert len(resolvers_made) == 1
+    assert resolvers_made[0]._closed
+
+
 def test_bad_arguments_say_what_was_expected() -> None:
     with pytest.raises(outlast.ConfigError, match="resolver"):
         Transport(resolver="udp://127.0.0.1")  # type: ignore[arg-type]

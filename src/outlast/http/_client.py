@@ -29,9 +29,14 @@ __all__ = ["AsyncClient", "Client"]
 
 
 class _Shared:
-    """The resolver and policy every transport of one client uses."""
+    """The resolver and policy every transport of one client uses, made on first need.
 
-    __slots__ = ("eject_for", "listeners", "owns_resolver", "policy", "resolver")
+    A client handed ``transport=`` (and no proxy) never asks, so it never makes a
+    resolver; one it made is closed with the client, or at once if the client's
+    ``__init__`` fails.
+    """
+
+    __slots__ = ("disabled", "eject_for", "listeners", "owns_resolver", "policy", "resolver")
 
     def __init__(
         self,
@@ -46,16 +51,18 @@ class _Shared:
             raise ConfigError("policy", policy, "an outlast.Policy or None")
         self.listeners = tuple(listeners)
         self.eject_for = eject_for
-        off = disabled()
-        self.owns_resolver = resolver is None and not off
-        if resolver is None and not off:
-            resolver = Resolver.from_env(listeners=self.listeners)
-        if policy is None and not off:
-            policy = http_policy(self.listeners)
+        self.disabled = disabled()
+        self.owns_resolver = False
         self.resolver = resolver
         self.policy = policy
 
     def options(self) -> dict[str, Any]:
+        if not self.disabled:
+            if self.policy is None:
+                self.policy = http_policy(self.listeners)
+            if self.resolver is None:
+                self.resolver = Resolver.from_env(listeners=self.listeners)
+                self.owns_resolver = True
         return {
             "resolver": self.resolver,
             "policy": self.policy,
@@ -89,7 +96,11 @@ class Client(httpx.Client):
         **kwargs: Any,
     ) -> None:
         self._outlast = _Shared(resolver, policy, eject_for, listeners)
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except BaseException:  # nothing will close this client: free what it made
+            self._outlast.close()
+            raise
 
     def _init_transport(
         self,
@@ -170,7 +181,11 @@ class AsyncClient(httpx.AsyncClient):
         **kwargs: Any,
     ) -> None:
         self._outlast = _Shared(resolver, policy, eject_for, listeners)
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except BaseException:  # nothing will close this client: free what it made
+            self._outlast.close()
+            raise
 
     def _init_transport(
         self,
