@@ -91,6 +91,30 @@ def test_503_everywhere_opens_the_breaker_and_hits_stay_within_budget(
     assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
 
 
+@pytest.mark.parametrize(
+    ("budget", "most"),
+    [(outlast.RetryBudget(ratio=0.1, floor=0, window=60), 1.1), (None, 3.0)],
+    ids=["budget", "no-budget"],
+)
+def test_the_budget_alone_bounds_the_hits_on_a_failing_backend(
+    name: str, resolver: Resolver, budget: outlast.RetryBudget | None, most: float
+) -> None:
+    # The breaker cannot open here, so only the budget stands between 100 calls and
+    # 300 hits (the no-budget run shows it).
+    never_opens = outlast.CircuitBreaker(failures=10_000, reset=60)
+    policy = http_policy(budget=budget, breaker=never_opens)
+    calls = 100
+    with Backend() as server:
+        server.status = 503
+        with httpx.Client(transport=Transport(resolver=resolver, policy=policy)) as client:
+            statuses = {
+                client.get(f"http://{name}:{server.port}/").status_code for _ in range(calls)
+            }
+    assert statuses == {503}
+    assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
+    assert calls < server.hits <= most * calls
+
+
 def test_attempts_exhausted_returns_the_last_response_and_closed_the_others(
     name: str, resolver: Resolver
 ) -> None:
