@@ -4,10 +4,13 @@
 With a certificate it speaks TLS, offers ALPN ``h2`` and ``http/1.1``, and records the
 SNI name each handshake carried. Every request is counted; what it answers is
 scripted: a fixed status, a queue of statuses to answer first, a ``Retry-After``, or
-``"drop"`` (read the request, close the connection without answering).
+``"drop"`` (read the request, close the connection without answering) or ``"stall"``
+(read the request, answer nothing for a while: the client's read times out).
 
 `ForwardProxy` answers absolute-form requests (``GET http://host/ HTTP/1.1``) itself
 and records the targets, so a test can see that traffic went through it.
+`ConnectProxy` tunnels ``CONNECT host:port`` to a loopback address at that port (it
+never resolves the name), or refuses the tunnel with a scripted status.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import h2.connection
 import h2.events
 import trustme
 
-__all__ = ["Backend", "ForwardProxy", "silent_address"]
+__all__ = ["DROP", "STALL", "Backend", "ConnectProxy", "ForwardProxy", "silent_address"]
 
 DROP = "drop"
+STALL = "stall"
+STALL_FOR = 3.0
 
 
 class Backend:
@@ -158,6 +163,9 @@ class Backend:
                 answer = self._next()
                 if answer == DROP:
                     return
+                if answer == STALL:
+                    self._stop.wait(STALL_FOR)
+                    return
                 body = f"{method} {target}".encode()
                 extra = ""
                 if self.retry_after is not None and answer in (429, 503):
@@ -201,7 +209,7 @@ class Backend:
         with self._lock:
             self.requests.append((method, path, headers))
         answer = self._next()
-        status = 502 if answer == DROP else int(answer)
+        status = 502 if answer in (DROP, STALL) else int(answer)
         body = f"{method} {path}".encode()
         h2c.send_headers(stream_id, [(":status", str(status)), ("content-length", str(len(body)))])
         h2c.send_data(stream_id, body, end_stream=True)
@@ -253,6 +261,89 @@ class ForwardProxy:
                 self.targets.append(target)
                 body = f"proxied {target}".encode()
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+
+
+class ConnectProxy:
+    """Tunnels ``CONNECT host:port`` to ``upstream``:port; records the targets.
+
+    With ``refuse`` set to a status (407: proxy authentication required), every CONNECT
+    is answered with it and no tunnel is made.
+    """
+
+    def __init__(self, *, upstream: str = "127.0.0.1") -> None:
+        self.upstream = upstream
+        self.refuse: int | None = None
+        self.targets: list[str] = []
+        self._lock = threading.Lock()
+        self._socks: set[socket.socket] = set()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> ConnectProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+        with self._lock:
+            socks = list(self._socks)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.add(sock)
+
+    def _tunnel(self, conn: socket.socket) -> None:
+        self._track(conn)
+        with conn, contextlib.suppress(OSError, ValueError):
+            conn.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:  # byte-wise: nothing after the head is read
+                chunk = conn.recv(1)
+                if not chunk:
+                    return
+                head += chunk
+            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            with self._lock:
+                self.targets.append(target)
+            if method != "CONNECT" or self.refuse is not None:
+                status = self.refuse or 405
+                conn.sendall(b"HTTP/1.1 %d X\r\ncontent-length: 0\r\n\r\n" % status)
+                return
+            port = int(target.rsplit(":", 1)[1])
+            upstream = socket.create_connection((self.upstream, port), timeout=5)
+            self._track(upstream)
+            with upstream:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                back = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
+                back.start()
+                _pipe(conn, upstream)
+                back.join(5)
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
 
 
 @contextlib.contextmanager

@@ -136,6 +136,68 @@ def test_outlast_disable_is_plain_httpx(
     assert server.hits == 2  # no retries either
 
 
+def test_outlast_disable_rescues_a_bad_configuration(
+    outlast_env: DNSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kill switch must work when the rest of the configuration is what broke.
+    monkeypatch.setenv("OUTLAST_DISABLE", "1")
+    monkeypatch.setenv("OUTLAST_RETRY_ATTEMPTS", "zero")
+    monkeypatch.setenv("OUTLAST_DNS_TIMEOUT", "soon")
+
+    async def from_async(url: str) -> list[int]:
+        async with (
+            httpx.AsyncClient(transport=AsyncTransport()) as with_transport,
+            AsyncClient() as client,
+        ):
+            return [
+                (await with_transport.get(url)).status_code,
+                (await client.get(url)).status_code,
+            ]
+
+    with Backend() as server:
+        server.status = 503
+        url = f"http://127.0.0.1:{server.port}/"
+        with httpx.Client(transport=Transport()) as with_transport, Client() as client:
+            statuses = [with_transport.get(url).status_code, client.get(url).status_code]
+        statuses += asyncio.run(from_async(url))
+    assert statuses == [503] * 4
+    assert server.hits == 4  # plain httpx: no retries
+
+
+@pytest.fixture
+def resolvers_made(monkeypatch: pytest.MonkeyPatch) -> list[Resolver]:
+    """Every resolver `Resolver.from_env` makes during the test."""
+    made: list[Resolver] = []
+    from_env = Resolver.from_env
+
+    def recording(**options: object) -> Resolver:
+        resolver = from_env(**options)  # type: ignore[arg-type]
+        made.append(resolver)
+        return resolver
+
+    monkeypatch.setattr(Resolver, "from_env", recording)
+    return made
+
+
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+def test_a_client_given_a_transport_makes_no_resolver(
+    outlast_env: DNSServer, resolvers_made: list[Resolver], client_class: type[httpx.Client]
+) -> None:
+    transport = httpx.AsyncHTTPTransport() if client_class is AsyncClient else httpx.HTTPTransport()
+    client_class(transport=transport)  # type: ignore[arg-type]
+    assert resolvers_made == []
+
+
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+def test_a_client_whose_init_fails_closes_the_resolver_it_made(
+    outlast_env: DNSServer, resolvers_made: list[Resolver], client_class: type[httpx.Client]
+) -> None:
+    with pytest.raises(ValueError, match="URL"):  # httpx refuses the mount key after
+        client_class(mounts={"not-a-pattern": None})  # building the default transport
+    assert len(resolvers_made) == 1
+    assert resolvers_made[0]._closed
+
+
 def test_bad_arguments_say_what_was_expected() -> None:
     with pytest.raises(outlast.ConfigError, match="resolver"):
         Transport(resolver="udp://127.0.0.1")  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from loopback_http import DROP, Backend
+from loopback_http import DROP, STALL, Backend, ConnectProxy
 
 import outlast
 from outlast import Event, Resolver
@@ -25,6 +25,7 @@ from outlast.http import (
     classify_error,
     classify_result,
 )
+from outlast.policy import Decision, Outcome
 from outlast.testing import DNSServer, force_open
 
 
@@ -88,6 +89,30 @@ def test_503_everywhere_opens_the_breaker_and_hits_stay_within_budget(
     assert all(isinstance(e, outlast.OutlastError) for e in refused)
     assert (healed.status_code, after.status_code) == (200, 200)
     assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("budget", "most"),
+    [(outlast.RetryBudget(ratio=0.1, floor=0, window=60), 1.1), (None, 3.0)],
+    ids=["budget", "no-budget"],
+)
+def test_the_budget_alone_bounds_the_hits_on_a_failing_backend(
+    name: str, resolver: Resolver, budget: outlast.RetryBudget | None, most: float
+) -> None:
+    # The breaker cannot open here, so only the budget stands between 100 calls and
+    # 300 hits (the no-budget run shows it).
+    never_opens = outlast.CircuitBreaker(failures=10_000, reset=60)
+    policy = http_policy(budget=budget, breaker=never_opens)
+    calls = 100
+    with Backend() as server:
+        server.status = 503
+        with httpx.Client(transport=Transport(resolver=resolver, policy=policy)) as client:
+            statuses = {
+                client.get(f"http://{name}:{server.port}/").status_code for _ in range(calls)
+            }
+    assert statuses == {503}
+    assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
+    assert calls < server.hits <= most * calls
 
 
 def test_attempts_exhausted_returns_the_last_response_and_closed_the_others(
@@ -225,3 +250,79 @@ def test_async_503_breaker_and_last_response(name: str, resolver: Resolver) -> N
     assert set(statuses) == {503}
     assert refused >= 45
     assert server.hits <= 1.1 * 50
+
+
+def test_a_custom_policy_does_not_repeat_a_post_whose_read_timed_out(
+    name: str, resolver: Resolver
+) -> None:
+    # retry_all (the Policy default) would retry anything; the transport's HTTP rules
+    # still refuse to send again a request the server may have acted on.
+    policy = outlast.Policy(retry=outlast.Retry(attempts=3, base=0.01), budget=None, breaker=None)
+    transport = Transport(resolver=resolver, policy=policy)
+    timeout = httpx.Timeout(5.0, read=0.3)
+    with Backend() as server, httpx.Client(transport=transport, timeout=timeout) as client:
+        url = f"http://{name}:{server.port}/"
+        server.script.append(STALL)
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(url, content=b"charge the card")
+        assert server.hits == 1  # sent once
+        server.script.append(STALL)
+        keyed = client.post(url, content=b"x", headers={"Idempotency-Key": "k-2"})
+        assert server.hits == 3  # retry-safe: stalled, then answered
+        server.script.append(STALL)
+        got = client.get(url)
+        assert server.hits == 5
+    assert (keyed.status_code, got.status_code) == (200, 200)
+
+
+def test_a_custom_result_classifier_does_not_repeat_a_post(name: str, resolver: Resolver) -> None:
+    def retry_5xx(outcome: Outcome, /) -> Decision:
+        response = outcome.result
+        if isinstance(response, httpx.Response) and response.status_code >= 500:
+            return Decision.TRANSIENT
+        return Decision.ACCEPT
+
+    policy = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01),
+        budget=None,
+        breaker=None,
+        classify_result=retry_5xx,
+    )
+
+    def body() -> Iterator[bytes]:
+        yield b"streamed"
+
+    transport = Transport(resolver=resolver, policy=policy)
+    with Backend() as server, httpx.Client(transport=transport) as client:
+        server.status = 500
+        url = f"http://{name}:{server.port}/"
+        assert client.post(url, content=b"x").status_code == 500
+        assert server.hits == 1
+        assert client.put(url, content=body()).status_code == 500  # body not replayable
+        assert server.hits == 2
+        assert client.put(url, content=b"x").status_code == 500
+        assert server.hits == 5
+
+
+@pytest.mark.parametrize(
+    "policy_of", [http_policy, outlast.Policy], ids=["http-classifiers", "retry_all"]
+)
+def test_a_proxy_refusing_the_tunnel_is_not_retried_nor_held_against_the_target(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    name: str,
+    resolver: Resolver,
+    policy_of: Callable[..., outlast.Policy],
+) -> None:
+    proxy_name = unique_name("proxy")
+    fault_dns.set(proxy_name, ["127.0.0.1"])
+    policy = policy_of(breaker=outlast.CircuitBreaker(failures=1, reset=60), budget=None)
+    with ConnectProxy() as proxy:
+        proxy.refuse = 407
+        transport = Transport(
+            resolver=resolver, policy=policy, proxy=f"http://{proxy_name}:{proxy.port}"
+        )
+        with httpx.Client(transport=transport) as client, pytest.raises(httpx.ProxyError):
+            client.get(f"https://{name}:8443/")
+    assert proxy.targets == [f"{name}:8443"]  # one CONNECT: not retried
+    assert policy.for_key(f"https://{name}:8443").state == "closed"  # not the target's fault

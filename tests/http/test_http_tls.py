@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 import trustme
-from loopback_http import Backend, client_context
+from loopback_http import Backend, ConnectProxy, client_context
 
 import outlast
 from outlast import Resolver
@@ -143,6 +143,52 @@ def test_certificate_for_another_name_fails_async(
         asyncio.run(main(server.port))
     assert any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(info.value))
     assert server.hits == 0
+    assert server.connections == 1  # a certificate failure is not retried
+
+
+def test_https_through_a_connect_proxy_keeps_the_target_name(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    # outlast resolves the proxy's name (the proxy tunnels to loopback by itself); TLS
+    # inside the tunnel is with the target: its name in SNI, its certificate checked.
+    name, wrong, proxy_name = unique_name("via"), unique_name("viawrong"), unique_name("proxy")
+    for host in (name, wrong, proxy_name):
+        fault_dns.set(host, ["127.0.0.1"])
+    resolver = resolver_for()
+    with (
+        ConnectProxy() as proxy,
+        Backend(cert=ca.issue_cert(name)) as server,
+        Backend(cert=ca.issue_cert("someone-else.outlast.test")) as impostor,
+    ):
+        proxy_url = f"http://{proxy_name}:{proxy.port}"
+        transport = Transport(verify=client_context(ca), resolver=resolver, proxy=proxy_url)
+        with httpx.Client(transport=transport) as client:
+            response = client.get(f"https://{name}:{server.port}/tunnelled")
+            with pytest.raises(httpx.ConnectError) as info:
+                client.get(f"https://{wrong}:{impostor.port}/")
+
+        async def through_async() -> httpx.Response:
+            atransport = AsyncTransport(
+                verify=client_context(ca), resolver=resolver, proxy=proxy_url
+            )
+            async with httpx.AsyncClient(transport=atransport) as aclient:
+                return await aclient.get(f"https://{name}:{server.port}/async")
+
+        aresponse = asyncio.run(through_async())
+    assert (response.text, aresponse.text) == ("GET /tunnelled", "GET /async")
+    assert proxy.targets == [
+        f"{name}:{server.port}",
+        f"{wrong}:{impostor.port}",
+        f"{name}:{server.port}",
+    ]
+    assert server.sni == [name, name]
+    assert server.requests[0][2]["host"] == f"{name}:{server.port}"
+    assert any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(info.value))
+    assert impostor.sni == [wrong]
+    assert impostor.hits == 0
 
 
 def test_resolution_failure_is_an_httpx_connect_error(

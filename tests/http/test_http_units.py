@@ -17,6 +17,7 @@ import pytest
 
 import outlast.http
 from outlast._events import Emitter
+from outlast._exceptions import ConfigError
 from outlast.http import classify_error, classify_result, replayable, retry_safe
 from outlast.http._dial import (
     MIN_SLICE,
@@ -202,3 +203,9 @@ def test_outlast_http_imports_no_aws() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1, True, "30"])
+def test_outliers_refuse_an_ejection_time_that_is_not_seconds(bad: object) -> None:
+    with pytest.raises(ConfigError, match="eject_for"):
+        Outliers(eject_for=bad)  # type: ignore[arg-type]

@@ -1,8 +1,10 @@
 """What an HTTP attempt's outcome means to the policy: retry it or not, count it or not.
 
 Connect-phase failures (the name did not resolve, every address refused or timed out,
-the TLS handshake broke off, the proxy refused the tunnel) never reached the server,
-so they are retried for every method. Read-phase failures (the request was written,
+the TLS handshake broke off) never reached the server, so they are retried for every
+method. A proxy that refuses the tunnel (``httpx.ProxyError``: 407, 403 on CONNECT)
+is not retried (it would answer the same) and not held against the target origin,
+whose breaker it is: the target was never reached. Read-phase failures (the request was written,
 the response did not come) and 502/503/504 are retried only when repeating the request
 is safe: an idempotent method (GET, HEAD, OPTIONS, PUT, DELETE) or an
 ``Idempotency-Key`` header, *and* a body that can be sent again. 429 and 503 pass the
@@ -36,7 +38,7 @@ IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"
 #: Statuses that say "the server is unwell or busy; try again".
 RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 _DELAY_HINTED: Final = frozenset({429, 503})
-_CONNECT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)
+_CONNECT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 _READ_ERRORS: Final = (
     httpx.ReadError,
     httpx.ReadTimeout,
@@ -90,6 +92,8 @@ def classify_error(outcome: Outcome, /) -> Decision:
     Added in 0.1.0.
     """
     error = outcome.error
+    if isinstance(error, httpx.ProxyError):
+        return Decision.ACCEPT  # the proxy's answer: not the target's health
     if isinstance(error, _CONNECT_ERRORS):
         if _certificate_failed(error):
             return Decision(retry=False, unwell=True)

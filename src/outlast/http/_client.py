@@ -17,22 +17,26 @@ from typing import Any
 
 import httpx
 
-from outlast._config import Settings
 from outlast._events import Listener
 from outlast._exceptions import ConfigError
 from outlast.dns import Resolver
 from outlast.http._dial import DEFAULT_EJECT_FOR
 from outlast.http._pool import DEFAULT_LIMITS
-from outlast.http._transport import AsyncTransport, Transport, http_policy
+from outlast.http._transport import AsyncTransport, Transport, disabled, http_policy
 from outlast.policy import Policy
 
 __all__ = ["AsyncClient", "Client"]
 
 
 class _Shared:
-    """The resolver and policy every transport of one client uses."""
+    """The resolver and policy every transport of one client uses, made on first need.
 
-    __slots__ = ("eject_for", "listeners", "owns_resolver", "policy", "resolver")
+    A client handed ``transport=`` (and no proxy) never asks, so it never makes a
+    resolver; one it made is closed with the client, or at once if the client's
+    ``__init__`` fails.
+    """
+
+    __slots__ = ("disabled", "eject_for", "listeners", "owns_resolver", "policy", "resolver")
 
     def __init__(
         self,
@@ -47,16 +51,18 @@ class _Shared:
             raise ConfigError("policy", policy, "an outlast.Policy or None")
         self.listeners = tuple(listeners)
         self.eject_for = eject_for
-        disabled = Settings.from_env().disable
-        self.owns_resolver = resolver is None and not disabled
-        if resolver is None and not disabled:
-            resolver = Resolver.from_env(listeners=self.listeners)
-        if policy is None and not disabled:
-            policy = http_policy(self.listeners)
+        self.disabled = disabled()
+        self.owns_resolver = False
         self.resolver = resolver
         self.policy = policy
 
     def options(self) -> dict[str, Any]:
+        if not self.disabled:
+            if self.policy is None:
+                self.policy = http_policy(self.listeners)
+            if self.resolver is None:
+                self.resolver = Resolver.from_env(listeners=self.listeners)
+                self.owns_resolver = True
         return {
             "resolver": self.resolver,
             "policy": self.policy,
@@ -90,7 +96,11 @@ class Client(httpx.Client):
         **kwargs: Any,
     ) -> None:
         self._outlast = _Shared(resolver, policy, eject_for, listeners)
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except BaseException:  # nothing will close this client: free what it made
+            self._outlast.close()
+            raise
 
     def _init_transport(
         self,
@@ -171,7 +181,11 @@ class AsyncClient(httpx.AsyncClient):
         **kwargs: Any,
     ) -> None:
         self._outlast = _Shared(resolver, policy, eject_for, listeners)
-        super().__init__(**kwargs)
+        try:
+            super().__init__(**kwargs)
+        except BaseException:  # nothing will close this client: free what it made
+            self._outlast.close()
+            raise
 
     def _init_transport(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import socket
 import threading
 import time
@@ -83,7 +84,12 @@ class Outliers:
     def __init__(
         self, *, eject_for: float = DEFAULT_EJECT_FOR, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if isinstance(eject_for, bool) or not isinstance(eject_for, (int, float)) or eject_for < 0:
+        if (
+            isinstance(eject_for, bool)
+            or not isinstance(eject_for, (int, float))
+            or math.isnan(eject_for)  # nan compares false to everything: never ejected
+            or eject_for < 0
+        ):
             raise ConfigError("eject_for", eject_for, "a number of seconds (0 or more)")
         self._eject_for = float(eject_for)
         self._clock = clock

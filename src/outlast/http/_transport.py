@@ -4,9 +4,11 @@ Each is the httpx transport it replaces (a subclass, built from the same argumen
 with two changes: its pool dials through an outlast network backend (resolution by
 :class:`outlast.Resolver`, address failover, ejection, Happy Eyeballs), and each request
 goes through an :class:`outlast.Policy` bound to the request's origin. The policy's
-classifiers (:mod:`outlast.http._classify`) decide what is retried; the transport
-attaches the request to every error and response it hands them, and closes a failed
-response before the next attempt.
+classifiers (:mod:`outlast.http._classify`) decide what is retried; requests go through
+a view of the policy (:mod:`outlast.http._rules`) sharing its breakers and budgets. The
+transport attaches the request to every error and response it hands them, and closes a
+failed response as soon as it is retried (before the backoff) or the request is
+cancelled or interrupted.
 
 With ``OUTLAST_DISABLE=1`` in the environment the transport is plain httpx: httpcore's
 own backend, no policy. With ``OUTLAST_CHAOS`` set, :mod:`outlast.chaos._http` injects
@@ -16,14 +18,16 @@ connect faults under the dialler and HTTP faults into each attempt (inside the p
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 import httpx
 
-from outlast._config import Settings
+from outlast._config import VARIABLES, Settings
 from outlast._events import Emitter, Listener
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError
@@ -34,6 +38,7 @@ from outlast.http._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast.http._errors import CircuitOpenError
 from outlast.http._events import LOGGER
 from outlast.http._pool import DEFAULT_LIMITS, ProxyArg, async_pool, proxy_of, sync_pool
+from outlast.http._rules import HELD, http_view, retry_after
 from outlast.policy import Policy
 
 if TYPE_CHECKING:
@@ -43,6 +48,12 @@ __all__ = ["AsyncTransport", "Transport", "origin_of"]
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 POLICY_NAME: Final = "outlast.http"
+_DISABLE: Final = next(v for v in VARIABLES if v.name == "OUTLAST_DISABLE")
+
+
+def disabled() -> bool:
+    """Whether ``OUTLAST_DISABLE`` is set, read alone: no other variable can stop the switch."""
+    return bool(_DISABLE.parse(_DISABLE.name, os.environ.get(_DISABLE.name, "0")))
 
 
 def origin_of(url: httpx.URL) -> str:
@@ -70,6 +81,7 @@ class _Parts:
     policy: Policy | None
     outliers: Outliers | None
     emitter: Emitter
+    view: Policy | None  # what requests go through: the policy, freeing responses it retries
     chaos: Injector | None = None  # OUTLAST_CHAOS: connect and HTTP faults to inject
 
 
@@ -85,21 +97,22 @@ def _parts(
         raise ConfigError("policy", policy, "an outlast.Policy or None")
     listeners = tuple(listeners)
     emitter = Emitter(LOGGER, listeners)
-    settings = Settings.from_env()
-    if settings.disable:
-        return _Parts(None, False, None, None, emitter)
+    if disabled():
+        return _Parts(None, False, None, None, emitter, None)
     chaos = None
-    if settings.chaos is not None:  # imported only for a rehearsal
+    plan = Settings.from_env().chaos
+    if plan is not None:  # imported only for a rehearsal
         from outlast.chaos._http import Injector
 
-        chaos = Injector(settings.chaos, listeners)
+        chaos = Injector(plan, listeners)
     outliers = Outliers(eject_for=eject_for)
+    if policy is None:
+        policy = http_policy(listeners)
+    view = http_view(policy)
     owns = resolver is None
     if resolver is None:
         resolver = Resolver.from_env(listeners=listeners)
-    if policy is None:
-        policy = http_policy(listeners)
-    return _Parts(resolver, owns, policy, outliers, emitter, chaos)
+    return _Parts(resolver, owns, policy, outliers, emitter, view, chaos)
 
 
 def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
@@ -107,19 +120,33 @@ def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpe
 
 
 class _Attempts:
-    """One request's attempts: sends it, tags what comes back, closes a superseded response."""
+    """One request's attempts: sends it, tags what comes back, frees a failed response."""
 
-    __slots__ = ("last", "request", "send_once")
+    __slots__ = ("freed", "last", "request", "send_once")
 
     def __init__(self, send_once: Callable[[httpx.Request], Any], request: httpx.Request) -> None:
         self.send_once = send_once
         self.request = request
         self.last: httpx.Response | None = None
+        #: The last response closed for a retry: the policy may still hand it back.
+        self.freed: httpx.Response | None = None
+
+    def release(self) -> None:
+        """Close the last response: it is being retried, or the request was abandoned."""
+        last = self.last
+        if last is not None:
+            last.close()
+            self.freed, self.last = last, None
+
+    async def arelease(self) -> None:
+        last = self.last
+        if last is not None:
+            with anyio.CancelScope(shield=True):  # a cancelled wait must still free it
+                await last.aclose()
+            self.freed, self.last = last, None
 
     def send(self) -> httpx.Response:
-        if self.last is not None:  # the policy chose to retry: free the failed response
-            self.last.close()
-            self.last = None
+        self.release()  # the policy chose to retry (in testing mode it does not sleep)
         request = self.request
         try:
             response: httpx.Response = self.send_once(request)
@@ -131,9 +158,7 @@ class _Attempts:
         return response
 
     async def asend(self) -> httpx.Response:
-        if self.last is not None:
-            await self.last.aclose()
-            self.last = None
+        await self.arelease()
         request = self.request
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = self.send_once
         try:
@@ -144,6 +169,12 @@ class _Attempts:
         response.request = request
         self.last = response
         return response
+
+
+def _refused(response: httpx.Response, attempts: _Attempts, policy: Policy) -> None:
+    """Raise if ``response`` is one closed for a retry that the breaker then refused."""
+    if response is attempts.freed:  # the policy hands back the last outcome it saw
+        raise CircuitOpenError(policy.key, retry_after(policy), request=attempts.request)
 
 
 class Transport(httpx.HTTPTransport):
@@ -210,17 +241,26 @@ class Transport(httpx.HTTPTransport):
         return self._parts.policy
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.policy
+        policy = self._parts.view
         if policy is None:
             return super().handle_request(request)
         send: Callable[[httpx.Request], httpx.Response] = super().handle_request
         if self._parts.chaos is not None:
             send = self._parts.chaos.wrap(send)
         attempts = _Attempts(send, request)
+        view = policy.for_key(origin_of(request.url))
+        token = HELD.set(attempts)
         try:
-            return policy.for_key(origin_of(request.url)).call(attempts.send)
+            response = view.call(attempts.send)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
+        except BaseException:  # failed, or interrupted during the backoff: free the connection
+            attempts.release()
+            raise
+        finally:
+            HELD.reset(token)
+        _refused(response, attempts, view)
+        return response
 
     def close(self) -> None:
         try:
@@ -300,17 +340,26 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
         return self._parts.policy
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.policy
+        policy = self._parts.view
         if policy is None:
             return await super().handle_async_request(request)
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = super().handle_async_request
         if self._parts.chaos is not None:
             send = self._parts.chaos.awrap(send)
         attempts = _Attempts(send, request)
+        view = policy.for_key(origin_of(request.url))
+        token = HELD.set(attempts)
         try:
-            return await policy.for_key(origin_of(request.url)).acall(attempts.asend)
+            response = await view.acall(attempts.asend)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
+        except BaseException:  # failed, or cancelled during the backoff: free the connection
+            await attempts.arelease()
+            raise
+        finally:
+            HELD.reset(token)
+        _refused(response, attempts, view)
+        return response
 
     async def aclose(self) -> None:
         try:

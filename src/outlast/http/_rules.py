@@ -1,0 +1,135 @@
+"""The HTTP rules a transport keeps whatever policy it is given, and its seam into that policy.
+
+A transport runs each request through a *view* of its policy: the same breakers,
+budgets and configuration (one registry of origins, so ``policy.for_key(origin)`` shows
+what the transport did), with three things added on top of the policy's own classifiers:
+
+- a retry of a request the server may have acted on (anything but a connect-phase
+  failure) is vetoed unless the request is retry-safe (idempotent method or
+  ``Idempotency-Key``, and a replayable body): a ``policy=`` built with the default
+  ``retry_all`` must not send a POST twice;
+- an ``httpx.ProxyError`` (the proxy refused the tunnel, e.g. 407) is neither retried
+  nor held against the target origin's breaker: the target was never reached;
+- the policy's sleep first frees the failed response of the attempt being retried (the
+  retry is certain once the policy sleeps), so no pool connection is held through the
+  backoff, and none is lost if the wait is cancelled.
+
+The policy layer has no public way to derive such a view, so :func:`http_view` builds
+it from the policy's internals; this module is the only place ``outlast.http`` does so.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Final, Protocol
+
+import httpx
+
+from outlast.http._classify import retry_safe
+from outlast.policy import Classifier, Decision, Outcome, Policy
+
+__all__ = ["HELD", "Held", "http_view", "retry_after"]
+
+#: The request did not leave: retrying it is safe for every method.
+_NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Held(Protocol):
+    """What an attempt holds between tries: a response to free before the policy waits."""
+
+    def release(self) -> None: ...
+
+    async def arelease(self) -> None: ...
+
+
+#: The attempts of the request the current thread (or task) is making.
+HELD: Final[contextvars.ContextVar[Held | None]] = contextvars.ContextVar(
+    "outlast.http.held", default=None
+)
+
+
+def _request_of(outcome: Outcome) -> httpx.Request | None:
+    carrier = outcome.error if outcome.error is not None else outcome.result
+    try:
+        request = getattr(carrier, "request", None)
+    except RuntimeError:  # an httpx error with no request attached
+        return None
+    return request if isinstance(request, httpx.Request) else None
+
+
+def _vetoed(decision: Decision, outcome: Outcome) -> Decision:
+    if not decision.retry or isinstance(outcome.error, _NEVER_SENT):
+        return decision
+    request = _request_of(outcome)
+    if request is not None and retry_safe(request):
+        return decision
+    return dataclasses.replace(decision, retry=False)
+
+
+def keep_error_rules(classify: Classifier) -> Classifier:
+    """``classify`` with the HTTP rules for errors on top."""
+
+    def classify_error(outcome: Outcome, /) -> Decision:
+        if isinstance(outcome.error, httpx.ProxyError):
+            return Decision.ACCEPT  # the proxy's answer, not the target's health
+        return _vetoed(classify(outcome), outcome)
+
+    return classify_error
+
+
+def keep_result_rules(classify: Classifier) -> Classifier:
+    """``classify`` with the HTTP rules for responses on top (a response was sent for)."""
+
+    def classify_result(outcome: Outcome, /) -> Decision:
+        return _vetoed(classify(outcome), outcome)
+
+    return classify_result
+
+
+def _releasing(sleep: Callable[[float], None]) -> Callable[[float], None]:
+    def release_then_sleep(seconds: float) -> None:
+        held = HELD.get()
+        if held is not None:
+            held.release()
+        sleep(seconds)
+
+    return release_then_sleep
+
+
+def _areleasing(asleep: Callable[[float], Awaitable[None]]) -> Callable[[float], Awaitable[None]]:
+    async def release_then_sleep(seconds: float) -> None:
+        held = HELD.get()
+        if held is not None:
+            await held.arelease()
+        await asleep(seconds)
+
+    return release_then_sleep
+
+
+def http_view(policy: Policy) -> Policy:
+    """``policy`` with the HTTP rules on top, sharing its breakers and budgets."""
+    core = copy.copy(policy._core)  # shares the registry of keys and its lock
+    rules = core.rules
+    classify_result = rules.classify_result
+    core.rules = dataclasses.replace(
+        rules,
+        classify_error=keep_error_rules(rules.classify_error),
+        classify_result=None if classify_result is None else keep_result_rules(classify_result),
+        sleep=_releasing(rules.sleep),
+        asleep=_areleasing(rules.asleep),
+    )
+    view = object.__new__(Policy)
+    view._core = core
+    view._guard = policy._guard
+    return view
+
+
+def retry_after(policy: Policy) -> float:
+    """Seconds until the breaker of ``policy``'s key lets a call through."""
+    guard = policy._guard
+    if guard is None or guard.breaker is None:
+        return 0.0
+    return guard.breaker.retry_after()
