@@ -268,18 +268,18 @@ class Policy:
             return fn(*args, **kwargs)
         rules = self._core.rules
         breaker = guard.breaker
-        probe = False if breaker is None else breaker.allow()
+        probe = 0 if breaker is None else breaker.allow()
         now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:
-            return self._probe(guard, now, fn, args, kwargs)
+            return self._probe(guard, probe, now, fn, args, kwargs)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            return _recover(rules, guard, False, now, Outcome(1, error=exc), fn, args, kwargs)
+            return _recover(rules, guard, 0, now, Outcome(1, error=exc), fn, args, kwargs)
         if rules.classify_result is not None:
-            return _recover(rules, guard, False, now, Outcome(1, result=result), fn, args, kwargs)
+            return _recover(rules, guard, 0, now, Outcome(1, result=result), fn, args, kwargs)
         if breaker is not None and breaker.failures:
             breaker.succeeded(False)
         return result
@@ -294,25 +294,27 @@ class Policy:
             return await fn(*args, **kwargs)
         rules = self._core.rules
         breaker = guard.breaker
-        probe = False if breaker is None else breaker.allow()
+        probe = 0 if breaker is None else breaker.allow()
         now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:
-            return await self._aprobe(guard, now, fn, args, kwargs)
+            return await self._aprobe(guard, probe, now, fn, args, kwargs)
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:  # asyncio.CancelledError is not an Exception
             first = Outcome(1, error=exc)
-            return await _arecover(rules, guard, False, now, first, fn, args, kwargs)
+            return await _arecover(rules, guard, 0, now, first, fn, args, kwargs)
         if rules.classify_result is not None:
             first = Outcome(1, result=result)
-            return await _arecover(rules, guard, False, now, first, fn, args, kwargs)
+            return await _arecover(rules, guard, 0, now, first, fn, args, kwargs)
         if breaker is not None and breaker.failures:
             breaker.succeeded(False)
         return result
 
-    def _probe(self, guard: Guard, now: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    def _probe(
+        self, guard: Guard, probe: int, now: float, fn: Callable[..., T], args: Any, kwargs: Any
+    ) -> T:
         rules = self._core.rules
         settled = False
         try:
@@ -320,15 +322,21 @@ class Policy:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 settled = True
-                return _recover(rules, guard, True, now, Outcome(1, error=exc), fn, args, kwargs)
+                return _recover(rules, guard, probe, now, Outcome(1, error=exc), fn, args, kwargs)
             settled = True
-            return _recover(rules, guard, True, now, Outcome(1, result=result), fn, args, kwargs)
+            return _recover(rules, guard, probe, now, Outcome(1, result=result), fn, args, kwargs)
         finally:
             if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(True)
+                guard.breaker.abandoned(probe)
 
     async def _aprobe(
-        self, guard: Guard, now: float, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any
+        self,
+        guard: Guard,
+        probe: int,
+        now: float,
+        fn: Callable[..., Awaitable[T]],
+        args: Any,
+        kwargs: Any,
     ) -> T:
         rules = self._core.rules
         settled = False
@@ -338,13 +346,13 @@ class Policy:
             except Exception as exc:
                 settled = True
                 first = Outcome(1, error=exc)
-                return await _arecover(rules, guard, True, now, first, fn, args, kwargs)
+                return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
             settled = True
             first = Outcome(1, result=result)
-            return await _arecover(rules, guard, True, now, first, fn, args, kwargs)
+            return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
         finally:
             if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(True)
+                guard.breaker.abandoned(probe)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a ``def`` or ``async def`` so every call goes through the policy."""
@@ -367,7 +375,7 @@ class Policy:
 def _recover(
     rules: Rules,
     guard: Guard,
-    probe: bool,
+    probe: int,
     started: float,
     first: Outcome,
     fn: Callable[..., T],
@@ -384,7 +392,7 @@ def _recover(
 async def _arecover(
     rules: Rules,
     guard: Guard,
-    probe: bool,
+    probe: int,
     started: float,
     first: Outcome,
     fn: Callable[..., Awaitable[T]],

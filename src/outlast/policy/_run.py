@@ -160,18 +160,18 @@ class Run(Generic[T]):
             raise error
         return self._outcome.result  # type: ignore[return-value]
 
-    def _gate(self) -> bool | None:
-        """Pass the breaker for a retry: True if probing, None when refused."""
+    def _gate(self) -> int | None:
+        """Pass the breaker for a retry: the probe token (0 if not probing), None if refused."""
         breaker = self._guard.breaker
         if breaker is None:
-            return False
+            return 0
         try:
             return breaker.allow()
         except CircuitOpenError:
             self._refused = True
             return None
 
-    def settle(self, outcome: Outcome, probe: bool) -> Decision:
+    def settle(self, outcome: Outcome, probe: int) -> Decision:
         """Classify an attempt's outcome and tell the breaker."""
         rules = self._rules
         if outcome.error is not None:
