@@ -11,6 +11,7 @@ import tenacity
 
 from outlast import ConfigError
 from outlast.policy import (
+    CircuitBreaker,
     Decision,
     Outcome,
     Phase,
@@ -18,6 +19,7 @@ from outlast.policy import (
     Retry,
     RetryBudget,
     RetryScheduled,
+    _run,
     parse_retry_after,
     retry_on,
 )
@@ -124,6 +126,55 @@ def test_the_success_path_builds_no_tenacity_objects(
     assert policy.call(lambda: 1) == 1
     assert built == []
     assert policy.call(failing(1, TimeoutError())) == "ok"
+    assert len(built) == 1
+
+
+def test_a_result_classifier_builds_a_run_only_for_a_result_to_retry(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[object] = []
+    original = _run.Run.__init__
+
+    def spy(self: _run.Run[object], *a: object, **kw: object) -> None:
+        built.append(self)
+        original(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_run.Run, "__init__", spy)
+    seen: list[Outcome] = []
+
+    def classify_result(outcome: Outcome) -> Decision:
+        seen.append(outcome)
+        if outcome.result == 503:
+            return Decision.TRANSIENT
+        if outcome.result == 500:
+            return Decision(unwell=True)  # counted, not retried
+        return Decision.ACCEPT
+
+    policy = make(
+        clock, classify_result=classify_result, breaker=CircuitBreaker(failures=2, reset=5.0)
+    )
+    assert policy.call(lambda: 200) == 200
+    assert seen == [Outcome(1, result=200)]
+    assert policy.call(lambda: 500) == 500
+    assert built == []
+    assert policy.state == "closed"
+    assert policy.call(lambda: 200) == 200  # a well result resets the count
+    assert policy.call(lambda: 500) == 500
+    assert policy.call(lambda: 500) == 500
+    assert policy.state == "open"
+    assert built == []
+
+    async def main() -> object:
+        again = make(clock, classify_result=classify_result)
+
+        async def answer(status: int) -> int:
+            return status
+
+        assert await again.acall(answer, 200) == 200
+        assert built == []
+        return await again.acall(answer, 503)
+
+    assert asyncio.run(main()) == 503
     assert len(built) == 1
 
 

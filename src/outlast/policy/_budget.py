@@ -102,8 +102,13 @@ class BudgetState:
     def deposit(self, now: float) -> None:
         """Count one call made at ``now`` (a reading of the budget's clock)."""
         epoch = int(now // self._width)
-        with self._lock:
-            self._calls[self._slot(epoch)] += 1
+        slot = epoch % _SLOTS
+        with self._lock:  # self._slot(epoch), inlined: this runs on every call
+            if self._epochs[slot] != epoch:
+                self._epochs[slot] = epoch
+                self._calls[slot] = 0
+                self._retries[slot] = 0
+            self._calls[slot] += 1
 
     def _weigh(self, epoch: int) -> tuple[int, int]:
         """Under the lock: (calls, retries) that a retry in bucket ``epoch`` is weighed by.

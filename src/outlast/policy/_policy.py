@@ -17,21 +17,20 @@ import inspect
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, ParamSpec, TypeVar, cast
-
-import cachetools
 
 from outlast._config import Settings
 from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.policy._breaker import BreakerState, CircuitBreaker
 from outlast.policy._budget import BudgetState, RetryBudget
-from outlast.policy._classify import Classifier, Decision, Outcome, retry_all
+from outlast.policy._classify import Classifier, Decision, Outcome, first_result, retry_all
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
-from outlast.policy._run import Guard, Rules, Run
+from outlast.policy._run import Guard, Rules, Run, judge, replay, tell
 
 __all__ = ["DEFAULT_MAX_KEYS", "Policy"]
 
@@ -45,9 +44,23 @@ DEFAULT_BREAKER: Final = CircuitBreaker()
 
 
 class _Core:
-    """What every view of one Policy shares: rules, configuration, the key registry."""
+    """What every view of one Policy shares: rules, configuration, the key registry.
 
-    __slots__ = ("breaker", "budget", "enabled", "lock", "name", "registry", "rules")
+    The registry maps a key to its view (a Policy bound to the key's guard), least
+    recently used first, so that :meth:`Policy.for_key` for a known key is one short
+    lock, a dict lookup and a move to the end: no object is built per request.
+    """
+
+    __slots__ = (
+        "breaker",
+        "budget",
+        "enabled",
+        "lock",
+        "max_keys",
+        "name",
+        "registry",
+        "rules",
+    )
 
     def __init__(
         self,
@@ -63,8 +76,11 @@ class _Core:
         self.breaker = breaker
         self.name = name
         self.enabled = enabled
+        self.max_keys = max_keys
+        # Reentrant: a new guard emits its breaker's initial state to listeners, which
+        # may ask for a key themselves.
         self.lock = threading.RLock()
-        self.registry: cachetools.LRUCache[str, Guard] = cachetools.LRUCache(maxsize=max_keys)
+        self.registry: OrderedDict[str, Policy] = OrderedDict()
 
     def make_guard(self, key: str) -> Guard:
         rules = self.rules
@@ -76,13 +92,19 @@ class _Core:
         budget = None if self.budget is None else BudgetState(self.budget, rules.clock)
         return Guard(key=key, breaker=breaker, budget=budget)
 
-    def guard(self, key: str) -> Guard:
+    def view(self, key: str) -> Policy:
+        """The view bound to ``key``'s guard, made (and the oldest key evicted) if need be."""
+        registry = self.registry
         with self.lock:
-            guard = self.registry.get(key)
-            if guard is None:
-                guard = self.make_guard(key)
-                self.registry[key] = guard
-            return guard
+            view = registry.get(key)
+            if view is not None:
+                registry.move_to_end(key)
+                return view
+            view = _view(self, self.make_guard(key))
+            registry[key] = view
+            if len(registry) > self.max_keys:
+                registry.popitem(last=False)
+            return view
 
 
 class Policy:
@@ -244,10 +266,9 @@ class Policy:
         if not isinstance(key, str):
             raise ConfigError("key", key, "a string naming a destination")
         core = self._core
-        view = object.__new__(Policy)
-        view._core = core
-        view._guard = core.guard(key) if core.enabled else None
-        return view
+        if not core.enabled:
+            return _view(core, None)
+        return core.view(key)
 
     def _force(self, state: str | None) -> None:
         guard = self._guard
@@ -278,10 +299,18 @@ class Policy:
             result = fn(*args, **kwargs)
         except Exception as exc:
             return _recover(rules, guard, 0, now, Outcome(1, error=exc), fn, args, kwargs)
-        if rules.classify_result is not None:
-            return _recover(rules, guard, 0, now, Outcome(1, result=result), fn, args, kwargs)
+        classify = rules.classify_result
+        if classify is not None:  # inline: a Run is built only for a result worth retrying
+            first = first_result(result)
+            decision = classify(first)
+            if decision.retry:
+                return _recover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+            if decision.unwell:
+                if breaker is not None:
+                    breaker.failed(0)
+                return result
         if breaker is not None and breaker.failures:
-            breaker.succeeded(False)
+            breaker.succeeded(0)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -305,11 +334,18 @@ class Policy:
         except Exception as exc:  # asyncio.CancelledError is not an Exception
             first = Outcome(1, error=exc)
             return await _arecover(rules, guard, 0, now, first, fn, args, kwargs)
-        if rules.classify_result is not None:
-            first = Outcome(1, result=result)
-            return await _arecover(rules, guard, 0, now, first, fn, args, kwargs)
+        classify = rules.classify_result
+        if classify is not None:  # inline: a Run is built only for a result worth retrying
+            first = first_result(result)
+            decision = classify(first)
+            if decision.retry:
+                return await _arecover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+            if decision.unwell:
+                if breaker is not None:
+                    breaker.failed(0)
+                return result
         if breaker is not None and breaker.failures:
-            breaker.succeeded(False)
+            breaker.succeeded(0)
         return result
 
     def _probe(
@@ -324,7 +360,7 @@ class Policy:
                 settled = True
                 return _recover(rules, guard, probe, now, Outcome(1, error=exc), fn, args, kwargs)
             settled = True
-            return _recover(rules, guard, probe, now, Outcome(1, result=result), fn, args, kwargs)
+            return _recover(rules, guard, probe, now, first_result(result), fn, args, kwargs)
         finally:
             if not settled and guard.breaker is not None:
                 guard.breaker.abandoned(probe)
@@ -348,7 +384,7 @@ class Policy:
                 first = Outcome(1, error=exc)
                 return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
             settled = True
-            first = Outcome(1, result=result)
+            first = first_result(result)
             return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
         finally:
             if not settled and guard.breaker is not None:
@@ -372,6 +408,14 @@ class Policy:
         return wrapper
 
 
+def _view(core: _Core, guard: Guard | None) -> Policy:
+    """A Policy sharing ``core``, bound to ``guard``."""
+    view = object.__new__(Policy)
+    view._core = core
+    view._guard = guard
+    return view
+
+
 def _recover(
     rules: Rules,
     guard: Guard,
@@ -381,11 +425,19 @@ def _recover(
     fn: Callable[..., T],
     args: Any,
     kwargs: Any,
+    decision: Decision | None = None,
 ) -> T:
-    """After a first attempt that failed (or needs a look): classify, then maybe retry."""
-    run: Run[T] = Run(rules, guard, started, first, Decision.ACCEPT)
-    if not run.settle(first, probe).retry:
-        return run.replay()
+    """After a first attempt that failed (or needs a look): classify, then maybe retry.
+
+    ``decision`` is the classifier's verdict if the caller has already asked for it.
+    """
+    if decision is None:
+        decision = judge(rules, first)
+    tell(guard.breaker, decision, probe)
+    if not decision.retry:
+        result: T = replay(first)
+        return result
+    run: Run[T] = Run(rules, guard, started, first, decision)
     return run.run(fn, args, kwargs)
 
 
@@ -398,8 +450,13 @@ async def _arecover(
     fn: Callable[..., Awaitable[T]],
     args: Any,
     kwargs: Any,
+    decision: Decision | None = None,
 ) -> T:
-    run: Run[T] = Run(rules, guard, started, first, Decision.ACCEPT)
-    if not run.settle(first, probe).retry:
-        return run.replay()
+    if decision is None:
+        decision = judge(rules, first)
+    tell(guard.breaker, decision, probe)
+    if not decision.retry:
+        result: T = replay(first)
+        return result
+    run: Run[T] = Run(rules, guard, started, first, decision)
     return await run.arun(fn, args, kwargs)

@@ -1,11 +1,13 @@
 """The retries of one call, once its first attempt has failed: tenacity runs the loop.
 
-The success path never comes here. When the first attempt fails and its classifier
-says "retry", a :class:`Run` is built and hands tenacity its hooks: ``retry`` (the
-latest decision), ``wait`` (full jitter or the destination's hint), ``stop`` (attempts,
-deadline, then the retry budget) and ``before_sleep`` (the event). tenacity's first
-attempt replays the failure already seen; each later attempt passes the breaker's gate,
-calls the function and is classified. Whatever ends the loop, the caller gets the last
+The success path never comes here, nor does an attempt its classifier does not want
+retried (:func:`judge`, :func:`tell` and :func:`replay` serve those). When the first
+attempt fails and its classifier says "retry", a :class:`Run` is built and hands
+tenacity its hooks: ``retry`` (the latest decision), ``wait`` (full jitter or the
+destination's hint), ``stop`` (attempts, deadline, then the retry budget) and
+``before_sleep`` (the event). tenacity's first attempt replays the failure already
+seen; each later attempt passes the breaker's gate, calls the function and is
+classified. Whatever ends the loop, the caller gets the last
 attempt's own error (or result), never a tenacity wrapper.
 """
 
@@ -27,7 +29,7 @@ from outlast.policy._clock import AsyncSleep, Clock, Sleep
 from outlast.policy._events import BudgetExhausted, RetryScheduled, describe_cause
 from outlast.policy._retry import Retry, Uniform
 
-__all__ = ["Guard", "Rules", "Run"]
+__all__ = ["Guard", "Rules", "Run", "judge", "replay", "tell"]
 
 T = TypeVar("T")
 
@@ -53,6 +55,32 @@ class Rules:
     asleep: AsyncSleep
     uniform: Uniform
     emitter: Emitter
+
+
+def judge(rules: Rules, outcome: Outcome) -> Decision:
+    """What an attempt's outcome means, by the policy's classifiers."""
+    if outcome.error is not None:
+        return rules.classify_error(outcome)
+    if rules.classify_result is not None:
+        return rules.classify_result(outcome)
+    return Decision.ACCEPT
+
+
+def tell(breaker: BreakerState | None, decision: Decision, probe: int) -> None:
+    """Tell the breaker (if any) what an attempt showed."""
+    if breaker is not None:
+        if decision.unwell:
+            breaker.failed(probe)
+        else:
+            breaker.succeeded(probe)
+
+
+def replay(outcome: Outcome) -> Any:
+    """Repeat what an attempt produced, without calling anything: raise or return it."""
+    error = outcome.error
+    if error is not None:
+        raise error
+    return outcome.result
 
 
 def _no_sleep(seconds: float) -> None:
@@ -155,10 +183,8 @@ class Run(Generic[T]):
 
     def replay(self) -> T:
         """Repeat what the last attempt produced, without calling anything."""
-        error = self._outcome.error
-        if error is not None:
-            raise error
-        return self._outcome.result  # type: ignore[return-value]
+        result: T = replay(self._outcome)
+        return result
 
     def _gate(self) -> int | None:
         """Pass the breaker for a retry: the probe token (0 if not probing), None if refused."""
@@ -173,19 +199,8 @@ class Run(Generic[T]):
 
     def settle(self, outcome: Outcome, probe: int) -> Decision:
         """Classify an attempt's outcome and tell the breaker."""
-        rules = self._rules
-        if outcome.error is not None:
-            decision = rules.classify_error(outcome)
-        elif rules.classify_result is not None:
-            decision = rules.classify_result(outcome)
-        else:
-            decision = Decision.ACCEPT
-        breaker = self._guard.breaker
-        if breaker is not None:
-            if decision.unwell:
-                breaker.failed(probe)
-            else:
-                breaker.succeeded(probe)
+        decision = judge(self._rules, outcome)
+        tell(self._guard.breaker, decision, probe)
         self._outcome = outcome
         self.decision = decision
         return decision
