@@ -15,8 +15,11 @@ from outlast._events import Emitter
 from outlast.policy import (
     BreakerStateChanged,
     CircuitBreaker,
+    Decision,
+    Outcome,
     Policy,
     Retry,
+    RetryBudget,
     force_closed,
     force_open,
     retry_on,
@@ -31,9 +34,9 @@ def make(clock: FakeClock, recorder: Recorder | None = None, **kw: object) -> Po
     kw.setdefault("retry", None)
     kw.setdefault("budget", None)
     kw.setdefault("breaker", CircuitBreaker(failures=3, reset=5.0))
+    kw.setdefault("sleep", clock.sleep)
     return Policy(
         clock=clock,
-        sleep=clock.sleep,
         asleep=clock.asleep,
         listeners=[recorder] if recorder else [],
         **kw,  # type: ignore[arg-type]
@@ -490,6 +493,81 @@ def test_retries_stop_when_the_breaker_opens(clock: FakeClock) -> None:
         policy.call(fail)
     assert calls == [3]
     assert policy.state == "open"
+
+
+def test_a_retry_stops_at_once_while_another_callers_probe_is_in_flight(
+    clock: FakeClock,
+) -> None:
+    # Before: retry_after() said 0 while half-open, so the retry slept a whole backoff
+    # and took a budget token, only to be refused by the breaker afterwards.
+    policy = make(
+        clock,
+        retry=Retry(attempts=3, base=1.0, cap=1.0),
+        budget=RetryBudget(ratio=0.0, floor=1.0, window=10.0),
+        breaker=CircuitBreaker(failures=1, reset=5.0),
+        uniform=lambda low, high: high,
+    )
+    hang = hang_forever()
+
+    async def main() -> None:
+        failing_now = asyncio.Event()
+
+        async def slow_failure() -> None:
+            await failing_now.wait()
+            raise ConnectionError("slow")
+
+        async def fail() -> None:
+            raise ConnectionError("fast")
+
+        slow = asyncio.create_task(policy.acall(slow_failure))  # admitted while closed
+        await asyncio.sleep(0)
+        with pytest.raises(ConnectionError, match="fast"):
+            await policy.acall(fail)  # opens the breaker: no retry either
+        clock.advance(5.0)
+        probe = asyncio.create_task(policy.acall(hang, "probe"))
+        await asyncio.sleep(0)
+        assert policy.state == "half-open"
+        failing_now.set()
+        with pytest.raises(ConnectionError, match="slow"):
+            await slow
+        probe.cancel()
+        await asyncio.gather(probe, return_exceptions=True)
+
+    asyncio.run(main())
+    assert clock.slept == []
+    assert policy.budget_counts() == (3, 0)
+
+
+def test_a_retry_the_breaker_refuses_after_the_wait_takes_no_budget(clock: FakeClock) -> None:
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        trip(policy, 1)  # meanwhile another caller opens the breaker
+
+    def classify(outcome: Outcome) -> Decision:
+        if isinstance(outcome.error, TimeoutError):
+            return Decision.TRANSIENT
+        return Decision(unwell=True)  # counted, never retried
+
+    policy = make(
+        clock,
+        retry=Retry(attempts=3, base=1.0, cap=1.0),
+        budget=RetryBudget(ratio=0.0, floor=1.0, window=10.0),
+        breaker=CircuitBreaker(failures=2, reset=5.0),
+        classify_error=classify,
+        sleep=sleep,
+    )
+    calls = [0]
+
+    def slow() -> None:
+        calls[0] += 1
+        raise TimeoutError("slow")
+
+    with pytest.raises(TimeoutError):
+        policy.call(slow)
+    assert calls == [1]
+    assert len(clock.slept) == 1
+    assert policy.state == "open"
+    assert policy.budget_counts() == (2, 0)
 
 
 def test_keys_have_their_own_breakers(clock: FakeClock, recorder: Recorder) -> None:

@@ -44,9 +44,9 @@ def failing(times: int, error: Exception, result: object = "ok") -> Callable[[],
 def make(clock: FakeClock, recorder: Recorder | None = None, **kw: object) -> Policy:
     kw.setdefault("retry", Retry(attempts=4, base=0.1, cap=1.0))
     kw.setdefault("breaker", None)
+    kw.setdefault("sleep", clock.sleep)
     return Policy(
         clock=clock,
-        sleep=clock.sleep,
         asleep=clock.asleep,
         listeners=[recorder] if recorder else [],
         **kw,  # type: ignore[arg-type]
@@ -282,3 +282,28 @@ def test_budget_spent_fails_at_once_with_the_original_error(
     assert second.calls == [1]  # type: ignore[attr-defined]
     [event] = recorder.of(BudgetExhausted)
     assert (event.attempt, event.cause) == (1, "TimeoutError: b")  # type: ignore[attr-defined]
+
+
+def test_a_budget_spent_during_the_wait_refuses_the_retry_after_it(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    from outlast.policy import BudgetExhausted
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        assert budget.withdraw()  # meanwhile another caller takes the last retry
+
+    # the floor allows 0.1 * 10 = 1 retry in the window, the ratio none
+    policy = make(clock, recorder, budget=RetryBudget(ratio=0.0, floor=0.1, window=10), sleep=sleep)
+    assert policy._guard is not None
+    budget = policy._guard.budget
+    assert budget is not None
+    error = TimeoutError("mine")
+    mine = failing(1, error)
+    with pytest.raises(TimeoutError) as info:
+        policy.call(mine)
+    assert info.value is error
+    assert mine.calls == [1]  # type: ignore[attr-defined]
+    assert policy.budget_counts() == (1, 1)  # the other caller's retry only
+    [event] = recorder.of(BudgetExhausted)
+    assert (event.attempt, event.cause) == (1, "TimeoutError: mine")  # type: ignore[attr-defined]

@@ -159,17 +159,6 @@ class BreakerState:
         """Consecutive unwell failures counted while closed."""
         return int(self._storage.counter)
 
-    def retry_after(self) -> float:
-        """Seconds until this breaker would let a call through (0 when it would now)."""
-        if self._storage.state == CLOSED:
-            return 0.0
-        with self._lock:
-            if self._forced == OPEN:
-                return self._config.reset
-            if self._storage.state != OPEN or self._opened_at is None:
-                return 0.0
-            return max(0.0, self._opened_at + self._config.reset - self._clock())
-
     def allow(self) -> int:
         """Let a call through, or raise CircuitOpenError.
 

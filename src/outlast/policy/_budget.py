@@ -127,6 +127,13 @@ class BudgetState:
                     calls += self._calls[i]
         return calls, retries
 
+    def spare(self) -> bool:
+        """Whether the window would allow a retry now, without taking it."""
+        epoch = int(self._clock() // self._width)
+        with self._lock:
+            calls, retries = self._weigh(epoch)
+            return retries + 1 <= self._config.ratio * calls + self._config.reserve
+
     def withdraw(self) -> bool:
         """Take one retry if the window allows it; False when the budget is spent."""
         epoch = int(self._clock() // self._width)

@@ -4,11 +4,11 @@ The success path never comes here, nor does an attempt its classifier does not w
 retried (:func:`judge`, :func:`tell` and :func:`replay` serve those). When the first
 attempt fails and its classifier says "retry", a :class:`Run` is built and hands
 tenacity its hooks: ``retry`` (the latest decision), ``wait`` (full jitter or the
-destination's hint), ``stop`` (attempts, deadline, then the retry budget) and
-``before_sleep`` (the event). tenacity's first attempt replays the failure already
-seen; each later attempt passes the breaker's gate, calls the function and is
-classified. Whatever ends the loop, the caller gets the last
-attempt's own error (or result), never a tenacity wrapper.
+destination's hint), ``stop`` (attempts, deadline, a breaker that is not closed, a
+spent budget) and ``before_sleep`` (the event). tenacity's first attempt replays the
+failure already seen; each later attempt passes the breaker's gate, then takes its
+budget token, calls the function and is classified. Whatever ends the loop, the
+caller gets the last attempt's own error (or result), never a tenacity wrapper.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tenacity
 from outlast._events import Emitter
 from outlast._exceptions import CircuitOpenError
 from outlast.policy import _testing
-from outlast.policy._breaker import BreakerState
+from outlast.policy._breaker import CLOSED, BreakerState
 from outlast.policy._budget import BudgetState
 from outlast.policy._classify import Classifier, Decision, Outcome
 from outlast.policy._clock import AsyncSleep, Clock, Sleep
@@ -141,17 +141,21 @@ class Run(Generic[T]):
             if elapsed + state.upcoming_sleep > retry.deadline:
                 return True
         breaker = self._guard.breaker
-        if breaker is not None and breaker.retry_after() > state.upcoming_sleep:
-            return True  # the breaker would refuse the retry anyway: do not wait for it
+        if breaker is not None and breaker.state != CLOSED:
+            # Open (or half-open, another caller's probe in flight): the retry would be
+            # refused, or would probe with a request already seen failing. Stop now,
+            # rather than wait out a backoff first.
+            return True
         budget = self._guard.budget
-        if budget is not None and not budget.withdraw():
-            self._rules.emitter.emit(
-                BudgetExhausted(
-                    key=self._guard.key, attempt=state.attempt_number, cause=self._cause()
-                )
-            )
+        if budget is not None and not budget.spare():
+            self._exhausted()
             return True
         return False
+
+    def _exhausted(self) -> None:
+        self._rules.emitter.emit(
+            BudgetExhausted(key=self._guard.key, attempt=self._outcome.attempt, cause=self._cause())
+        )
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         self._rules.emitter.emit(
@@ -187,15 +191,28 @@ class Run(Generic[T]):
         return result
 
     def _gate(self) -> int | None:
-        """Pass the breaker for a retry: the probe token (0 if not probing), None if refused."""
-        breaker = self._guard.breaker
-        if breaker is None:
-            return 0
-        try:
-            return breaker.allow()
-        except CircuitOpenError:
+        """Pass the breaker, then the budget, for a retry.
+
+        Returns the probe token (0 if not probing), or None when the retry is refused.
+        A budget token is withdrawn only once the breaker has admitted the retry.
+        """
+        guard = self._guard
+        breaker = guard.breaker
+        probe = 0
+        if breaker is not None:
+            try:
+                probe = breaker.allow()
+            except CircuitOpenError:
+                self._refused = True
+                return None
+        budget = guard.budget
+        if budget is not None and not budget.withdraw():  # spent while this one slept
+            if breaker is not None:
+                breaker.abandoned(probe)
             self._refused = True
+            self._exhausted()
             return None
+        return probe
 
     def settle(self, outcome: Outcome, probe: int) -> Decision:
         """Classify an attempt's outcome and tell the breaker."""
