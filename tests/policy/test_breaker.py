@@ -585,6 +585,22 @@ def test_keys_have_their_own_breakers(clock: FakeClock, recorder: Recorder) -> N
     assert keys == {"default", "https://a.example", "https://b.example"}
 
 
+def test_the_policys_name_is_its_own_key(clock: FakeClock, recorder: Recorder) -> None:
+    # Before: Policy(name="api") and for_key("api") were two breakers.
+    policy = make(clock, recorder, name="api", max_keys=1)
+    with force_open(policy):
+        assert policy.state == "open"
+        assert policy.for_key("api").state == "open"
+    trip(policy.for_key("api"))
+    assert policy.state == "open"
+    policy.for_key("b")
+    policy.for_key("c")  # fills the registry twice over: the policy's own key stays
+    assert policy.for_key("api").state == "open"
+    assert policy.for_key("api").key == "api"
+    keys = [e.key for e in recorder.of(BreakerStateChanged) if e.old is None]  # type: ignore[attr-defined]
+    assert keys == ["api", "b", "c"]
+
+
 def test_the_key_registry_is_bounded(clock: FakeClock) -> None:
     policy = make(clock, max_keys=2)
     trip(policy.for_key("a"))

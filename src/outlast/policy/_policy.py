@@ -54,6 +54,7 @@ class _Core:
     __slots__ = (
         "breaker",
         "budget",
+        "default",
         "enabled",
         "lock",
         "max_keys",
@@ -81,6 +82,9 @@ class _Core:
         # may ask for a key themselves.
         self.lock = threading.RLock()
         self.registry: OrderedDict[str, Policy] = OrderedDict()
+        # The Policy itself, the view of its own name: pinned, never evicted, so that
+        # ``for_key(name)`` and the policy share one breaker and one budget.
+        self.default: Policy | None = None
 
     def make_guard(self, key: str) -> Guard:
         rules = self.rules
@@ -94,6 +98,8 @@ class _Core:
 
     def view(self, key: str) -> Policy:
         """The view bound to ``key``'s guard, made (and the oldest key evicted) if need be."""
+        if key == self.name and self.default is not None:
+            return self.default
         registry = self.registry
         with self.lock:
             view = registry.get(key)
@@ -169,8 +175,9 @@ class Policy:
             uniform=uniform,
             emitter=Emitter(LOGGER, listeners),
         )
-        self._core = _Core(rules, budget, breaker, name, max_keys, enabled)
-        self._guard = self._core.make_guard(name) if enabled else None
+        self._core = core = _Core(rules, budget, breaker, name, max_keys, enabled)
+        self._guard = core.make_guard(name) if enabled else None
+        core.default = self
 
     @classmethod
     def from_env(
@@ -260,7 +267,9 @@ class Policy:
         """This policy bound to ``key``'s own breaker and budget (an origin, an endpoint).
 
         Keys live in a bounded LRU registry; a key evicted from it starts afresh
-        (closed, empty budget) when next asked for. The returned view keeps the state
+        (closed, empty budget) when next asked for. The policy's own ``name`` is the
+        key of the policy itself: ``for_key(name)`` shares its breaker and budget, and
+        is never evicted. The returned view keeps the state
         it was handed, so ask again per request rather than holding views for long.
         """
         if not isinstance(key, str):
