@@ -613,8 +613,12 @@ def test_forcing_a_breaker_open_and_closed(clock: FakeClock) -> None:
     policy = make(clock)
     with force_open(policy):
         clock.advance(60)
-        with pytest.raises(CircuitOpenError):
+        with pytest.raises(CircuitOpenError) as info:
             policy.call(lambda: None)
+    # Not "the next probe is allowed in 5.00s": no probe comes until the pin is released.
+    assert "forced open" in str(info.value)
+    assert "probe is allowed" not in str(info.value)
+    assert (info.value.name, info.value.retry_after) == ("default", 5.0)
     assert policy.call(lambda: 1) == 1
     force_closed(policy)
     trip(policy, 10)

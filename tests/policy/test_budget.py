@@ -61,6 +61,8 @@ def test_configuration_is_validated() -> None:
         RetryBudget(ratio=1.5)
     with pytest.raises(ConfigError, match="floor"):
         RetryBudget(floor=-1)
+    with pytest.raises(ConfigError, match=r"floor=1000000.0 .*from 0 to below 1e6"):
+        RetryBudget(floor=1e6)
     with pytest.raises(ConfigError, match="window"):
         RetryBudget(window=0)
 

@@ -94,6 +94,16 @@ class CircuitBreaker:
         return cls(failures=settings.breaker_failures, reset=settings.breaker_reset)
 
 
+def _forced_open(name: str, reset: float) -> CircuitOpenError:
+    """The error of a breaker pinned open: no probe comes until the pin is released."""
+    error = CircuitOpenError(name, reset)
+    error.args = (
+        f"circuit {name!r} is forced open (outlast.testing.force_open); "
+        "no call or probe is let through until it is released",
+    )
+    return error
+
+
 class _Relay(pybreaker.CircuitBreakerListener):
     """Collects pybreaker's state changes so they are emitted after the lock is let go."""
 
@@ -181,7 +191,7 @@ class BreakerState:
         now = self._clock()
         config = self._config
         if self._forced == OPEN:
-            raise CircuitOpenError(self.name, config.reset)
+            raise _forced_open(self.name, config.reset)
         if state == OPEN:
             if self._opened_at is None:  # opened elsewhere (a shared storage): start timing now
                 self._opened_at = now

@@ -57,7 +57,7 @@ class RetryBudget:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
             raise ConfigError("ratio", ratio, "a fraction from 0 to 1")
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1e6:
-            raise ConfigError("floor", floor, "retries per second, 0 or more")
+            raise ConfigError("floor", floor, "retries per second, from 0 to below 1e6")
         object.__setattr__(self, "ratio", float(ratio))
         object.__setattr__(self, "floor", float(floor))
         object.__setattr__(self, "window", to_seconds("window", window, allow_zero=False))

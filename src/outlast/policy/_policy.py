@@ -281,8 +281,15 @@ class Policy:
 
     def _force(self, state: str | None) -> None:
         guard = self._guard
-        if guard is None or guard.breaker is None:
-            raise ConfigError("policy", self, "a policy with a circuit breaker")
+        if guard is None:
+            raise ConfigError(
+                "policy",
+                self,
+                "an enabled policy (this one passes every call straight through: "
+                "OUTLAST_DISABLE=1 or enabled=False, so there is no breaker to pin)",
+            )
+        if guard.breaker is None:
+            raise ConfigError("policy", self, "a policy with a circuit breaker (breaker=None)")
         guard.breaker.force(state)
 
     # -- calling ---------------------------------------------------------------------
