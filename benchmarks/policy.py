@@ -25,7 +25,7 @@ import pybreaker
 import tenacity
 
 from outlast import CircuitOpenError
-from outlast.policy import Policy, Retry, RetryBudget
+from outlast.policy import Decision, Outcome, Policy, Retry, RetryBudget
 
 
 def ratio_line(label: str, value: float, base: float, unit: str, target: str) -> None:
@@ -50,6 +50,13 @@ def success_path() -> None:
     policy = Policy()
     decorated = policy(fn)
 
+    def accept(outcome: Outcome) -> Decision:  # what an HTTP classifier says to a 200
+        return Decision.ACCEPT
+
+    # What outlast.http does per request: a result classifier, and a view per origin.
+    classified = Policy(classify_result=accept)
+    origin = "https://api.example:443"
+
     def per_call(f: Callable[[], object], n: int) -> float:
         return min(timeit.repeat(f, number=n, repeat=5)) / n * 1e6
 
@@ -57,10 +64,14 @@ def success_path() -> None:
     alt = per_call(lambda: stacked(1), 20_000)
     call = per_call(lambda: policy.call(fn, 1), 200_000)
     deco = per_call(lambda: decorated(1), 200_000)
+    result = per_call(lambda: classified.call(fn, 1), 200_000)
+    keyed = per_call(lambda: classified.for_key(origin).call(fn, 1), 200_000)
     print(f"  {'bare function':<44} {bare:10.3f} us")
     print(f"  {'tenacity + pybreaker stacked':<44} {alt:10.3f} us")
     ratio_line("outlast policy.call", call, alt, "us", "target <= 0.1")
     ratio_line("outlast @policy", deco, alt, "us", "target <= 0.1")
+    ratio_line("outlast policy.call + classifier", result, alt, "us", "target <= 0.1")
+    ratio_line("outlast for_key(origin).call + classifier", keyed, alt, "us", "target <= 0.1")
 
 
 # -- 2. threads --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from outlast import ConfigError
 from outlast.policy import RetryBudget
-from outlast.policy._budget import BUCKETS, BudgetState
+from outlast.policy._budget import BudgetState
 
 from .helpers import FakeClock
 
@@ -29,11 +29,30 @@ def test_the_window_slides(clock: FakeClock) -> None:
     for _ in range(4):
         state.deposit(clock())
     assert [state.withdraw() for _ in range(3)] == [True, True, False]
-    clock.advance(10.0)  # every bucket of the first second has expired
+    clock.advance(10.0)
+    # [t - 10, t] still holds the two retries; the calls' bucket is no longer wholly
+    # inside it, so they no longer pay for retries.
     assert state.withdraw() is False
+    assert state.counts() == (0, 2)
+    clock.advance(1.0)  # now every bucket of the first second has expired
     assert state.counts() == (0, 0)
     state.deposit(clock())
     state.deposit(clock())
+    assert state.withdraw() is True
+
+
+def test_a_window_across_eleven_buckets_holds_the_bound(clock: FakeClock) -> None:
+    """/tmp/rv/budget_window.py: retries at t=0.99 and t=10.0 lie in one 10 s window.
+    Before the fix both bursts were admitted, 20 retries against a bound of 10."""
+    clock.now = 0.99
+    state = BudgetState(RetryBudget(ratio=0.0, floor=1.0, window=10.0), clock)
+    admitted = 0
+    while state.withdraw():
+        admitted += 1
+    assert admitted == 10
+    clock.now = 10.0
+    assert state.withdraw() is False
+    clock.now = 11.0  # t=0.99 has left [t - 10, t]
     assert state.withdraw() is True
 
 
@@ -42,6 +61,8 @@ def test_configuration_is_validated() -> None:
         RetryBudget(ratio=1.5)
     with pytest.raises(ConfigError, match="floor"):
         RetryBudget(floor=-1)
+    with pytest.raises(ConfigError, match=r"floor=1000000.0 .*from 0 to below 1e6"):
+        RetryBudget(floor=1e6)
     with pytest.raises(ConfigError, match="window"):
         RetryBudget(window=0)
 
@@ -82,15 +103,15 @@ events = st.lists(
     ratio=st.floats(min_value=0.0, max_value=1.0),
     floor=st.floats(min_value=0.0, max_value=2.0),
     window=st.floats(min_value=0.5, max_value=30.0),
+    start=st.floats(min_value=0.0, max_value=100.0),
 )
 def test_retries_never_exceed_ratio_times_calls_plus_floor_in_any_window(
-    steps: list[tuple[float, bool]], ratio: float, floor: float, window: float
+    steps: list[tuple[float, bool]], ratio: float, floor: float, window: float, start: float
 ) -> None:
-    """For every retry admitted at time t: retries in (t - window + bucket, t] are at most
-    ratio x calls in [t - window, t] + floor x window. (The window slides in buckets, so a
-    retry is charged against at least window - bucket of history and at most window.)
+    """For every retry admitted at time t, in the real window [t - window, t] (not one
+    aligned to the budget's buckets): retries <= ratio x calls + floor x window.
     """
-    clock = FakeClock(start=0.0)
+    clock = FakeClock(start=start)
     state = BudgetState(RetryBudget(ratio=ratio, floor=floor, window=window), clock)
     calls: list[float] = []
     retries: list[float] = []
@@ -102,9 +123,8 @@ def test_retries_never_exceed_ratio_times_calls_plus_floor_in_any_window(
         else:
             state.deposit(clock.now)
             calls.append(clock.now)
-    bucket = window / BUCKETS
-    eps = 1e-9 * max(1.0, clock.now)
+    eps = 1e-9 * max(1.0, clock.now)  # bucket arithmetic in floating point
     for t in retries:
-        recent = sum(1 for r in retries if t - (window - bucket) + eps < r <= t)
+        recent = sum(1 for r in retries if t - window + eps <= r <= t)
         made = sum(1 for c in calls if t - window - eps <= c <= t)
         assert recent <= ratio * made + floor * window + 1e-9

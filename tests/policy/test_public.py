@@ -114,8 +114,12 @@ def test_bad_policy_arguments_raise_config_error() -> None:
         set_testing(True, attempts=0)
     with pytest.raises(ConfigError, match="key"):
         Policy().for_key(42)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="breaker"):
+    with pytest.raises(ConfigError, match=r"a policy with a circuit breaker \(breaker=None\)"):
         force_open(Policy(breaker=None))
+    # It has a breaker, turned off: say so rather than ask for a breaker.
+    with pytest.raises(ConfigError, match="an enabled policy") as info:
+        force_open(Policy(enabled=False))
+    assert "with a circuit breaker" not in str(info.value)
 
 
 def test_testing_mode_skips_sleeps_and_caps_attempts(clock: FakeClock) -> None:

@@ -11,6 +11,7 @@ import tenacity
 
 from outlast import ConfigError
 from outlast.policy import (
+    CircuitBreaker,
     Decision,
     Outcome,
     Phase,
@@ -18,6 +19,7 @@ from outlast.policy import (
     Retry,
     RetryBudget,
     RetryScheduled,
+    _run,
     parse_retry_after,
     retry_on,
 )
@@ -42,9 +44,9 @@ def failing(times: int, error: Exception, result: object = "ok") -> Callable[[],
 def make(clock: FakeClock, recorder: Recorder | None = None, **kw: object) -> Policy:
     kw.setdefault("retry", Retry(attempts=4, base=0.1, cap=1.0))
     kw.setdefault("breaker", None)
+    kw.setdefault("sleep", clock.sleep)
     return Policy(
         clock=clock,
-        sleep=clock.sleep,
         asleep=clock.asleep,
         listeners=[recorder] if recorder else [],
         **kw,  # type: ignore[arg-type]
@@ -124,6 +126,55 @@ def test_the_success_path_builds_no_tenacity_objects(
     assert policy.call(lambda: 1) == 1
     assert built == []
     assert policy.call(failing(1, TimeoutError())) == "ok"
+    assert len(built) == 1
+
+
+def test_a_result_classifier_builds_a_run_only_for_a_result_to_retry(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[object] = []
+    original = _run.Run.__init__
+
+    def spy(self: _run.Run[object], *a: object, **kw: object) -> None:
+        built.append(self)
+        original(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_run.Run, "__init__", spy)
+    seen: list[Outcome] = []
+
+    def classify_result(outcome: Outcome) -> Decision:
+        seen.append(outcome)
+        if outcome.result == 503:
+            return Decision.TRANSIENT
+        if outcome.result == 500:
+            return Decision(unwell=True)  # counted, not retried
+        return Decision.ACCEPT
+
+    policy = make(
+        clock, classify_result=classify_result, breaker=CircuitBreaker(failures=2, reset=5.0)
+    )
+    assert policy.call(lambda: 200) == 200
+    assert seen == [Outcome(1, result=200)]
+    assert policy.call(lambda: 500) == 500
+    assert built == []
+    assert policy.state == "closed"
+    assert policy.call(lambda: 200) == 200  # a well result resets the count
+    assert policy.call(lambda: 500) == 500
+    assert policy.call(lambda: 500) == 500
+    assert policy.state == "open"
+    assert built == []
+
+    async def main() -> object:
+        again = make(clock, classify_result=classify_result)
+
+        async def answer(status: int) -> int:
+            return status
+
+        assert await again.acall(answer, 200) == 200
+        assert built == []
+        return await again.acall(answer, 503)
+
+    assert asyncio.run(main()) == 503
     assert len(built) == 1
 
 
@@ -231,3 +282,28 @@ def test_budget_spent_fails_at_once_with_the_original_error(
     assert second.calls == [1]  # type: ignore[attr-defined]
     [event] = recorder.of(BudgetExhausted)
     assert (event.attempt, event.cause) == (1, "TimeoutError: b")  # type: ignore[attr-defined]
+
+
+def test_a_budget_spent_during_the_wait_refuses_the_retry_after_it(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    from outlast.policy import BudgetExhausted
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        assert budget.withdraw()  # meanwhile another caller takes the last retry
+
+    # the floor allows 0.1 * 10 = 1 retry in the window, the ratio none
+    policy = make(clock, recorder, budget=RetryBudget(ratio=0.0, floor=0.1, window=10), sleep=sleep)
+    assert policy._guard is not None
+    budget = policy._guard.budget
+    assert budget is not None
+    error = TimeoutError("mine")
+    mine = failing(1, error)
+    with pytest.raises(TimeoutError) as info:
+        policy.call(mine)
+    assert info.value is error
+    assert mine.calls == [1]  # type: ignore[attr-defined]
+    assert policy.budget_counts() == (1, 1)  # the other caller's retry only
+    [event] = recorder.of(BudgetExhausted)
+    assert (event.attempt, event.cause) == (1, "TimeoutError: mine")  # type: ignore[attr-defined]

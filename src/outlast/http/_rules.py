@@ -14,14 +14,13 @@ what the transport did), with three things added on top of the policy's own clas
   retry is certain once the policy sleeps), so no pool connection is held through the
   backoff, and none is lost if the wait is cancelled.
 
-The policy layer has no public way to derive such a view, so :func:`http_view` builds
-it from the policy's internals; this module is the only place ``outlast.http`` does so.
+:func:`http_view` builds it with :meth:`Policy.derive`, reading the policy's current
+classifiers and sleeps to build on.
 """
 
 from __future__ import annotations
 
 import contextvars
-import copy
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
@@ -111,25 +110,17 @@ def _areleasing(asleep: Callable[[float], Awaitable[None]]) -> Callable[[float],
 
 def http_view(policy: Policy) -> Policy:
     """``policy`` with the HTTP rules on top, sharing its breakers and budgets."""
-    core = copy.copy(policy._core)  # shares the registry of keys and its lock
-    rules = core.rules
-    classify_result = rules.classify_result
-    core.rules = dataclasses.replace(
-        rules,
-        classify_error=keep_error_rules(rules.classify_error),
+    rules_of = policy.derive  # (a derived policy shares the original's per-key state)
+    core_rules = policy._core.rules  # the classifiers and sleeps to build on
+    classify_result = core_rules.classify_result
+    return rules_of(
+        classify_error=keep_error_rules(core_rules.classify_error),
         classify_result=None if classify_result is None else keep_result_rules(classify_result),
-        sleep=_releasing(rules.sleep),
-        asleep=_areleasing(rules.asleep),
+        sleep=_releasing(core_rules.sleep),
+        asleep=_areleasing(core_rules.asleep),
     )
-    view = object.__new__(Policy)
-    view._core = core
-    view._guard = policy._guard
-    return view
 
 
 def retry_after(policy: Policy) -> float:
     """Seconds until the breaker of ``policy``'s key lets a call through."""
-    guard = policy._guard
-    if guard is None or guard.breaker is None:
-        return 0.0
-    return guard.breaker.retry_after()
+    return policy.retry_after()

@@ -9,6 +9,12 @@ caller through when half-open. Here the guarded call never runs under a lock (th
 is held only while state changes), the reset is timed on the injected monotonic clock,
 and exactly one caller probes a half-open breaker while the others fail fast.
 
+"Exactly one probe" is kept with tokens: :meth:`BreakerState.allow` hands the probe a
+fresh token (a generation number) and only that token can settle or free the probe
+slot; an older probe reporting late is counted as an ordinary call. A probe in flight
+is presumed lost only after ``probe_timeout`` (longer than ``reset``), and only then
+may another caller probe.
+
 A breaker may be shared with other processes through a :class:`SharedBreakers` hook
 (``outlast.fleet`` implements it over Redis): the breaker tells its :class:`BreakerLink`
 what happened here (each method returns at once), and the hook calls
@@ -34,6 +40,7 @@ from outlast.policy._events import BreakerStateChanged
 __all__ = [
     "CLOSED",
     "DEFAULT_FAILURES",
+    "DEFAULT_PROBE_TIMEOUT",
     "DEFAULT_RESET",
     "HALF_OPEN",
     "OPEN",
@@ -44,6 +51,7 @@ __all__ = [
 
 DEFAULT_FAILURES: Final = 5
 DEFAULT_RESET: Final = 5.0
+DEFAULT_PROBE_TIMEOUT: Final = 60.0
 
 CLOSED: Final = pybreaker.STATE_CLOSED
 OPEN: Final = pybreaker.STATE_OPEN
@@ -57,21 +65,37 @@ class CircuitBreaker:
     After ``failures`` consecutive failures that the classifier calls "unwell" the
     breaker opens: calls fail at once with :class:`~outlast.CircuitOpenError`. After
     ``reset`` seconds one probe is let through; its success closes the breaker, its
-    failure opens it for another ``reset``.
+    failure opens it for another ``reset``. While the probe is in flight every other
+    caller fails fast; only a probe that has not reported for ``probe_timeout`` seconds
+    is presumed lost and lets another caller probe (default: 60 s, or twice ``reset``
+    if that is longer; it may not be shorter than ``reset``).
 
     Added in 0.1.0.
     """
 
     failures: int
     reset: float
+    probe_timeout: float
 
     def __init__(
-        self, *, failures: int = DEFAULT_FAILURES, reset: Duration = DEFAULT_RESET
+        self,
+        *,
+        failures: int = DEFAULT_FAILURES,
+        reset: Duration = DEFAULT_RESET,
+        probe_timeout: Duration | None = None,
     ) -> None:
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
             raise ConfigError("failures", failures, "a whole number of at least 1")
+        reset_s = to_seconds("reset", reset, allow_zero=False)
+        if probe_timeout is None:
+            lost = max(DEFAULT_PROBE_TIMEOUT, 2 * reset_s)
+        else:
+            lost = to_seconds("probe_timeout", probe_timeout, allow_zero=False)
+            if lost < reset_s:
+                raise ConfigError("probe_timeout", probe_timeout, f"at least reset ({reset_s:g})")
         object.__setattr__(self, "failures", failures)
-        object.__setattr__(self, "reset", to_seconds("reset", reset, allow_zero=False))
+        object.__setattr__(self, "reset", reset_s)
+        object.__setattr__(self, "probe_timeout", lost)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CircuitBreaker:
@@ -116,6 +140,16 @@ class SharedBreakers(Protocol):
     ) -> BreakerLink: ...
 
 
+def _forced_open(name: str, reset: float) -> CircuitOpenError:
+    """The error of a breaker pinned open: no probe comes until the pin is released."""
+    error = CircuitOpenError(name, reset)
+    error.args = (
+        f"circuit {name!r} is forced open (outlast.testing.force_open); "
+        "no call or probe is let through until it is released",
+    )
+    return error
+
+
 class _Relay(pybreaker.CircuitBreakerListener):
     """Collects pybreaker's state changes so they are emitted after the lock is let go."""
 
@@ -139,9 +173,11 @@ class BreakerState:
         "_lock",
         "_opened_at",
         "_pb",
+        "_probe",
         "_probe_since",
         "_relay",
         "_storage",
+        "_tokens",
         "name",
     )
 
@@ -168,7 +204,9 @@ class BreakerState:
             name=name,
         )
         self._opened_at: float | None = None
+        self._probe = 0  # the token of the probe in flight; 0 when there is none
         self._probe_since: float | None = None
+        self._tokens = 0  # the last token handed out
         self._forced: str | None = None
         emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
         self._link: BreakerLink | None = None
@@ -189,60 +227,86 @@ class BreakerState:
         """Consecutive unwell failures counted while closed."""
         return int(self._storage.counter)
 
-    def retry_after(self) -> float:
-        """Seconds until this breaker would let a call through (0 when it would now)."""
-        if self._storage.state == CLOSED:
-            return 0.0
-        with self._lock:
-            if self._forced == OPEN:
-                return self._config.reset
-            if self._storage.state != OPEN or self._opened_at is None:
-                return 0.0
-            return max(0.0, self._opened_at + self._config.reset - self._clock())
+    def allow(self) -> int:
+        """Let a call through, or raise CircuitOpenError.
 
-    def allow(self) -> bool:
-        """Let a call through, or raise CircuitOpenError. True when the caller is the probe."""
+        Returns 0 for an ordinary call, or the probe's token (a positive number) when
+        the caller is the probe. Pass it back to :meth:`succeeded`, :meth:`failed` or
+        :meth:`abandoned`: only the probe in flight can settle the probe slot.
+        """
         if self._storage.state == CLOSED:
-            return False
+            return 0
         try:
             with self._lock:
                 return self._admit()
         finally:
             self._flush()
 
-    def _admit(self) -> bool:
+    def _admit(self) -> int:
         state = self._storage.state
         if state == CLOSED:
-            return False
+            return 0
         now = self._clock()
-        reset = self._config.reset
+        config = self._config
         if self._forced == OPEN:
-            raise CircuitOpenError(self.name, reset)
+            raise _forced_open(self.name, config.reset)
         if state == OPEN:
             if self._opened_at is None:  # opened elsewhere (a shared storage): start timing now
                 self._opened_at = now
-            wait = self._opened_at + reset - now
+            wait = self._opened_at + config.reset - now
             if wait > 0:
                 raise CircuitOpenError(self.name, wait)
             self._pb.half_open()
-        elif self._probe_since is not None and now - self._probe_since < reset:
-            # Half-open with a probe in flight. A probe silent for a whole reset is
-            # presumed lost, and this caller probes instead.
-            raise CircuitOpenError(self.name, self._probe_since + reset - now)
+        elif self._probe and self._probe_since is not None:
+            # Half-open with a probe in flight: only a probe silent for probe_timeout
+            # is presumed lost (its token goes stale and this caller probes instead).
+            lost = self._probe_since + config.probe_timeout - now
+            if lost > 0:
+                raise CircuitOpenError(self.name, min(config.reset, lost))
+        self._tokens += 1
+        self._probe = self._tokens
         self._probe_since = now
-        return True
+        return self._probe
 
-    def succeeded(self, probe: bool) -> None:
-        """Record a call that showed the destination well."""
+    def retry_after(self) -> float:
+        """Seconds until this breaker lets a call through: 0 when closed or a probe is free."""
+        config = self._config
+        with self._lock:
+            now = self._clock()
+            state = self._storage.state
+            if self._forced == OPEN:
+                return config.reset
+            if self._forced == CLOSED or state == CLOSED:
+                return 0.0
+            if state == OPEN:
+                opened = now if self._opened_at is None else self._opened_at
+                return max(0.0, opened + config.reset - now)
+            if self._probe and self._probe_since is not None:  # half-open, probe in flight
+                return max(0.0, min(config.reset, self._probe_since + config.probe_timeout - now))
+            return 0.0
+
+    def _claim(self, probe: int) -> bool:
+        """Under the lock: True (and the slot freed) if ``probe`` is the probe in flight."""
+        if probe and probe == self._probe:
+            self._probe = 0
+            self._probe_since = None
+            return True
+        return False
+
+    def succeeded(self, probe: int) -> None:
+        """Record a call that showed the destination well (``probe``: from :meth:`allow`)."""
         link = self._link
         if probe:
+            closed = False
             with self._lock:
-                self._probe_since = None
-                closed = self._storage.state == HALF_OPEN
-                if closed:
+                if self._claim(probe):
+                    if self._storage.state == HALF_OPEN:
+                        self._storage.reset_counter()
+                        self._opened_at = None
+                        self._pb.close()
+                        closed = True
+                elif self._storage.state == CLOSED:  # a stale probe: an ordinary call
                     self._storage.reset_counter()
-                    self._opened_at = None
-                    self._pb.close()
             if closed and link is not None:
                 link.closed()
             self._flush()
@@ -253,18 +317,17 @@ class BreakerState:
             if link is not None:
                 link.succeeded()
 
-    def failed(self, probe: bool) -> None:
+    def failed(self, probe: int) -> None:
         """Record a failure that means the destination is unwell."""
         link = self._link
         tripped = counted = False
         with self._lock:
             state = self._storage.state
-            if probe:
-                self._probe_since = None
+            if self._claim(probe):
                 if state == HALF_OPEN:
                     self._trip()
                     tripped = True
-            elif state == CLOSED and self._forced != CLOSED:
+            elif state == CLOSED and self._forced != CLOSED:  # ordinary, or a stale probe
                 self._storage.increment_counter()
                 counted = True
                 if self._storage.counter >= self._config.failures:
@@ -272,7 +335,7 @@ class BreakerState:
                     tripped = True
         if link is not None:
             if tripped:
-                link.opened(probe=probe)
+                link.opened(probe=bool(probe))
             elif counted:
                 link.failed()
         self._flush()
@@ -290,20 +353,20 @@ class BreakerState:
             if state == OPEN:
                 self._opened_at = self._clock() - max(opened_ago, 0.0)
                 if current != OPEN:
-                    self._probe_since = None
+                    self._probe, self._probe_since = 0, None
                     self._pb.open()
             elif state == CLOSED and current != CLOSED:
                 self._storage.reset_counter()
                 self._opened_at = None
-                self._probe_since = None
+                self._probe, self._probe_since = 0, None
                 self._pb.close()
         self._flush()
 
-    def abandoned(self, probe: bool) -> None:
-        """The call ended without a verdict (cancelled, interrupted): free the probe slot."""
+    def abandoned(self, probe: int) -> None:
+        """The call ended without a verdict (cancelled, interrupted): free its probe slot."""
         if probe:
             with self._lock:
-                self._probe_since = None
+                self._claim(probe)
 
     def _trip(self) -> None:
         self._opened_at = self._clock()
@@ -313,6 +376,7 @@ class BreakerState:
         """Pin the breaker open or closed (``None`` releases it, closed)."""
         with self._lock:
             self._forced = state
+            self._probe = 0  # a probe in flight goes stale
             self._probe_since = None
             if state == OPEN:
                 if self._storage.state != OPEN:

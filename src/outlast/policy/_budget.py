@@ -4,6 +4,12 @@ Over a sliding window (``window`` seconds, kept in ten buckets) a key may retry 
 ``ratio`` times the calls it made, plus ``floor`` retries per second of window so that a
 quiet destination can still retry at all. When the budget is spent, the call fails at
 once with its own error. Counting a call costs one clock reading and one short lock.
+
+A real window ``[t - window, t]`` touches eleven buckets, not ten. So that the bound
+holds for it and not only for bucket-aligned windows, a retry is weighed against the
+retries of all eleven buckets the window touches (the oldest only partly inside it)
+and the calls of the ten buckets wholly inside it: retries are over-counted and calls
+under-counted by at most a tenth of a window, never the other way.
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ DEFAULT_RATIO: Final = 0.1
 DEFAULT_FLOOR: Final = 1.0
 DEFAULT_WINDOW: Final = 10.0
 BUCKETS: Final = 10
+_SLOTS: Final = BUCKETS + 1  # the buckets a window of BUCKETS bucket-widths can touch
 
 
 @dataclasses.dataclass(frozen=True, slots=True, init=False)
 class RetryBudget:
     """How many retries a destination may receive. An immutable value.
 
-    Within any ``window`` the budget admits a retry only while
-    ``retries <= ratio * calls + floor * window`` (the window is measured in ten
-    buckets, so it slides in steps of a tenth).
+    A retry at time ``t`` is admitted only if, counting it, the retries in
+    ``[t - window, t]`` stay within ``ratio * calls + floor * window``, the calls
+    being those in the same ``window`` seconds (less at most its oldest tenth, which
+    the ten buckets that hold the counts cannot split).
 
     Added in 0.1.0.
     """
@@ -49,7 +57,7 @@ class RetryBudget:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
             raise ConfigError("ratio", ratio, "a fraction from 0 to 1")
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1e6:
-            raise ConfigError("floor", floor, "retries per second, 0 or more")
+            raise ConfigError("floor", floor, "retries per second, from 0 to below 1e6")
         object.__setattr__(self, "ratio", float(ratio))
         object.__setattr__(self, "floor", float(floor))
         object.__setattr__(self, "window", to_seconds("window", window, allow_zero=False))
@@ -75,16 +83,16 @@ class BudgetState:
         self._clock = clock
         self._width = config.window / BUCKETS
         self._lock = threading.Lock()
-        self._epochs = [-1] * BUCKETS
-        self._calls = [0] * BUCKETS
-        self._retries = [0] * BUCKETS
+        self._epochs = [-_SLOTS - 1] * _SLOTS
+        self._calls = [0] * _SLOTS
+        self._retries = [0] * _SLOTS
 
     @property
     def config(self) -> RetryBudget:
         return self._config
 
     def _slot(self, epoch: int) -> int:
-        slot = epoch % BUCKETS
+        slot = epoch % _SLOTS
         if self._epochs[slot] != epoch:
             self._epochs[slot] = epoch
             self._calls[slot] = 0
@@ -94,29 +102,51 @@ class BudgetState:
     def deposit(self, now: float) -> None:
         """Count one call made at ``now`` (a reading of the budget's clock)."""
         epoch = int(now // self._width)
+        slot = epoch % _SLOTS
+        with self._lock:  # self._slot(epoch), inlined: this runs on every call
+            if self._epochs[slot] != epoch:
+                self._epochs[slot] = epoch
+                self._calls[slot] = 0
+                self._retries[slot] = 0
+            self._calls[slot] += 1
+
+    def _weigh(self, epoch: int) -> tuple[int, int]:
+        """Under the lock: (calls, retries) that a retry in bucket ``epoch`` is weighed by.
+
+        Retries: every bucket that ``[t - window, t]`` touches (``epoch - BUCKETS`` on).
+        Calls: only the buckets wholly inside it (``epoch - BUCKETS + 1`` on).
+        """
+        calls = retries = 0
+        oldest = epoch - BUCKETS
+        epochs = self._epochs
+        for i in range(_SLOTS):
+            seen = epochs[i]
+            if oldest <= seen <= epoch:
+                retries += self._retries[i]
+                if seen != oldest:
+                    calls += self._calls[i]
+        return calls, retries
+
+    def spare(self) -> bool:
+        """Whether the window would allow a retry now, without taking it."""
+        epoch = int(self._clock() // self._width)
         with self._lock:
-            self._calls[self._slot(epoch)] += 1
+            calls, retries = self._weigh(epoch)
+            return retries + 1 <= self._config.ratio * calls + self._config.reserve
 
     def withdraw(self) -> bool:
         """Take one retry if the window allows it; False when the budget is spent."""
         epoch = int(self._clock() // self._width)
         with self._lock:
             slot = self._slot(epoch)
-            oldest = epoch - BUCKETS + 1
-            calls = retries = 0
-            for i in range(BUCKETS):
-                if oldest <= self._epochs[i] <= epoch:
-                    calls += self._calls[i]
-                    retries += self._retries[i]
+            calls, retries = self._weigh(epoch)
             if retries + 1 > self._config.ratio * calls + self._config.reserve:
                 return False
             self._retries[slot] += 1
             return True
 
     def counts(self) -> tuple[int, int]:
-        """(calls, retries) in the current window."""
+        """(calls, retries) that a retry now would be weighed by."""
         epoch = int(self._clock() // self._width)
-        oldest = epoch - BUCKETS + 1
         with self._lock:
-            live = [i for i in range(BUCKETS) if oldest <= self._epochs[i] <= epoch]
-            return sum(self._calls[i] for i in live), sum(self._retries[i] for i in live)
+            return self._weigh(epoch)

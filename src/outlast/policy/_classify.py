@@ -14,6 +14,7 @@ import email.utils
 import enum
 import math
 import time
+from collections.abc import Callable
 from typing import ClassVar, Protocol
 
 __all__ = [
@@ -88,6 +89,26 @@ class Outcome:
     attempt: int
     error: Exception | None = None
     result: object = None
+
+
+_new = object.__new__
+_set_attempt: Callable[[Outcome, int], None] = vars(Outcome)["attempt"].__set__
+_set_error: Callable[[Outcome, None], None] = vars(Outcome)["error"].__set__
+_set_result: Callable[[Outcome, object], None] = vars(Outcome)["result"].__set__
+
+
+def first_result(result: object) -> Outcome:
+    """``Outcome(1, result=result)`` for the success path, in under half the time.
+
+    The frozen dataclass's ``__init__`` (keywords, defaults, ``object.__setattr__``)
+    cost 0.5 us here, and every HTTP response goes through a result classifier; the
+    slots' own setters build the same value.
+    """
+    outcome: Outcome = _new(Outcome)
+    _set_attempt(outcome, 1)
+    _set_error(outcome, None)
+    _set_result(outcome, result)
+    return outcome
 
 
 class Classifier(Protocol):

@@ -12,26 +12,26 @@ retry machinery (tenacity) is built only after an attempt failed and may be retr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, ParamSpec, TypeVar, cast
-
-import cachetools
 
 from outlast._config import Settings
 from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.policy._breaker import BreakerState, CircuitBreaker, SharedBreakers
 from outlast.policy._budget import BudgetState, RetryBudget
-from outlast.policy._classify import Classifier, Decision, Outcome, retry_all
+from outlast.policy._classify import Classifier, Decision, Outcome, first_result, retry_all
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
-from outlast.policy._run import Guard, Rules, Run
+from outlast.policy._run import Guard, Rules, Run, judge, replay, tell
 
 __all__ = ["DEFAULT_MAX_KEYS", "Policy"]
 
@@ -44,32 +44,28 @@ DEFAULT_BUDGET: Final = RetryBudget()
 DEFAULT_BREAKER: Final = CircuitBreaker()
 
 
-class _Core:
-    """What every view of one Policy shares: rules, configuration, the key registry."""
+class _Guards:
+    """The per-key breakers and budgets: a bounded LRU registry, shared by derived views."""
 
-    __slots__ = ("breaker", "budget", "enabled", "lock", "name", "registry", "rules", "shared")
+    __slots__ = ("breaker", "budget", "lock", "max_keys", "registry", "shared")
 
     def __init__(
         self,
-        rules: Rules,
         budget: RetryBudget | None,
         breaker: CircuitBreaker | None,
-        name: str,
         max_keys: int,
-        enabled: bool,
-        shared: SharedBreakers | None = None,
+        shared: SharedBreakers | None,
     ) -> None:
-        self.shared = shared
-        self.rules = rules
         self.budget = budget
         self.breaker = breaker
-        self.name = name
-        self.enabled = enabled
+        self.max_keys = max_keys
+        self.shared = shared
+        # Reentrant: a new guard emits its breaker's initial state to listeners, which
+        # may ask for a key themselves.
         self.lock = threading.RLock()
-        self.registry: cachetools.LRUCache[str, Guard] = cachetools.LRUCache(maxsize=max_keys)
+        self.registry: OrderedDict[str, Guard] = OrderedDict()
 
-    def make_guard(self, key: str) -> Guard:
-        rules = self.rules
+    def make(self, key: str, rules: Rules) -> Guard:
         breaker = (
             None
             if self.breaker is None
@@ -78,13 +74,61 @@ class _Core:
         budget = None if self.budget is None else BudgetState(self.budget, rules.clock)
         return Guard(key=key, breaker=breaker, budget=budget)
 
-    def guard(self, key: str) -> Guard:
-        with self.lock:
-            guard = self.registry.get(key)
-            if guard is None:
-                guard = self.make_guard(key)
-                self.registry[key] = guard
+    def get(self, key: str, rules: Rules) -> Guard:
+        """``key``'s guard, made (and the oldest key evicted) if need be. Under ``lock``."""
+        registry = self.registry
+        guard = registry.get(key)
+        if guard is not None:
+            registry.move_to_end(key)
             return guard
+        guard = registry[key] = self.make(key, rules)
+        if len(registry) > self.max_keys:
+            registry.popitem(last=False)
+        return guard
+
+
+class _Core:
+    """What every view of one Policy shares: rules, configuration, the key registry.
+
+    The guards (breakers and budgets) live in :class:`_Guards`, which a derived policy
+    shares; each core caches its own views (a Policy bound to a key's guard), so that
+    :meth:`Policy.for_key` for a known key is one short lock and two dict lookups: no
+    object is built per request.
+    """
+
+    __slots__ = ("default", "enabled", "guards", "name", "rules", "views")
+
+    def __init__(self, rules: Rules, guards: _Guards, name: str, enabled: bool) -> None:
+        self.rules = rules
+        self.guards = guards
+        self.name = name
+        self.enabled = enabled
+        self.views: dict[str, Policy] = {}
+        # The Policy itself, the view of its own name: pinned, never evicted, so that
+        # ``for_key(name)`` and the policy share one breaker and one budget.
+        self.default: Policy | None = None
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        return self.guards.budget
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        return self.guards.breaker
+
+    def view(self, key: str) -> Policy:
+        """The view bound to ``key``'s guard."""
+        if key == self.name and self.default is not None:
+            return self.default
+        guards = self.guards
+        with guards.lock:
+            guard = guards.get(key, self.rules)
+            view = self.views.get(key)
+            if view is None or view._guard is not guard:  # new, or the key was evicted
+                view = self.views[key] = _view(self, guard)
+                if len(self.views) > guards.max_keys:
+                    self.views = {k: v for k, v in self.views.items() if k in guards.registry}
+            return view
 
 
 class Policy:
@@ -151,8 +195,10 @@ class Policy:
             uniform=uniform,
             emitter=Emitter(LOGGER, listeners),
         )
-        self._core = _Core(rules, budget, breaker, name, max_keys, enabled, shared)
-        self._guard = self._core.make_guard(name) if enabled else None
+        guards = _Guards(budget, breaker, max_keys, shared)
+        self._core = core = _Core(rules, guards, name, enabled)
+        self._guard = guards.make(name, rules) if enabled else None
+        core.default = self
 
     @classmethod
     def from_env(
@@ -250,21 +296,73 @@ class Policy:
         """This policy bound to ``key``'s own breaker and budget (an origin, an endpoint).
 
         Keys live in a bounded LRU registry; a key evicted from it starts afresh
-        (closed, empty budget) when next asked for. The returned view keeps the state
+        (closed, empty budget) when next asked for. The policy's own ``name`` is the
+        key of the policy itself: ``for_key(name)`` shares its breaker and budget, and
+        is never evicted. The returned view keeps the state
         it was handed, so ask again per request rather than holding views for long.
         """
         if not isinstance(key, str):
             raise ConfigError("key", key, "a string naming a destination")
         core = self._core
-        view = object.__new__(Policy)
-        view._core = core
-        view._guard = core.guard(key) if core.enabled else None
+        if not core.enabled:
+            return _view(core, None)
+        return core.view(key)
+
+    def derive(
+        self,
+        *,
+        classify_error: Classifier | None = None,
+        classify_result: Classifier | None = None,
+        sleep: Callable[[float], None] | None = None,
+        asleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> Policy:
+        """This policy with other classifiers or sleeps, sharing its breakers and budgets.
+
+        An integration adds its own rules on top of a user's policy this way: what the
+        derived policy does to a destination's breaker or budget, the original sees
+        (``policy.for_key(origin).state``), and the other way round. An argument left
+        None keeps the original's.
+
+        Added in 0.1.0.
+        """
+        core = self._core
+        rules = core.rules
+        changes: dict[str, Any] = {}
+        if classify_error is not None:
+            changes["classify_error"] = classify_error
+        if classify_result is not None:
+            changes["classify_result"] = classify_result
+        if sleep is not None:
+            changes["sleep"] = sleep
+        if asleep is not None:
+            changes["asleep"] = asleep
+        derived = _Core(dataclasses.replace(rules, **changes), core.guards, core.name, core.enabled)
+        view = _view(derived, self._guard)
+        if self._guard is None or self._guard.key == core.name:
+            derived.default = view
         return view
+
+    def retry_after(self) -> float:
+        """Seconds until this policy's breaker (for its key) lets a call through; 0 if closed.
+
+        Added in 0.1.0.
+        """
+        guard = self._guard
+        if guard is None or guard.breaker is None:
+            return 0.0
+        return guard.breaker.retry_after()
 
     def _force(self, state: str | None) -> None:
         guard = self._guard
-        if guard is None or guard.breaker is None:
-            raise ConfigError("policy", self, "a policy with a circuit breaker")
+        if guard is None:
+            raise ConfigError(
+                "policy",
+                self,
+                "an enabled policy (this one passes every call straight through: "
+                "OUTLAST_DISABLE=1 or enabled=False, so there is no breaker to pin)",
+            )
+        if guard.breaker is None:
+            raise ConfigError("policy", self, "a policy with a circuit breaker (breaker=None)")
         guard.breaker.force(state)
 
     # -- calling ---------------------------------------------------------------------
@@ -280,20 +378,28 @@ class Policy:
             return fn(*args, **kwargs)
         rules = self._core.rules
         breaker = guard.breaker
-        probe = False if breaker is None else breaker.allow()
+        probe = 0 if breaker is None else breaker.allow()
         now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:
-            return self._probe(guard, now, fn, args, kwargs)
+            return self._probe(guard, probe, now, fn, args, kwargs)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            return _recover(rules, guard, False, now, Outcome(1, error=exc), fn, args, kwargs)
-        if rules.classify_result is not None:
-            return _recover(rules, guard, False, now, Outcome(1, result=result), fn, args, kwargs)
+            return _recover(rules, guard, 0, now, Outcome(1, error=exc), fn, args, kwargs)
+        classify = rules.classify_result
+        if classify is not None:  # inline: a Run is built only for a result worth retrying
+            first = first_result(result)
+            decision = classify(first)
+            if decision.retry:
+                return _recover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+            if decision.unwell:
+                if breaker is not None:
+                    breaker.failed(0)
+                return result
         if breaker is not None and breaker.failures:
-            breaker.succeeded(False)
+            breaker.succeeded(0)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -306,25 +412,34 @@ class Policy:
             return await fn(*args, **kwargs)
         rules = self._core.rules
         breaker = guard.breaker
-        probe = False if breaker is None else breaker.allow()
+        probe = 0 if breaker is None else breaker.allow()
         now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:
-            return await self._aprobe(guard, now, fn, args, kwargs)
+            return await self._aprobe(guard, probe, now, fn, args, kwargs)
         try:
             result = await fn(*args, **kwargs)
         except Exception as exc:  # asyncio.CancelledError is not an Exception
             first = Outcome(1, error=exc)
-            return await _arecover(rules, guard, False, now, first, fn, args, kwargs)
-        if rules.classify_result is not None:
-            first = Outcome(1, result=result)
-            return await _arecover(rules, guard, False, now, first, fn, args, kwargs)
+            return await _arecover(rules, guard, 0, now, first, fn, args, kwargs)
+        classify = rules.classify_result
+        if classify is not None:  # inline: a Run is built only for a result worth retrying
+            first = first_result(result)
+            decision = classify(first)
+            if decision.retry:
+                return await _arecover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+            if decision.unwell:
+                if breaker is not None:
+                    breaker.failed(0)
+                return result
         if breaker is not None and breaker.failures:
-            breaker.succeeded(False)
+            breaker.succeeded(0)
         return result
 
-    def _probe(self, guard: Guard, now: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    def _probe(
+        self, guard: Guard, probe: int, now: float, fn: Callable[..., T], args: Any, kwargs: Any
+    ) -> T:
         rules = self._core.rules
         settled = False
         try:
@@ -332,15 +447,21 @@ class Policy:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 settled = True
-                return _recover(rules, guard, True, now, Outcome(1, error=exc), fn, args, kwargs)
+                return _recover(rules, guard, probe, now, Outcome(1, error=exc), fn, args, kwargs)
             settled = True
-            return _recover(rules, guard, True, now, Outcome(1, result=result), fn, args, kwargs)
+            return _recover(rules, guard, probe, now, first_result(result), fn, args, kwargs)
         finally:
             if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(True)
+                guard.breaker.abandoned(probe)
 
     async def _aprobe(
-        self, guard: Guard, now: float, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any
+        self,
+        guard: Guard,
+        probe: int,
+        now: float,
+        fn: Callable[..., Awaitable[T]],
+        args: Any,
+        kwargs: Any,
     ) -> T:
         rules = self._core.rules
         settled = False
@@ -350,13 +471,13 @@ class Policy:
             except Exception as exc:
                 settled = True
                 first = Outcome(1, error=exc)
-                return await _arecover(rules, guard, True, now, first, fn, args, kwargs)
+                return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
             settled = True
-            first = Outcome(1, result=result)
-            return await _arecover(rules, guard, True, now, first, fn, args, kwargs)
+            first = first_result(result)
+            return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
         finally:
             if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(True)
+                guard.breaker.abandoned(probe)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a ``def`` or ``async def`` so every call goes through the policy."""
@@ -376,34 +497,55 @@ class Policy:
         return wrapper
 
 
+def _view(core: _Core, guard: Guard | None) -> Policy:
+    """A Policy sharing ``core``, bound to ``guard``."""
+    view = object.__new__(Policy)
+    view._core = core
+    view._guard = guard
+    return view
+
+
 def _recover(
     rules: Rules,
     guard: Guard,
-    probe: bool,
+    probe: int,
     started: float,
     first: Outcome,
     fn: Callable[..., T],
     args: Any,
     kwargs: Any,
+    decision: Decision | None = None,
 ) -> T:
-    """After a first attempt that failed (or needs a look): classify, then maybe retry."""
-    run: Run[T] = Run(rules, guard, started, first, Decision.ACCEPT)
-    if not run.settle(first, probe).retry:
-        return run.replay()
+    """After a first attempt that failed (or needs a look): classify, then maybe retry.
+
+    ``decision`` is the classifier's verdict if the caller has already asked for it.
+    """
+    if decision is None:
+        decision = judge(rules, first)
+    tell(guard.breaker, decision, probe)
+    if not decision.retry:
+        result: T = replay(first)
+        return result
+    run: Run[T] = Run(rules, guard, started, first, decision)
     return run.run(fn, args, kwargs)
 
 
 async def _arecover(
     rules: Rules,
     guard: Guard,
-    probe: bool,
+    probe: int,
     started: float,
     first: Outcome,
     fn: Callable[..., Awaitable[T]],
     args: Any,
     kwargs: Any,
+    decision: Decision | None = None,
 ) -> T:
-    run: Run[T] = Run(rules, guard, started, first, Decision.ACCEPT)
-    if not run.settle(first, probe).retry:
-        return run.replay()
+    if decision is None:
+        decision = judge(rules, first)
+    tell(guard.breaker, decision, probe)
+    if not decision.retry:
+        result: T = replay(first)
+        return result
+    run: Run[T] = Run(rules, guard, started, first, decision)
     return await run.arun(fn, args, kwargs)

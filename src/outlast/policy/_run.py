@@ -1,12 +1,14 @@
 """The retries of one call, once its first attempt has failed: tenacity runs the loop.
 
-The success path never comes here. When the first attempt fails and its classifier
-says "retry", a :class:`Run` is built and hands tenacity its hooks: ``retry`` (the
-latest decision), ``wait`` (full jitter or the destination's hint), ``stop`` (attempts,
-deadline, then the retry budget) and ``before_sleep`` (the event). tenacity's first
-attempt replays the failure already seen; each later attempt passes the breaker's gate,
-calls the function and is classified. Whatever ends the loop, the caller gets the last
-attempt's own error (or result), never a tenacity wrapper.
+The success path never comes here, nor does an attempt its classifier does not want
+retried (:func:`judge`, :func:`tell` and :func:`replay` serve those). When the first
+attempt fails and its classifier says "retry", a :class:`Run` is built and hands
+tenacity its hooks: ``retry`` (the latest decision), ``wait`` (full jitter or the
+destination's hint), ``stop`` (attempts, deadline, a breaker that is not closed, a
+spent budget) and ``before_sleep`` (the event). tenacity's first attempt replays the
+failure already seen; each later attempt passes the breaker's gate, then takes its
+budget token, calls the function and is classified. Whatever ends the loop, the
+caller gets the last attempt's own error (or result), never a tenacity wrapper.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ import tenacity
 from outlast._events import Emitter
 from outlast._exceptions import CircuitOpenError
 from outlast.policy import _testing
-from outlast.policy._breaker import BreakerState
+from outlast.policy._breaker import CLOSED, BreakerState
 from outlast.policy._budget import BudgetState
 from outlast.policy._classify import Classifier, Decision, Outcome
 from outlast.policy._clock import AsyncSleep, Clock, Sleep
 from outlast.policy._events import BudgetExhausted, RetryScheduled, describe_cause
 from outlast.policy._retry import Retry, Uniform
 
-__all__ = ["Guard", "Rules", "Run"]
+__all__ = ["Guard", "Rules", "Run", "judge", "replay", "tell"]
 
 T = TypeVar("T")
 
@@ -53,6 +55,32 @@ class Rules:
     asleep: AsyncSleep
     uniform: Uniform
     emitter: Emitter
+
+
+def judge(rules: Rules, outcome: Outcome) -> Decision:
+    """What an attempt's outcome means, by the policy's classifiers."""
+    if outcome.error is not None:
+        return rules.classify_error(outcome)
+    if rules.classify_result is not None:
+        return rules.classify_result(outcome)
+    return Decision.ACCEPT
+
+
+def tell(breaker: BreakerState | None, decision: Decision, probe: int) -> None:
+    """Tell the breaker (if any) what an attempt showed."""
+    if breaker is not None:
+        if decision.unwell:
+            breaker.failed(probe)
+        else:
+            breaker.succeeded(probe)
+
+
+def replay(outcome: Outcome) -> Any:
+    """Repeat what an attempt produced, without calling anything: raise or return it."""
+    error = outcome.error
+    if error is not None:
+        raise error
+    return outcome.result
 
 
 def _no_sleep(seconds: float) -> None:
@@ -113,17 +141,21 @@ class Run(Generic[T]):
             if elapsed + state.upcoming_sleep > retry.deadline:
                 return True
         breaker = self._guard.breaker
-        if breaker is not None and breaker.retry_after() > state.upcoming_sleep:
-            return True  # the breaker would refuse the retry anyway: do not wait for it
+        if breaker is not None and breaker.state != CLOSED:
+            # Open (or half-open, another caller's probe in flight): the retry would be
+            # refused, or would probe with a request already seen failing. Stop now,
+            # rather than wait out a backoff first.
+            return True
         budget = self._guard.budget
-        if budget is not None and not budget.withdraw():
-            self._rules.emitter.emit(
-                BudgetExhausted(
-                    key=self._guard.key, attempt=state.attempt_number, cause=self._cause()
-                )
-            )
+        if budget is not None and not budget.spare():
+            self._exhausted()
             return True
         return False
+
+    def _exhausted(self) -> None:
+        self._rules.emitter.emit(
+            BudgetExhausted(key=self._guard.key, attempt=self._outcome.attempt, cause=self._cause())
+        )
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         self._rules.emitter.emit(
@@ -155,37 +187,37 @@ class Run(Generic[T]):
 
     def replay(self) -> T:
         """Repeat what the last attempt produced, without calling anything."""
-        error = self._outcome.error
-        if error is not None:
-            raise error
-        return self._outcome.result  # type: ignore[return-value]
+        result: T = replay(self._outcome)
+        return result
 
-    def _gate(self) -> bool | None:
-        """Pass the breaker for a retry: True if probing, None when refused."""
-        breaker = self._guard.breaker
-        if breaker is None:
-            return False
-        try:
-            return breaker.allow()
-        except CircuitOpenError:
-            self._refused = True
-            return None
+    def _gate(self) -> int | None:
+        """Pass the breaker, then the budget, for a retry.
 
-    def settle(self, outcome: Outcome, probe: bool) -> Decision:
-        """Classify an attempt's outcome and tell the breaker."""
-        rules = self._rules
-        if outcome.error is not None:
-            decision = rules.classify_error(outcome)
-        elif rules.classify_result is not None:
-            decision = rules.classify_result(outcome)
-        else:
-            decision = Decision.ACCEPT
-        breaker = self._guard.breaker
+        Returns the probe token (0 if not probing), or None when the retry is refused.
+        A budget token is withdrawn only once the breaker has admitted the retry.
+        """
+        guard = self._guard
+        breaker = guard.breaker
+        probe = 0
         if breaker is not None:
-            if decision.unwell:
-                breaker.failed(probe)
-            else:
-                breaker.succeeded(probe)
+            try:
+                probe = breaker.allow()
+            except CircuitOpenError:
+                self._refused = True
+                return None
+        budget = guard.budget
+        if budget is not None and not budget.withdraw():  # spent while this one slept
+            if breaker is not None:
+                breaker.abandoned(probe)
+            self._refused = True
+            self._exhausted()
+            return None
+        return probe
+
+    def settle(self, outcome: Outcome, probe: int) -> Decision:
+        """Classify an attempt's outcome and tell the breaker."""
+        decision = judge(self._rules, outcome)
+        tell(self._guard.breaker, decision, probe)
         self._outcome = outcome
         self.decision = decision
         return decision
