@@ -38,10 +38,13 @@ from outlast.policy._clock import Clock, Duration, to_seconds
 from outlast.policy._events import BreakerStateChanged
 
 __all__ = [
+    "BUCKETS",
     "CLOSED",
     "DEFAULT_FAILURES",
+    "DEFAULT_MIN_CALLS",
     "DEFAULT_PROBE_TIMEOUT",
     "DEFAULT_RESET",
+    "DEFAULT_WINDOW",
     "HALF_OPEN",
     "OPEN",
     "BreakerLink",
@@ -52,6 +55,9 @@ __all__ = [
 DEFAULT_FAILURES: Final = 5
 DEFAULT_RESET: Final = 5.0
 DEFAULT_PROBE_TIMEOUT: Final = 60.0
+DEFAULT_MIN_CALLS: Final = 20
+DEFAULT_WINDOW: Final = 10.0
+BUCKETS: Final = 10  # the failure-ratio window is kept in this many buckets
 
 CLOSED: Final = pybreaker.STATE_CLOSED
 OPEN: Final = pybreaker.STATE_OPEN
@@ -70,12 +76,22 @@ class CircuitBreaker:
     is presumed lost and lets another caller probe (default: 60 s, or twice ``reset``
     if that is longer; it may not be shorter than ``reset``).
 
+    With ``ratio`` set, the breaker also opens when, over the last ``window`` seconds,
+    at least ``min_calls`` calls finished while it was closed and the share of "unwell"
+    failures among them reached ``ratio`` (business errors count as successes,
+    cancelled calls not at all). The window is kept in ten buckets, so a call leaves it
+    between 0.9 and 1.0 ``window`` after it finished; it starts afresh whenever the
+    breaker opens or closes. Consecutive failures open the breaker as before.
+
     Added in 0.1.0.
     """
 
     failures: int
     reset: float
     probe_timeout: float
+    ratio: float | None
+    min_calls: int
+    window: float
 
     def __init__(
         self,
@@ -83,9 +99,19 @@ class CircuitBreaker:
         failures: int = DEFAULT_FAILURES,
         reset: Duration = DEFAULT_RESET,
         probe_timeout: Duration | None = None,
+        ratio: float | None = None,
+        min_calls: int = DEFAULT_MIN_CALLS,
+        window: Duration = DEFAULT_WINDOW,
     ) -> None:
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
             raise ConfigError("failures", failures, "a whole number of at least 1")
+        if ratio is not None and (
+            isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1
+        ):
+            raise ConfigError("ratio", ratio, "a fraction above 0 and at most 1, or None")
+        if isinstance(min_calls, bool) or not isinstance(min_calls, int) or min_calls < 1:
+            raise ConfigError("min_calls", min_calls, "a whole number of at least 1")
+        window_s = to_seconds("window", window, allow_zero=False)
         reset_s = to_seconds("reset", reset, allow_zero=False)
         if probe_timeout is None:
             lost = max(DEFAULT_PROBE_TIMEOUT, 2 * reset_s)
@@ -96,6 +122,9 @@ class CircuitBreaker:
         object.__setattr__(self, "failures", failures)
         object.__setattr__(self, "reset", reset_s)
         object.__setattr__(self, "probe_timeout", lost)
+        object.__setattr__(self, "ratio", None if ratio is None else float(ratio))
+        object.__setattr__(self, "min_calls", min_calls)
+        object.__setattr__(self, "window", window_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CircuitBreaker:
@@ -160,6 +189,73 @@ class _Relay(pybreaker.CircuitBreakerListener):
         self.pending.append((None if old_state is None else old_state.name, new_state.name))
 
 
+_NEVER: Final = -(2**62)  # the epoch of a bucket that holds nothing
+
+
+class _Window:
+    """Calls and unwell failures over the last ``window`` seconds, in ten buckets.
+
+    A bucket is ``window / BUCKETS`` seconds of the clock; a slot is reused (and its
+    counts dropped) when its epoch comes round again, so nothing is swept. Counting a
+    success is one clock reading and a short lock; only a failure sums the buckets.
+    """
+
+    __slots__ = ("_calls", "_clock", "_epochs", "_lock", "_unwell", "_width")
+
+    def __init__(self, window: float, clock: Clock) -> None:
+        self._clock = clock
+        self._width = window / BUCKETS
+        self._lock = threading.Lock()
+        self._epochs = [_NEVER] * BUCKETS
+        self._calls = [0] * BUCKETS
+        self._unwell = [0] * BUCKETS
+
+    def success(self) -> None:
+        """Count one call that ended well (or with a business error)."""
+        epoch = int(self._clock() // self._width)
+        slot = epoch % BUCKETS
+        with self._lock:
+            if self._epochs[slot] != epoch:
+                self._epochs[slot] = epoch
+                self._calls[slot] = 0
+                self._unwell[slot] = 0
+            self._calls[slot] += 1
+
+    def failure(self) -> tuple[int, int]:
+        """Count one unwell failure; return (calls, unwell) in the window, this one included."""
+        epoch = int(self._clock() // self._width)
+        slot = epoch % BUCKETS
+        with self._lock:
+            epochs, calls, unwell = self._epochs, self._calls, self._unwell
+            if epochs[slot] != epoch:
+                epochs[slot] = epoch
+                calls[slot] = 0
+                unwell[slot] = 0
+            calls[slot] += 1
+            unwell[slot] += 1
+            return self._sum(epoch)
+
+    def counts(self) -> tuple[int, int]:
+        """(calls, unwell) in the window now."""
+        epoch = int(self._clock() // self._width)
+        with self._lock:
+            return self._sum(epoch)
+
+    def _sum(self, epoch: int) -> tuple[int, int]:
+        oldest = epoch - BUCKETS  # exclusive: the ten buckets up to and including ``epoch``
+        total = bad = 0
+        for i, seen in enumerate(self._epochs):
+            if oldest < seen <= epoch:
+                total += self._calls[i]
+                bad += self._unwell[i]
+        return total, bad
+
+    def clear(self) -> None:
+        """Start afresh (the breaker opened or closed)."""
+        with self._lock:
+            self._epochs = [_NEVER] * BUCKETS
+
+
 class BreakerState:
     """The live breaker of one key. Thread-safe; never holds its lock around a call."""
 
@@ -179,6 +275,7 @@ class BreakerState:
         "_storage",
         "_tokens",
         "name",
+        "window",
     )
 
     def __init__(
@@ -208,6 +305,8 @@ class BreakerState:
         self._probe_since: float | None = None
         self._tokens = 0  # the last token handed out
         self._forced: str | None = None
+        # The failure-ratio window; None (and the success path untouched) without a ratio.
+        self.window = None if config.ratio is None else _Window(config.window, clock)
         emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
         self._link: BreakerLink | None = None
         if shared is not None:  # last: the hook may apply the fleet's state at once
@@ -304,13 +403,20 @@ class BreakerState:
                         self._storage.reset_counter()
                         self._opened_at = None
                         self._pb.close()
+                        self._afresh()
                         closed = True
                 elif self._storage.state == CLOSED:  # a stale probe: an ordinary call
                     self._storage.reset_counter()
+                    if self.window is not None:
+                        self.window.success()
             if closed and link is not None:
                 link.closed()
             self._flush()
-        elif self._storage.counter:
+            return
+        window = self.window
+        if window is not None:  # counted even while open: the window starts afresh on close
+            window.success()
+        if self._storage.counter:
             with self._lock:
                 if self._storage.state == CLOSED:
                     self._storage.reset_counter()
@@ -330,7 +436,7 @@ class BreakerState:
             elif state == CLOSED and self._forced != CLOSED:  # ordinary, or a stale probe
                 self._storage.increment_counter()
                 counted = True
-                if self._storage.counter >= self._config.failures:
+                if self._storage.counter >= self._config.failures or self._over_ratio():
                     self._trip()
                     tripped = True
         if link is not None:
@@ -355,11 +461,13 @@ class BreakerState:
                 if current != OPEN:
                     self._probe, self._probe_since = 0, None
                     self._pb.open()
+                    self._afresh()
             elif state == CLOSED and current != CLOSED:
                 self._storage.reset_counter()
                 self._opened_at = None
                 self._probe, self._probe_since = 0, None
                 self._pb.close()
+                self._afresh()
         self._flush()
 
     def abandoned(self, probe: int) -> None:
@@ -368,9 +476,25 @@ class BreakerState:
             with self._lock:
                 self._claim(probe)
 
+    def _over_ratio(self) -> bool:
+        """Under the lock: count an unwell failure in the window; True if it should open."""
+        window = self.window
+        if window is None:
+            return False
+        calls, unwell = window.failure()
+        ratio = self._config.ratio
+        # A division, not ``unwell >= ratio * calls``: 0.7 * 10 is 7.000000000000001.
+        return ratio is not None and calls >= self._config.min_calls and unwell / calls >= ratio
+
+    def _afresh(self) -> None:
+        """Under the lock, on opening or closing: the failure-ratio window starts afresh."""
+        if self.window is not None:
+            self.window.clear()
+
     def _trip(self) -> None:
         self._opened_at = self._clock()
         self._pb.open()
+        self._afresh()
 
     def force(self, state: str | None) -> None:
         """Pin the breaker open or closed (``None`` releases it, closed)."""
@@ -384,8 +508,10 @@ class BreakerState:
             elif self._storage.state != CLOSED:
                 self._storage.reset_counter()
                 self._pb.close()
+                self._afresh()
             else:
                 self._storage.reset_counter()
+                self._afresh()  # what was counted while pinned closed is dropped
         self._flush()
 
     def _flush(self) -> None:

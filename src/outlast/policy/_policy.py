@@ -5,8 +5,9 @@ at once, and none waits for another (locks are held for counting and for state
 changes, never around a call). Per-destination state (a breaker and a budget for each
 origin or endpoint) comes from :meth:`Policy.for_key`, out of a bounded LRU registry.
 
-The success path is one breaker check, one budget deposit and the call itself; the
-retry machinery (tenacity) is built only after an attempt failed and may be retried.
+The success path is one breaker check, one budget deposit and the call itself (and,
+for a breaker with a failure ratio, one count in its window); the retry machinery
+(tenacity) is built only after an attempt failed and may be retried.
 """
 
 from __future__ import annotations
@@ -398,7 +399,7 @@ class Policy:
                 if breaker is not None:
                     breaker.failed(0)
                 return result
-        if breaker is not None and breaker.failures:
+        if breaker is not None and (breaker.failures or breaker.window is not None):
             breaker.succeeded(0)
         return result
 
@@ -433,7 +434,7 @@ class Policy:
                 if breaker is not None:
                     breaker.failed(0)
                 return result
-        if breaker is not None and breaker.failures:
+        if breaker is not None and (breaker.failures or breaker.window is not None):
             breaker.succeeded(0)
         return result
 
