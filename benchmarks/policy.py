@@ -25,7 +25,7 @@ import pybreaker
 import tenacity
 
 from outlast import CircuitOpenError
-from outlast.policy import Decision, Outcome, Policy, Retry, RetryBudget
+from outlast.policy import CircuitBreaker, Decision, Outcome, Policy, Retry, RetryBudget
 
 
 def ratio_line(label: str, value: float, base: float, unit: str, target: str) -> None:
@@ -56,6 +56,7 @@ def success_path() -> None:
     # What outlast.http does per request: a result classifier, and a view per origin.
     classified = Policy(classify_result=accept)
     origin = "https://api.example:443"
+    windowed = Policy(breaker=CircuitBreaker(ratio=0.5))  # counts every success
 
     def per_call(f: Callable[[], object], n: int) -> float:
         return min(timeit.repeat(f, number=n, repeat=5)) / n * 1e6
@@ -66,12 +67,14 @@ def success_path() -> None:
     deco = per_call(lambda: decorated(1), 200_000)
     result = per_call(lambda: classified.call(fn, 1), 200_000)
     keyed = per_call(lambda: classified.for_key(origin).call(fn, 1), 200_000)
+    ratio = per_call(lambda: windowed.call(fn, 1), 200_000)
     print(f"  {'bare function':<44} {bare:10.3f} us")
     print(f"  {'tenacity + pybreaker stacked':<44} {alt:10.3f} us")
     ratio_line("outlast policy.call", call, alt, "us", "target <= 0.1")
     ratio_line("outlast @policy", deco, alt, "us", "target <= 0.1")
     ratio_line("outlast policy.call + classifier", result, alt, "us", "target <= 0.1")
     ratio_line("outlast for_key(origin).call + classifier", keyed, alt, "us", "target <= 0.1")
+    ratio_line("outlast policy.call, breaker with ratio", ratio, alt, "us", "target <= 0.1")
 
 
 # -- 2. threads --------------------------------------------------------------------------
@@ -157,6 +160,8 @@ def amplification() -> None:
             ("naive: 3 attempts, no budget, no breaker", naive_policy),
             ("outlast: budget only (ratio 0.1)", budget_policy),
             ("outlast: budget + breaker (defaults)", full_policy),
+            ("outlast: ratio 0.6/min 20, failures 20", ratio_policy(20)),
+            ("outlast: ratio 0.6/min 50, failures 20", ratio_policy(50)),
         ):
             attempts, success = simulate_amplification(make, failure)
             print(f"  {failure:>4.0%} {label:<39} {attempts:14.3f} {success:9.2%}")
@@ -172,6 +177,16 @@ def budget_policy(clock: VirtualClock) -> Policy:
 
 def full_policy(clock: VirtualClock) -> Policy:
     return Policy(clock=clock, sleep=clock.sleep)
+
+
+def ratio_policy(min_calls: int) -> Callable[[VirtualClock], Policy]:
+    """Budget + a breaker opening at 60% unwell over 10 s, or on 20 consecutive failures."""
+
+    def make(clock: VirtualClock) -> Policy:
+        breaker = CircuitBreaker(failures=20, ratio=0.6, min_calls=min_calls)
+        return Policy(breaker=breaker, clock=clock, sleep=clock.sleep)
+
+    return make
 
 
 def simulate_amplification(
