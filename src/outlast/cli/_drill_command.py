@@ -53,7 +53,7 @@ def drill(
     try:
         reports = run_drill(duration, scenarios, lambda line: click.echo(line, err=True))
     except NothingToRun as exc:
-        raise click.UsageError(f"{exc}: pip install 'outlast[drill]'") from exc
+        raise click.UsageError(f"{exc} (every scenario asked for was skipped)") from exc
     click.echo(as_json(reports) if as_json_flag else table(reports))
     if plot_path is not None:
         plot(reports, plot_path)
