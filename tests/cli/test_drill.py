@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from .conftest import outlast
+from .conftest import SRC, outlast
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_drill_shows_outlast_riding_through_what_breaks_plain_httpx(tmp_path: Path) -> None:
     picture = tmp_path / "drill.png"
-    done = outlast("drill", "--json", "--duration", "16", "--plot", str(picture))
+    done = outlast("drill", "--json", "--duration", "20", "--plot", str(picture))
     assert done.returncode == 0, done.stderr
     report = {s["name"]: s["clients"] for s in json.loads(done.stdout)["scenarios"]}
     assert list(report) == [
@@ -20,6 +21,7 @@ def test_the_drill_shows_outlast_riding_through_what_breaks_plain_httpx(tmp_path
         "dns-provider-blackholed",
         "address-refusing",
         "backend-503-storm",
+        "dynamodb-record-empty",
     ]
     for scenario in ("dns-record-empty", "dns-provider-blackholed", "address-refusing"):
         outlast_name = next(name for name in report[scenario] if "outlast" in name)
@@ -30,16 +32,60 @@ def test_the_drill_shows_outlast_riding_through_what_breaks_plain_httpx(tmp_path
     storm = report["backend-503-storm"]
     assert storm["outlast"]["backend_load"] <= 1.1
     assert storm["httpx + 3 naive retries"]["backend_load"] >= 1.5
-    assert "[1/4]" in done.stderr  # progress while it runs
+    assert "[1/5]" in done.stderr  # progress while it runs
     assert picture.read_bytes().startswith(PNG)
 
 
-def test_the_table_for_people() -> None:
-    done = outlast("drill", "--duration", "8", "--scenario", "address-refusing")
+def test_boto3_without_outlast_fails_where_outlast_aws_rides_through() -> None:
+    done = outlast("drill", "--json", "--scenario", "dynamodb-record-empty", "--duration", "8")
+    assert done.returncode == 0, done.stderr
+    [scenario] = json.loads(done.stdout)["scenarios"]
+    assert scenario["name"] == "dynamodb-record-empty"
+    clients = scenario["clients"]
+    assert list(clients) == ["boto3", "outlast"]
+    assert clients["outlast"]["availability"] >= 0.99
+    assert clients["boto3"]["availability"] <= 0.8
+    assert clients["outlast"]["repair_adopted_s"] is None  # moto listens on 127.0.0.1 only
+    assert clients["outlast"]["backend_load"] > 0  # moto's calls are counted
+
+
+def _without_moto(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import moto.server`` fails, as without the extra."""
+    (tmp_path / "moto.py").write_text("")
+    return {"PYTHONPATH": os.pathsep.join([str(SRC), str(tmp_path)])}
+
+
+def test_the_table_for_people_and_a_scenario_skipped_for_a_missing_package(
+    tmp_path: Path,
+) -> None:
+    done = outlast(
+        "drill",
+        "--duration",
+        "8",
+        "--scenario",
+        "address-refusing",
+        "--scenario",
+        "dynamodb-record-empty",
+        env=_without_moto(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     assert "available" in done.stdout
     assert "address-refusing" in done.stdout
     assert "outlast" in done.stdout
+    assert "dynamodb-record-empty" not in done.stdout
+    skipped = [line for line in done.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == 1
+    assert "dynamodb-record-empty" in skipped[0]
+    assert "moto" in skipped[0]
+
+
+def test_nothing_left_to_run_is_a_user_error(tmp_path: Path) -> None:
+    done = outlast(
+        "drill", "--scenario", "dynamodb-record-empty", "--json", env=_without_moto(tmp_path)
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1].startswith("outlast: ")
 
 
 def test_bad_options_are_one_line_and_exit_2() -> None:

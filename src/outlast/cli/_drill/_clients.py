@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,6 +95,8 @@ class DrillClient:
 
     name: str
     attempts: int = 1
+    #: Counts the requests reaching the backend per client; None: the drill's HTTP service.
+    backend: Counter[str] | None = None
 
     def __init__(self, name: str, transport: httpx.BaseTransport) -> None:
         self.name = name

@@ -13,11 +13,15 @@ from outlast.cli._drill._clients import DrillClient, OutlastClient, PlainClient,
 from outlast.cli._drill._service import Service
 from outlast.testing import DNSServer
 
-__all__ = ["SCENARIOS", "ClientReport", "Lab", "ScenarioReport", "run_drill"]
+__all__ = ["SCENARIOS", "ClientReport", "Lab", "NothingToRun", "ScenarioReport", "run_drill"]
 
 TTL = 2  # seconds: the drill's records, short as AWS's regional endpoints' are
 INTERVAL = 0.05  # seconds between one client's requests
 NEW_ADDRESS = "127.0.0.3"  # where a repaired record points
+
+
+class NothingToRun(Exception):
+    """Every scenario asked for needs a package that is not installed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Lab:
     dns1: DNSServer
     dns2: DNSServer
     service: Service
+    stack: ExitStack  # what a scenario starts for itself, closed with the lab
 
     def servers(self, *dns: DNSServer) -> list[tuple[str, int]]:
         return [(d.address, d.port) for d in dns]
@@ -68,6 +73,8 @@ class Scenario:
     steps: Callable[[Lab, str], list[Step]]
     fault: tuple[float, float]
     repair_at: float | None = None
+    #: Why the scenario cannot run here (a missing optional package), or None.
+    missing: Callable[[], str | None] = lambda: None
 
 
 def _three_clients(lab: Lab, *dns: DNSServer) -> list[DrillClient]:
@@ -93,6 +100,36 @@ def _empty_record_steps(lab: Lab, host: str) -> list[Step]:
             lambda: lab.dns1.set(host, [NEW_ADDRESS], ttl=TTL),
         ),
     ]
+
+
+def _dynamodb(lab: Lab, host: str) -> list[DrillClient]:
+    from outlast.cli._drill._aws import Boto3Client, Moto, OutlastBoto3Client
+
+    moto = Moto()
+    lab.stack.callback(moto.close)
+    lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)
+    return [
+        Boto3Client("boto3", moto, host, lab.servers(lab.dns1)),
+        OutlastBoto3Client("outlast", moto, host, [lab.dns1.provider]),
+    ]
+
+
+def _dynamodb_steps(lab: Lab, host: str) -> list[Step]:
+    return [
+        (0.2, "the record goes empty", lambda: lab.dns1.empty(host)),
+        (0.5, "the name is gone (NXDOMAIN)", lambda: lab.dns1.nxdomain(host)),
+        (
+            0.75,
+            "repaired (at 127.0.0.1 again: moto listens only there)",
+            lambda: lab.dns1.set(host, ["127.0.0.1"], ttl=TTL),
+        ),
+    ]
+
+
+def _dynamodb_missing() -> str | None:
+    from outlast.cli._drill._aws import missing
+
+    return missing()
 
 
 def _blackholed(lab: Lab, host: str) -> list[DrillClient]:
@@ -178,6 +215,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         _storm_steps,
         fault=(0.2, 0.8),
     ),
+    Scenario(
+        "dynamodb-record-empty",
+        "The same DynamoDB record failure, for boto3 against moto's DynamoDB",
+        "dynamodb.us-east-1.drill.test",
+        _dynamodb,
+        _dynamodb_steps,
+        fault=(0.2, 0.75),
+        missing=_dynamodb_missing,
+    ),
 )
 
 
@@ -188,7 +234,7 @@ def lab() -> Iterator[Lab]:
         dns2 = stack.enter_context(DNSServer(address="127.0.0.4", negative_ttl=TTL))
         service = Service(("127.0.0.1", NEW_ADDRESS))
         stack.callback(service.close)
-        yield Lab(dns1, dns2, service)
+        yield Lab(dns1, dns2, service, stack)
 
 
 def _drive(client: DrillClient, url: str, until: float, results: list[Result]) -> None:
@@ -223,9 +269,8 @@ def run_scenario(
     for client in clients:
         client.close()
     repair = None if scenario.repair_at is None else started + scenario.repair_at * seconds
-    reports = {
-        c.name: _report(results[c.name], lab.service.hits[c.name], started, repair) for c in clients
-    }
+    hits = {c.name: (lab.service.hits if c.backend is None else c.backend)[c.name] for c in clients}
+    reports = {c.name: _report(results[c.name], hits[c.name], started, repair) for c in clients}
     lab.service.status = 200
     window = (scenario.fault[0] * seconds, scenario.fault[1] * seconds)
     return ScenarioReport(scenario.name, scenario.title, window, reports)
@@ -256,7 +301,17 @@ def _report(results: list[Result], hits: int, started: float, repair: float | No
 def run_drill(
     seconds: float, names: tuple[str, ...], say: Callable[[str], None]
 ) -> list[ScenarioReport]:
-    chosen = [s for s in SCENARIOS if not names or s.name in names]
+    chosen = []
+    for scenario in SCENARIOS:
+        if names and scenario.name not in names:
+            continue
+        reason = scenario.missing()
+        if reason is None:
+            chosen.append(scenario)
+        else:
+            say(f"[skipped] {scenario.name}: {reason}")
+    if not chosen:
+        raise NothingToRun("no scenario can run here")
     each = seconds / len(chosen)
     reports = []
     with lab() as drill_lab:
