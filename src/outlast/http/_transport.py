@@ -37,7 +37,14 @@ from outlast.http._classify import classify_error, classify_result
 from outlast.http._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast.http._errors import CircuitOpenError
 from outlast.http._events import LOGGER
-from outlast.http._pool import DEFAULT_LIMITS, ProxyArg, async_pool, proxy_of, sync_pool
+from outlast.http._pool import (
+    ASYNC_POOLS,
+    DEFAULT_LIMITS,
+    SYNC_POOLS,
+    ProxyArg,
+    build_pool,
+    proxy_of,
+)
 from outlast.http._rules import HELD, http_view, retry_after
 from outlast.policy import Policy
 
@@ -217,7 +224,8 @@ class Transport(httpx.HTTPTransport):
         if parts.resolver is not None and parts.outliers is not None:
             dialer = None if parts.chaos is None else parts.chaos.sync_dialer
             backend = SyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
-        self._pool = sync_pool(
+        self._pool = build_pool(
+            SYNC_POOLS,
             ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
             proxy=proxy_of(proxy),
             limits=limits,
@@ -316,7 +324,8 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
         if parts.resolver is not None and parts.outliers is not None:
             dialer = None if parts.chaos is None else parts.chaos.async_dialer
             backend = AsyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
-        self._pool = async_pool(
+        self._pool = build_pool(
+            ASYNC_POOLS,
             ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
             proxy=proxy_of(proxy),
             limits=limits,
