@@ -114,19 +114,13 @@ class _Face(Generic[TransportT]):
     ) -> TransportT:
         if transport is not None:
             return transport
-        return self._transport_class(
-            verify=verify,
-            cert=cert,
-            trust_env=trust_env,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            **self._outlast.options(),
+        return self._init_proxy_transport(
+            None, verify, cert, trust_env=trust_env, http1=http1, http2=http2, limits=limits
         )
 
     def _init_proxy_transport(
         self,
-        proxy: httpx.Proxy,
+        proxy: httpx.Proxy | None,  # None: the direct transport (see _init_transport)
         verify: ssl.SSLContext | str | bool = True,
         cert: Any = None,
         trust_env: bool = True,
