@@ -11,9 +11,9 @@ that transport is used and environment proxies are not.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -26,6 +26,8 @@ from outlast.http._transport import AsyncTransport, Transport, disabled, http_po
 from outlast.policy import Policy
 
 __all__ = ["AsyncClient", "Client"]
+
+TransportT = TypeVar("TransportT")
 
 
 class _Shared:
@@ -75,16 +77,14 @@ class _Shared:
             self.resolver.close()
 
 
-class Client(httpx.Client):
-    """An ``httpx.Client`` whose transports (direct and per proxy) are :class:`outlast.Transport`.
+class _Face(Generic[TransportT]):
+    """What :class:`Client` and :class:`AsyncClient` share, written once.
 
-    Takes ``httpx.Client``'s arguments (verify, cert, http2, limits, proxy, trust_env,
-    mounts, timeout, ...) plus ``resolver``, ``policy``, ``eject_for`` and ``listeners``
-    (see :class:`outlast.Transport`), shared by all its transports. Proxies from the
-    environment are honoured as by httpx.
-
-    Added in 0.1.0.
+    outlast's arguments, kept in a :class:`_Shared`, and httpx's two transport hooks,
+    answered with the face's own transport class (``_transport_class``).
     """
+
+    _transport_class: Callable[..., TransportT]
 
     def __init__(
         self,
@@ -110,31 +110,25 @@ class Client(httpx.Client):
         http1: bool = True,
         http2: bool = False,
         limits: httpx.Limits = DEFAULT_LIMITS,
-        transport: httpx.BaseTransport | None = None,
-    ) -> httpx.BaseTransport:
+        transport: TransportT | None = None,
+    ) -> TransportT:
         if transport is not None:
             return transport
-        return Transport(
-            verify=verify,
-            cert=cert,
-            trust_env=trust_env,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            **self._outlast.options(),
+        return self._init_proxy_transport(
+            None, verify, cert, trust_env=trust_env, http1=http1, http2=http2, limits=limits
         )
 
     def _init_proxy_transport(
         self,
-        proxy: httpx.Proxy,
+        proxy: httpx.Proxy | None,  # None: the direct transport (see _init_transport)
         verify: ssl.SSLContext | str | bool = True,
         cert: Any = None,
         trust_env: bool = True,
         http1: bool = True,
         http2: bool = False,
         limits: httpx.Limits = DEFAULT_LIMITS,
-    ) -> httpx.BaseTransport:
-        return Transport(
+    ) -> TransportT:
+        return self._transport_class(
             verify=verify,
             cert=cert,
             trust_env=trust_env,
@@ -144,6 +138,20 @@ class Client(httpx.Client):
             proxy=proxy,
             **self._outlast.options(),
         )
+
+
+class Client(_Face[httpx.BaseTransport], httpx.Client):
+    """An ``httpx.Client`` whose transports (direct and per proxy) are :class:`outlast.Transport`.
+
+    Takes ``httpx.Client``'s arguments (verify, cert, http2, limits, proxy, trust_env,
+    mounts, timeout, ...) plus ``resolver``, ``policy``, ``eject_for`` and ``listeners``
+    (see :class:`outlast.Transport`), shared by all its transports. Proxies from the
+    environment are honoured as by httpx.
+
+    Added in 0.1.0.
+    """
+
+    _transport_class = Transport
 
     def close(self) -> None:
         try:
@@ -163,7 +171,7 @@ class Client(httpx.Client):
             self._outlast.close()
 
 
-class AsyncClient(httpx.AsyncClient):
+class AsyncClient(_Face[httpx.AsyncBaseTransport], httpx.AsyncClient):
     """An ``httpx.AsyncClient`` whose transports are :class:`outlast.AsyncTransport`.
 
     Arguments as :class:`Client`.
@@ -171,64 +179,7 @@ class AsyncClient(httpx.AsyncClient):
     Added in 0.1.0.
     """
 
-    def __init__(
-        self,
-        *,
-        resolver: Resolver | None = None,
-        policy: Policy | None = None,
-        eject_for: float = DEFAULT_EJECT_FOR,
-        listeners: Iterable[Listener] = (),
-        **kwargs: Any,
-    ) -> None:
-        self._outlast = _Shared(resolver, policy, eject_for, listeners)
-        try:
-            super().__init__(**kwargs)
-        except BaseException:  # nothing will close this client: free what it made
-            self._outlast.close()
-            raise
-
-    def _init_transport(
-        self,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> httpx.AsyncBaseTransport:
-        if transport is not None:
-            return transport
-        return AsyncTransport(
-            verify=verify,
-            cert=cert,
-            trust_env=trust_env,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            **self._outlast.options(),
-        )
-
-    def _init_proxy_transport(
-        self,
-        proxy: httpx.Proxy,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-    ) -> httpx.AsyncBaseTransport:
-        return AsyncTransport(
-            verify=verify,
-            cert=cert,
-            trust_env=trust_env,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            proxy=proxy,
-            **self._outlast.options(),
-        )
+    _transport_class = AsyncTransport
 
     async def aclose(self) -> None:
         try:

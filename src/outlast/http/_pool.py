@@ -1,27 +1,32 @@
 """The httpcore pool behind a transport: httpx's own construction, with our network backend.
 
 ``httpx.HTTPTransport.__init__`` builds a ``ConnectionPool``, an ``HTTPProxy`` or a
-``SOCKSProxy`` from its arguments; these functions build the same ones, with the same
-arguments, and add ``network_backend=``. With ``backend=None`` the pool is exactly
-httpx's (that is what ``OUTLAST_DISABLE=1`` gives).
+``SOCKSProxy`` from its arguments; :func:`build_pool` builds the same ones, with the
+same arguments, and adds ``network_backend=``. The sync and async faces differ only in
+the httpcore classes, named once each in :data:`SYNC_POOLS` and :data:`ASYNC_POOLS`.
+With ``backend=None`` the pool is exactly httpx's (that is what ``OUTLAST_DISABLE=1``
+gives).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import ssl
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Generic, TypeVar
 
 import httpcore
 import httpx
 
-__all__ = ["DEFAULT_LIMITS", "async_pool", "proxy_of", "sync_pool"]
+__all__ = ["ASYNC_POOLS", "DEFAULT_LIMITS", "SYNC_POOLS", "Pools", "build_pool", "proxy_of"]
 
 #: httpx's default limits (``httpx._config.DEFAULT_LIMITS``).
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 ProxyArg = httpx.URL | str | httpx.Proxy
+PoolT = TypeVar("PoolT")
+BackendT = TypeVar("BackendT")
 
 
 def proxy_of(proxy: ProxyArg | None) -> httpx.Proxy | None:
@@ -64,7 +69,27 @@ def _bad_scheme(proxy: httpx.Proxy) -> ValueError:
     )
 
 
-def sync_pool(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pools(Generic[PoolT, BackendT]):
+    """The httpcore classes of one face (sync or async): all that differs between them."""
+
+    direct: Callable[..., PoolT]
+    http_proxy: Callable[..., PoolT]
+    socks_proxy: Callable[..., PoolT]
+
+
+#: ``httpx.HTTPTransport``'s pools, dialling through a sync backend.
+SYNC_POOLS: Final[Pools[httpcore.ConnectionPool, httpcore.NetworkBackend]] = Pools(
+    httpcore.ConnectionPool, httpcore.HTTPProxy, httpcore.SOCKSProxy
+)
+#: ``httpx.AsyncHTTPTransport``'s pools, dialling through an async backend.
+ASYNC_POOLS: Final[Pools[httpcore.AsyncConnectionPool, httpcore.AsyncNetworkBackend]] = Pools(
+    httpcore.AsyncConnectionPool, httpcore.AsyncHTTPProxy, httpcore.AsyncSOCKSProxy
+)
+
+
+def build_pool(
+    pools: Pools[PoolT, BackendT],
     *,
     ssl_context: ssl.SSLContext,
     proxy: httpx.Proxy | None,
@@ -75,12 +100,12 @@ def sync_pool(
     local_address: str | None,
     retries: int,
     socket_options: Iterable[Any] | None,
-    backend: httpcore.NetworkBackend | None,
-) -> httpcore.ConnectionPool:
-    """The pool ``httpx.HTTPTransport`` would build, dialling through ``backend``."""
+    backend: BackendT | None,
+) -> PoolT:
+    """The pool httpx's transport of this face would build, dialling through ``backend``."""
     common = _common(ssl_context, limits, http1, http2)
     if proxy is None:
-        return httpcore.ConnectionPool(
+        return pools.direct(
             **common,
             uds=uds,
             local_address=local_address,
@@ -89,7 +114,7 @@ def sync_pool(
             network_backend=backend,
         )
     if proxy.url.scheme in ("http", "https"):
-        return httpcore.HTTPProxy(
+        return pools.http_proxy(
             proxy_url=_proxy_url(proxy),
             proxy_auth=proxy.raw_auth,
             proxy_headers=proxy.headers.raw,
@@ -100,52 +125,7 @@ def sync_pool(
         )
     if proxy.url.scheme in ("socks5", "socks5h"):
         _require_socksio()
-        return httpcore.SOCKSProxy(
-            proxy_url=_proxy_url(proxy),
-            proxy_auth=proxy.raw_auth,
-            network_backend=backend,
-            **common,
-        )
-    raise _bad_scheme(proxy)
-
-
-def async_pool(
-    *,
-    ssl_context: ssl.SSLContext,
-    proxy: httpx.Proxy | None,
-    limits: httpx.Limits,
-    http1: bool,
-    http2: bool,
-    uds: str | None,
-    local_address: str | None,
-    retries: int,
-    socket_options: Iterable[Any] | None,
-    backend: httpcore.AsyncNetworkBackend | None,
-) -> httpcore.AsyncConnectionPool:
-    """The pool ``httpx.AsyncHTTPTransport`` would build, dialling through ``backend``."""
-    common = _common(ssl_context, limits, http1, http2)
-    if proxy is None:
-        return httpcore.AsyncConnectionPool(
-            **common,
-            uds=uds,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-            network_backend=backend,
-        )
-    if proxy.url.scheme in ("http", "https"):
-        return httpcore.AsyncHTTPProxy(
-            proxy_url=_proxy_url(proxy),
-            proxy_auth=proxy.raw_auth,
-            proxy_headers=proxy.headers.raw,
-            proxy_ssl_context=proxy.ssl_context,
-            socket_options=socket_options,
-            network_backend=backend,
-            **common,
-        )
-    if proxy.url.scheme in ("socks5", "socks5h"):
-        _require_socksio()
-        return httpcore.AsyncSOCKSProxy(
+        return pools.socks_proxy(
             proxy_url=_proxy_url(proxy),
             proxy_auth=proxy.raw_auth,
             network_backend=backend,

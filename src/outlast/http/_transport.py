@@ -22,9 +22,10 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anyio
+import httpcore
 import httpx
 
 from outlast._config import VARIABLES, Settings
@@ -37,7 +38,15 @@ from outlast.http._classify import classify_error, classify_result
 from outlast.http._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast.http._errors import CircuitOpenError
 from outlast.http._events import LOGGER
-from outlast.http._pool import DEFAULT_LIMITS, ProxyArg, async_pool, proxy_of, sync_pool
+from outlast.http._pool import (
+    ASYNC_POOLS,
+    DEFAULT_LIMITS,
+    SYNC_POOLS,
+    Pools,
+    ProxyArg,
+    build_pool,
+    proxy_of,
+)
 from outlast.http._rules import HELD, http_view, retry_after
 from outlast.policy import Policy
 
@@ -46,6 +55,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncTransport", "Transport", "origin_of"]
 
+PoolT = TypeVar("PoolT")
+BackendT = TypeVar("BackendT")
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 POLICY_NAME: Final = "outlast.http"
 _DISABLE: Final = next(v for v in VARIABLES if v.name == "OUTLAST_DISABLE")
@@ -177,18 +188,17 @@ def _refused(response: httpx.Response, attempts: _Attempts, policy: Policy) -> N
         raise CircuitOpenError(policy.key, retry_after(policy), request=attempts.request)
 
 
-class Transport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` that resolves with outlast, fails over and applies a policy.
+class _Face(Generic[PoolT, BackendT]):
+    """What :class:`Transport` and :class:`AsyncTransport` share, written once.
 
-    Takes ``httpx.HTTPTransport``'s arguments, plus: ``resolver`` (default
-    ``Resolver.from_env()``, closed with the transport), ``policy`` (default
-    ``Policy.from_env()`` with HTTP classifiers; one breaker and budget per origin),
-    ``eject_for`` (seconds an address that refused or timed out is tried last) and
-    ``listeners`` (receive the transport's events, and the resolver's and policy's when
-    the transport made them). With ``OUTLAST_DISABLE=1`` it is plain httpx.
-
-    Added in 0.1.0.
+    The arguments (httpx's transport's, plus outlast's), the parts they decide, the pool
+    built from them and the public properties. A face names its httpcore pool classes
+    (``_pools``) and makes its network backend (``_backend``); the rest is here.
     """
+
+    _pools: Pools[PoolT, BackendT]
+    _pool: PoolT
+    _parts: _Parts
 
     def __init__(
         self,
@@ -213,11 +223,8 @@ class Transport(httpx.HTTPTransport):
         # context) only to throw it away. _pool is the one attribute its methods use.
         parts = _parts(resolver, policy, eject_for, listeners)
         self._parts = parts
-        backend = None
-        if parts.resolver is not None and parts.outliers is not None:
-            dialer = None if parts.chaos is None else parts.chaos.sync_dialer
-            backend = SyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
-        self._pool = sync_pool(
+        self._pool = build_pool(
+            self._pools,
             ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
             proxy=proxy_of(proxy),
             limits=limits,
@@ -227,8 +234,12 @@ class Transport(httpx.HTTPTransport):
             local_address=local_address,
             retries=retries,
             socket_options=socket_options,
-            backend=backend,
+            backend=self._backend(parts),
         )
+
+    def _backend(self, parts: _Parts) -> BackendT | None:
+        """The network backend the pool dials through (None: httpcore's own)."""
+        raise NotImplementedError
 
     @property
     def resolver(self) -> Resolver | None:
@@ -239,6 +250,32 @@ class Transport(httpx.HTTPTransport):
     def policy(self) -> Policy | None:
         """The policy requests go through (None when outlast is disabled)."""
         return self._parts.policy
+
+    def _close_resolver(self) -> None:
+        if self._parts.owns_resolver and self._parts.resolver is not None:
+            self._parts.resolver.close()
+
+
+class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.HTTPTransport):
+    """``httpx.HTTPTransport`` that resolves with outlast, fails over and applies a policy.
+
+    Takes ``httpx.HTTPTransport``'s arguments, plus: ``resolver`` (default
+    ``Resolver.from_env()``, closed with the transport), ``policy`` (default
+    ``Policy.from_env()`` with HTTP classifiers; one breaker and budget per origin),
+    ``eject_for`` (seconds an address that refused or timed out is tried last) and
+    ``listeners`` (receive the transport's events, and the resolver's and policy's when
+    the transport made them). With ``OUTLAST_DISABLE=1`` it is plain httpx.
+
+    Added in 0.1.0.
+    """
+
+    _pools = SYNC_POOLS
+
+    def _backend(self, parts: _Parts) -> httpcore.NetworkBackend | None:
+        if parts.resolver is None or parts.outliers is None:
+            return None
+        dialer = None if parts.chaos is None else parts.chaos.sync_dialer
+        return SyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         policy = self._parts.view
@@ -266,8 +303,7 @@ class Transport(httpx.HTTPTransport):
         try:
             super().close()
         finally:
-            if self._parts.owns_resolver and self._parts.resolver is not None:
-                self._parts.resolver.close()
+            self._close_resolver()
 
     def __exit__(
         self,
@@ -278,11 +314,12 @@ class Transport(httpx.HTTPTransport):
         try:
             super().__exit__(exc_type, exc_value, traceback)
         finally:
-            if self._parts.owns_resolver and self._parts.resolver is not None:
-                self._parts.resolver.close()
+            self._close_resolver()
 
 
-class AsyncTransport(httpx.AsyncHTTPTransport):
+class AsyncTransport(
+    _Face[httpcore.AsyncConnectionPool, httpcore.AsyncNetworkBackend], httpx.AsyncHTTPTransport
+):
     """``httpx.AsyncHTTPTransport`` that resolves with outlast, races addresses, applies a policy.
 
     The arguments are :class:`Transport`'s. Connections race the name's addresses by
@@ -291,53 +328,13 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
     Added in 0.1.0.
     """
 
-    def __init__(
-        self,
-        verify: ssl.SSLContext | str | bool = True,
-        cert: Any = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        proxy: ProxyArg | None = None,
-        uds: str | None = None,
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Iterable[Any] | None = None,
-        *,
-        resolver: Resolver | None = None,
-        policy: Policy | None = None,
-        eject_for: float = DEFAULT_EJECT_FOR,
-        listeners: Iterable[Listener] = (),
-    ) -> None:
-        parts = _parts(resolver, policy, eject_for, listeners)
-        self._parts = parts
-        backend = None
-        if parts.resolver is not None and parts.outliers is not None:
-            dialer = None if parts.chaos is None else parts.chaos.async_dialer
-            backend = AsyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
-        self._pool = async_pool(
-            ssl_context=httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env),
-            proxy=proxy_of(proxy),
-            limits=limits,
-            http1=http1,
-            http2=http2,
-            uds=uds,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-            backend=backend,
-        )
+    _pools = ASYNC_POOLS
 
-    @property
-    def resolver(self) -> Resolver | None:
-        """The resolver connections go through (None when outlast is disabled)."""
-        return self._parts.resolver
-
-    @property
-    def policy(self) -> Policy | None:
-        """The policy requests go through (None when outlast is disabled)."""
-        return self._parts.policy
+    def _backend(self, parts: _Parts) -> httpcore.AsyncNetworkBackend | None:
+        if parts.resolver is None or parts.outliers is None:
+            return None
+        dialer = None if parts.chaos is None else parts.chaos.async_dialer
+        return AsyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         policy = self._parts.view
@@ -365,8 +362,7 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
         try:
             await super().aclose()
         finally:
-            if self._parts.owns_resolver and self._parts.resolver is not None:
-                self._parts.resolver.close()
+            self._close_resolver()
 
     async def __aexit__(
         self,
@@ -377,5 +373,4 @@ class AsyncTransport(httpx.AsyncHTTPTransport):
         try:
             await super().__aexit__(exc_type, exc_value, traceback)
         finally:
-            if self._parts.owns_resolver and self._parts.resolver is not None:
-                self._parts.resolver.close()
+            self._close_resolver()
