@@ -712,3 +712,23 @@ def test_bad_static_and_provider_arguments_are_config_errors() -> None:
         Resolver(static={"db.example": ["nope"]})
     with pytest.raises(ConfigError, match=r"providers=123 is invalid: expected an OUTLAST"):
         Resolver(providers=[123])  # type: ignore[list-item]
+
+
+def test_async_close_runs_off_the_event_loop(provider: ScriptedProvider) -> None:
+    provider.set("api.example", "10.0.0.1")
+    closed_on: list[str] = []
+
+    class Watched(Resolver):
+        def close(self) -> None:
+            closed_on.append(threading.current_thread().name)
+            super().close()
+
+    async def main() -> None:
+        async with Watched(providers=[provider]) as resolver:
+            assert (await resolver.aresolve("api.example")).addresses == ("10.0.0.1",)
+        with pytest.raises(RuntimeError, match="closed"):
+            await resolver.aresolve("other.example")
+
+    asyncio.run(main())
+    assert closed_on
+    assert closed_on[0] != threading.main_thread().name  # not on the loop's thread

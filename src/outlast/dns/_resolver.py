@@ -283,6 +283,16 @@ class Resolver:
         if self._cache_file is not None and self._cache_file_writable:
             self._write_cache_file()
 
+    async def aclose(self) -> None:
+        """:meth:`close` for asyncio: the waits and the file write run off the event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    async def __aenter__(self) -> Resolver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     # -- the hot path -----------------------------------------------------------------
 
     def _hit(self, host: str) -> Answer | None:

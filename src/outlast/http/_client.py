@@ -76,6 +76,10 @@ class _Shared:
         if self.owns_resolver and self.resolver is not None:
             self.resolver.close()
 
+    async def aclose(self) -> None:
+        if self.owns_resolver and self.resolver is not None:
+            await self.resolver.aclose()
+
 
 class _Face(Generic[TransportT]):
     """What :class:`Client` and :class:`AsyncClient` share, written once.
@@ -185,7 +189,7 @@ class AsyncClient(_Face[httpx.AsyncBaseTransport], httpx.AsyncClient):
         try:
             await super().aclose()
         finally:
-            self._outlast.close()
+            await self._outlast.aclose()
 
     async def __aexit__(
         self,
@@ -196,4 +200,4 @@ class AsyncClient(_Face[httpx.AsyncBaseTransport], httpx.AsyncClient):
         try:
             await super().__aexit__(exc_type, exc_value, traceback)
         finally:
-            self._outlast.close()
+            await self._outlast.aclose()

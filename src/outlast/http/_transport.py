@@ -255,6 +255,10 @@ class _Face(Generic[PoolT, BackendT]):
         if self._parts.owns_resolver and self._parts.resolver is not None:
             self._parts.resolver.close()
 
+    async def _aclose_resolver(self) -> None:
+        if self._parts.owns_resolver and self._parts.resolver is not None:
+            await self._parts.resolver.aclose()
+
 
 class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.HTTPTransport):
     """``httpx.HTTPTransport`` that resolves with outlast, fails over and applies a policy.
@@ -362,7 +366,7 @@ class AsyncTransport(
         try:
             await super().aclose()
         finally:
-            self._close_resolver()
+            await self._aclose_resolver()
 
     async def __aexit__(
         self,
@@ -373,4 +377,4 @@ class AsyncTransport(
         try:
             await super().__aexit__(exc_type, exc_value, traceback)
         finally:
-            self._close_resolver()
+            await self._aclose_resolver()
