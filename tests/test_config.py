@@ -132,6 +132,12 @@ def test_redis_password_never_shown() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"OUTLAST_REDIS_URL": "http://app:s3cret@cache"})
     assert "s3cret" not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"OUTLAST_REDIS_URL": "redis//:s3cret@cache"})
+    assert "s3cret" not in str(caught.value)
+    query = Settings.from_env({"OUTLAST_REDIS_URL": "redis://cache:6379/0?password=s3cret&db=1"})
+    assert "s3cret" not in repr(query)
+    assert mask_url("redis://cache/0?password=s3cret&db=1") == "redis://cache/0?password=***&db=1"
 
 
 def test_settings_are_frozen() -> None:

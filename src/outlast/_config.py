@@ -115,13 +115,23 @@ def _split_host_port(rest: str, default_port: int, setting: str, text: str) -> t
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for reprs and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    """``url`` with any password (in the user part or the query) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<not shown: not a valid URL>"
+    netloc = parts.netloc
+    if password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        f"{key}=***" if key.lower() in _SECRET_PARAMS else f"{key}{sep}{value}"
+        for key, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_SECRET_PARAMS: Final = frozenset({"password", "pass", "pwd", "token", "secret"})
 
 
 # Parsers: each takes (variable name, raw text) and returns the value or raises ConfigError.
@@ -228,7 +238,10 @@ def _redis_url(name: str, raw: str) -> str | None:
         return None
     parts = urlsplit(raw)
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
-        raise ConfigError(name, mask_url(raw), "a redis://, rediss:// or unix:// URL")
+        # A value with no recognisable URL shape may hold a password where it cannot be
+        # found and masked: it is not shown at all.
+        shown = mask_url(raw) if parts.scheme and parts.netloc else "<not shown>"
+        raise ConfigError(name, shown, "a redis://, rediss:// or unix:// URL")
     return raw
 
 
