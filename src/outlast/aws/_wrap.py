@@ -25,6 +25,7 @@ from outlast.aws._retries import (
     default_policy,
     disable_botocore_retries,
     explicit_max_attempts,
+    outlast_environ,
 )
 from outlast.aws._session import Dialer, install
 from outlast.dns import Resolver
@@ -34,7 +35,9 @@ from outlast.policy import Policy
 __all__ = ["Wrapped", "client", "wrap", "wrapped"]
 
 _MARK: Final = "_outlast_wrapped"
-_shared_resolver: Resolver | None = None
+# The resolver of the latest OUTLAST_* environment (see outlast_environ): a changed
+# environment builds a new one; the old one closes when its last client is gone.
+_shared_resolver: tuple[tuple[tuple[str, str], ...], Resolver] | None = None
 _resolver_lock = threading.Lock()
 
 
@@ -51,12 +54,19 @@ class Wrapped:
 
 
 def _default_resolver() -> Resolver:
-    """One ``Resolver.from_env()`` for every wrapped client given none (one DNS cache)."""
+    """One ``Resolver.from_env()`` per ``OUTLAST_*`` environment for wrapped clients given none.
+
+    Clients wrapped under the same ``OUTLAST_*`` values share one resolver (one DNS
+    cache); once a variable changes, newly wrapped clients get a resolver built from
+    the new values.
+    """
     global _shared_resolver
+    environ = outlast_environ()
+    key = tuple(sorted(environ.items()))
     with _resolver_lock:
-        if _shared_resolver is None:
-            _shared_resolver = Resolver.from_env()
-        return _shared_resolver
+        if _shared_resolver is None or _shared_resolver[0] != key:
+            _shared_resolver = (key, Resolver.from_env(environ))
+        return _shared_resolver[1]
 
 
 def wrapped(client: Any) -> Wrapped | None:
