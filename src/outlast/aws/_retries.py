@@ -48,7 +48,7 @@ from urllib3.util.ssl_match_hostname import CertificateError
 from outlast._config import VARIABLES, Settings
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast.aws._errors import CircuitOpenError
-from outlast.policy import Decision, Outcome, Phase, Policy, Retry
+from outlast.policy import Decision, Outcome, Phase, Policy, Retry, retry_all
 from outlast.policy._breaker import CircuitBreaker
 from outlast.policy._budget import RetryBudget
 
@@ -62,6 +62,7 @@ __all__ = [
     "disable_botocore_retries",
     "endpoint_key",
     "outlast_environ",
+    "with_aws_classifiers",
 ]
 
 POLICY_NAME: Final = "outlast.aws"
@@ -243,6 +244,22 @@ def default_policy(max_attempts: int | None = None) -> Policy:
             )
             _DEFAULTS[max_attempts] = policy
         return policy
+
+
+def with_aws_classifiers(policy: Policy) -> Policy:
+    """``policy`` judging with botocore's rules where it was left to ``Policy``'s defaults.
+
+    A classifier still at ``Policy``'s default (``classify_error=outlast.policy.retry_all``,
+    ``classify_result=None``) is replaced by :func:`classify_error` /
+    :func:`classify_result`; one the user set is kept. The result is
+    ``policy.derive(...)``: it shares the user's breakers and budgets.
+    """
+    rules = policy._core.rules
+    error = classify_error if rules.classify_error is retry_all else None
+    result = classify_result if rules.classify_result is None else None
+    if error is None and result is None:
+        return policy
+    return policy.derive(classify_error=error, classify_result=result)
 
 
 def explicit_max_attempts(client: Any) -> int | None:

@@ -26,6 +26,7 @@ from outlast.aws._retries import (
     disable_botocore_retries,
     explicit_max_attempts,
     outlast_environ,
+    with_aws_classifiers,
 )
 from outlast.aws._session import Dialer, install
 from outlast.dns import Resolver
@@ -141,7 +142,9 @@ def wrap(
       (``service:region:host``). Default: one shared ``Policy`` from ``OUTLAST_*`` with
       :func:`classify_error` / :func:`classify_result`, attempts capped by a botocore
       ``max_attempts`` the user set explicitly. botocore's own retries are turned off on
-      the client. A policy you pass should use those two classifiers.
+      the client. A policy you pass keeps its retry, budget and breakers; a classifier
+      it leaves at ``Policy``'s default (``classify_error=outlast.policy.retry_all``,
+      ``classify_result=None``) is replaced by outlast.aws's, one you set is kept.
     - ``fallback_clients`` then ``fallback_regions`` (region names: a client with the
       same configuration and credentials is built there on first use, at botocore's
       standard endpoint for that region): where allow-listed operations go when the
@@ -178,7 +181,11 @@ def wrap(
         return client
 
     chosen_resolver = resolver if resolver is not None else _default_resolver()
-    chosen_policy = policy if policy is not None else default_policy(explicit_max_attempts(client))
+    chosen_policy = (
+        with_aws_classifiers(policy)
+        if policy is not None
+        else default_policy(explicit_max_attempts(client))
+    )
     emitter = Emitter(LOGGER, listeners)
     install(
         client._endpoint.http_session,
