@@ -151,6 +151,46 @@ def test_when_every_fallback_fails_the_primarys_error_is_raised(
     assert kinds == ["aws.failover", "aws.fallback_failed"]
 
 
+def test_a_fallback_region_that_cannot_be_built_is_skipped(
+    fault_dns: DNSServer,
+    resolver_for: Callable[..., Resolver],
+    unique_name: Callable[[str], str],
+    moto_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = unique_name("anywhere")
+    fault_dns.set(name, ["127.0.0.1"], ttl=60)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://{name}:{moto_port}")
+    west = raw_client("dynamodb", f"http://{name}:{moto_port}", region="eu-west-1")
+    _table_with_item(outlast.aws.wrap(west, resolver=resolver_for()), "skipped")
+    events: list[Event] = []
+    primary_url = f"http://127.0.0.1:{refused_port()}"
+    # botocore refuses to build a client for "not a region!" (InvalidRegionError).
+    primary = outlast.aws.wrap(
+        raw_client("dynamodb", primary_url),
+        resolver=resolver_for(),
+        fallback_regions=["not a region!", "eu-west-1"],
+        listeners=[events.append],
+    )
+    item = primary.get_item(TableName="skipped", Key=_KEY)["Item"]
+    assert item["where"] == {"S": "west"}
+    failed = [e for e in events if e.kind == "aws.fallback_failed"]
+    assert len(failed) == 1
+    assert failed[0].target == "region not a region!"  # type: ignore[attr-defined]
+    assert failed[0].reason.startswith("InvalidRegionError")  # type: ignore[attr-defined]
+    kinds = [e.kind for e in events if e.kind.startswith("aws.")]
+    assert kinds == ["aws.fallback_failed", "aws.failover"]
+
+    alone = outlast.aws.wrap(
+        raw_client("dynamodb", primary_url),
+        resolver=resolver_for(),
+        fallback_regions=["not a region!"],
+    )
+    with pytest.raises(botocore.exceptions.EndpointConnectionError) as caught:
+        alone.get_item(TableName="skipped", Key=_KEY)
+    assert primary_url in str(caught.value)  # the primary's error, not the build's
+
+
 def test_an_unknown_operation_on_the_list_is_a_config_error(
     resolver_for: Callable[..., Resolver],
 ) -> None:

@@ -13,6 +13,7 @@ from botocore.awsrequest import AWSHTTPConnectionPool
 import outlast
 import outlast.aws
 from outlast import Policy, Resolver, Retry
+from outlast.policy import Decision
 from outlast.testing import DNSServer
 
 _KEY = {"pk": {"S": "a"}}
@@ -207,3 +208,50 @@ def test_retry_attempts_are_reported_like_botocores(
         with pytest.raises(botocore.exceptions.ClientError) as caught:
             client.get_item(TableName="t", Key=_KEY)
         assert caught.value.response["ResponseMetadata"]["RetryAttempts"] == 2
+
+
+def test_a_policy_without_classifiers_gets_botocores_judgement(
+    name_for: Callable[[], str], resolver_for: Callable[..., Resolver]
+) -> None:
+    name = name_for()
+    policy = Policy(
+        retry=Retry(attempts=3, base=0.001, cap=0.005),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=60),
+    )
+    with CountingServer(500) as server:
+        client = outlast.aws.wrap(
+            raw_client("dynamodb", f"http://{name}:{server.port}"),
+            resolver=resolver_for(),
+            policy=policy,
+        )
+        with pytest.raises(botocore.exceptions.ClientError):
+            client.get_item(TableName="t", Key=_KEY)
+        # 500 retried, and the failures opened the user's own breaker (shared, not copied).
+        assert server.hits == 2
+        assert policy.for_key(f"dynamodb:us-east-1:{name}:{server.port}").state == "open"
+        with pytest.raises(outlast.aws.CircuitOpenError):
+            client.get_item(TableName="t", Key=_KEY)
+        assert server.hits == 2
+
+
+def test_a_classifier_the_user_set_is_kept(
+    name_for: Callable[[], str], resolver_for: Callable[..., Resolver]
+) -> None:
+    name = name_for()
+    policy = Policy(
+        retry=Retry(attempts=3, base=0.001, cap=0.005),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=60),
+        classify_result=lambda outcome: Decision.ACCEPT,
+    )
+    with CountingServer(500) as server:
+        client = outlast.aws.wrap(
+            raw_client("dynamodb", f"http://{name}:{server.port}"),
+            resolver=resolver_for(),
+            policy=policy,
+        )
+        for _ in range(3):
+            with pytest.raises(botocore.exceptions.ClientError):
+                client.get_item(TableName="t", Key=_KEY)
+        assert server.hits == 3  # the user's classifier accepts 500s: no retry, no breaker

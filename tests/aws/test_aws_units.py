@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 import botocore.exceptions
 import pytest
-from aws_helpers import raw_client
+from aws_helpers import CountingServer, raw_client
 from botocore.awsrequest import AWSHTTPConnectionPool, AWSHTTPSConnectionPool
 
 import outlast
 import outlast.aws
 from outlast import Resolver
+from outlast.testing import DNSServer
 
 
 def test_all_lists_exactly_the_public_names() -> None:
@@ -88,3 +89,32 @@ def test_outlast_disable_leaves_the_client_alone(monkeypatch: pytest.MonkeyPatch
 )
 def test_the_default_allow_list_is_read_only(service: str, operation: str, expected: bool) -> None:
     assert outlast.aws.read_only(service, operation) is expected
+
+
+def test_default_parts_follow_a_changed_outlast_environment(
+    monkeypatch: pytest.MonkeyPatch, unique_name: Callable[[str], str]
+) -> None:
+    # As the outlast_dns fixture in two tests: each wrap resolves through its own server.
+    monkeypatch.setenv("OUTLAST_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("OUTLAST_DNS_TIMEOUT", "0.5")
+    with CountingServer(200) as http:
+        seen = []
+        for _ in range(2):
+            name = unique_name("ddb")
+            with DNSServer() as dns:
+                monkeypatch.setenv("OUTLAST_DNS_PROVIDERS", dns.provider)
+                dns.set(name, ["127.0.0.1"], ttl=60)
+                client = outlast.aws.wrap(raw_client("dynamodb", f"http://{name}:{http.port}"))
+                same = outlast.aws.wrap(raw_client("dynamodb", f"http://{name}:{http.port}"))
+                client.list_tables()
+                assert dns.queries_for(name) >= 1
+                state, other = outlast.aws.wrapped(client), outlast.aws.wrapped(same)
+                assert state is not None
+                assert other is not None
+                # The same settings: one resolver and one policy (one breaker per endpoint).
+                assert other.resolver is state.resolver
+                assert other.policy is state.policy
+                seen.append(state)
+        assert seen[0].resolver is not seen[1].resolver
+        assert seen[0].policy is not seen[1].policy
+        assert http.hits == 2

@@ -6,7 +6,8 @@ the primary with a connection-class error (the endpoint's breaker is open, the
 connection was refused or timed out, the connection dropped before a response) is
 sent, with the caller's original parameters, to each fallback in order until one
 answers. Any answer counts, an error response included (it is the fallback's verdict).
-When every fallback fails to connect too, the primary's error is raised. Operations
+When every fallback fails to connect too (or a fallback region's client cannot be
+built), the primary's error is raised. Operations
 not on the allow-list (writes, unless the user lists them) never fail over.
 """
 
@@ -114,7 +115,8 @@ class Fallback:
         self.label = label
 
     def client(self) -> Any:
-        """The fallback's client (built on first use for a region)."""
+        """The fallback's client (built on first use for a region; a failed build is
+        tried again on the next use)."""
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -157,7 +159,20 @@ class Failover:
             target = fallback.label
             try:
                 client = fallback.client()
-                target = _where(client)
+            except Exception as exc:  # NoRegionError, UnknownEndpoint, credentials, ...
+                # A region that cannot be built is a fallback that failed, not the
+                # call's error: the primary's error stays the one to raise.
+                self._emitter.emit(
+                    FallbackFailed(
+                        operation=operation_name,
+                        service=self._service,
+                        target=target,
+                        reason=_reason(exc),
+                    )
+                )
+                continue
+            target = _where(client)
+            try:
                 self._emitter.emit(
                     FailedOver(
                         operation=operation_name,

@@ -21,6 +21,7 @@ is pacing, not failing), and a certificate that fails verification is not retrie
 from __future__ import annotations
 
 import dataclasses
+import os
 import ssl
 import threading
 from typing import Any, Final
@@ -44,10 +45,10 @@ from botocore.retries.standard import (
 )
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from outlast._config import Settings
+from outlast._config import VARIABLES, Settings
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast.aws._errors import CircuitOpenError
-from outlast.policy import Decision, Outcome, Phase, Policy, Retry
+from outlast.policy import Decision, Outcome, Phase, Policy, Retry, retry_all
 from outlast.policy._breaker import CircuitBreaker
 from outlast.policy._budget import RetryBudget
 
@@ -60,6 +61,8 @@ __all__ = [
     "default_policy",
     "disable_botocore_retries",
     "endpoint_key",
+    "outlast_environ",
+    "with_aws_classifiers",
 ]
 
 POLICY_NAME: Final = "outlast.aws"
@@ -183,6 +186,20 @@ def classify_error(outcome: Outcome, /) -> Decision:
     return Decision.failure(phase, idempotent=True)
 
 
+def outlast_environ() -> dict[str, str]:
+    """A snapshot of the ``OUTLAST_*`` variables set now: what default parts are built from.
+
+    Defaults are cached per snapshot (``tuple(sorted(snapshot.items()))``): the parsed
+    :class:`Settings` cannot be a key (``dns_static`` is a dict, a ``ChaosPlan`` compares
+    by identity), and equal raw values parse to equal settings.
+    """
+    return {var.name: os.environ[var.name] for var in VARIABLES if var.name in os.environ}
+
+
+EnvKey = tuple[tuple[str, str], ...]
+# The defaults of the latest environment only: a changed OUTLAST_* builds new ones and
+# lets the old ones go with the clients that hold them.
+_DEFAULTS_ENV: EnvKey | None = None
 _DEFAULTS: dict[int | None, Policy] = {}
 _DEFAULTS_LOCK = threading.Lock()
 
@@ -191,15 +208,23 @@ def default_policy(max_attempts: int | None = None) -> Policy:
     """The policy wrapped clients share when given none: ``OUTLAST_*`` and botocore's judgement.
 
     ``max_attempts`` (a botocore ``total_max_attempts`` the user set explicitly) caps
-    ``OUTLAST_RETRY_ATTEMPTS``. One policy per cap, shared by every wrapped client in the
-    process, so that one endpoint has one breaker however many clients reach it.
+    ``OUTLAST_RETRY_ATTEMPTS``. One policy per cap and per ``OUTLAST_*`` environment,
+    shared by every wrapped client in the process, so that one endpoint has one breaker
+    however many clients reach it. When an ``OUTLAST_*`` variable changes (a test's
+    fixture, a reconfiguration), the next call builds a new policy from the new values.
 
     Added in 0.1.0.
     """
+    global _DEFAULTS_ENV
+    environ = outlast_environ()
+    key = tuple(sorted(environ.items()))
     with _DEFAULTS_LOCK:
+        if key != _DEFAULTS_ENV:
+            _DEFAULTS.clear()
+            _DEFAULTS_ENV = key
         policy = _DEFAULTS.get(max_attempts)
         if policy is None:
-            settings = Settings.from_env()
+            settings = Settings.from_env(environ)
             retry = Retry.from_settings(settings)
             if max_attempts is not None and max_attempts < retry.attempts:
                 retry = Retry(
@@ -219,6 +244,22 @@ def default_policy(max_attempts: int | None = None) -> Policy:
             )
             _DEFAULTS[max_attempts] = policy
         return policy
+
+
+def with_aws_classifiers(policy: Policy) -> Policy:
+    """``policy`` judging with botocore's rules where it was left to ``Policy``'s defaults.
+
+    A classifier still at ``Policy``'s default (``classify_error=outlast.policy.retry_all``,
+    ``classify_result=None``) is replaced by :func:`classify_error` /
+    :func:`classify_result`; one the user set is kept. The result is
+    ``policy.derive(...)``: it shares the user's breakers and budgets.
+    """
+    rules = policy._core.rules
+    error = classify_error if rules.classify_error is retry_all else None
+    result = classify_result if rules.classify_result is None else None
+    if error is None and result is None:
+        return policy
+    return policy.derive(classify_error=error, classify_result=result)
 
 
 def explicit_max_attempts(client: Any) -> int | None:

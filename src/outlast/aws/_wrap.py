@@ -25,6 +25,8 @@ from outlast.aws._retries import (
     default_policy,
     disable_botocore_retries,
     explicit_max_attempts,
+    outlast_environ,
+    with_aws_classifiers,
 )
 from outlast.aws._session import Dialer, install
 from outlast.dns import Resolver
@@ -34,7 +36,9 @@ from outlast.policy import Policy
 __all__ = ["Wrapped", "client", "wrap", "wrapped"]
 
 _MARK: Final = "_outlast_wrapped"
-_shared_resolver: Resolver | None = None
+# The resolver of the latest OUTLAST_* environment (see outlast_environ): a changed
+# environment builds a new one; the old one closes when its last client is gone.
+_shared_resolver: tuple[tuple[tuple[str, str], ...], Resolver] | None = None
 _resolver_lock = threading.Lock()
 
 
@@ -51,12 +55,19 @@ class Wrapped:
 
 
 def _default_resolver() -> Resolver:
-    """One ``Resolver.from_env()`` for every wrapped client given none (one DNS cache)."""
+    """One ``Resolver.from_env()`` per ``OUTLAST_*`` environment for wrapped clients given none.
+
+    Clients wrapped under the same ``OUTLAST_*`` values share one resolver (one DNS
+    cache); once a variable changes, newly wrapped clients get a resolver built from
+    the new values.
+    """
     global _shared_resolver
+    environ = outlast_environ()
+    key = tuple(sorted(environ.items()))
     with _resolver_lock:
-        if _shared_resolver is None:
-            _shared_resolver = Resolver.from_env()
-        return _shared_resolver
+        if _shared_resolver is None or _shared_resolver[0] != key:
+            _shared_resolver = (key, Resolver.from_env(environ))
+        return _shared_resolver[1]
 
 
 def wrapped(client: Any) -> Wrapped | None:
@@ -131,7 +142,9 @@ def wrap(
       (``service:region:host``). Default: one shared ``Policy`` from ``OUTLAST_*`` with
       :func:`classify_error` / :func:`classify_result`, attempts capped by a botocore
       ``max_attempts`` the user set explicitly. botocore's own retries are turned off on
-      the client. A policy you pass should use those two classifiers.
+      the client. A policy you pass keeps its retry, budget and breakers; a classifier
+      it leaves at ``Policy``'s default (``classify_error=outlast.policy.retry_all``,
+      ``classify_result=None``) is replaced by outlast.aws's, one you set is kept.
     - ``fallback_clients`` then ``fallback_regions`` (region names: a client with the
       same configuration and credentials is built there on first use, at botocore's
       standard endpoint for that region): where allow-listed operations go when the
@@ -168,7 +181,11 @@ def wrap(
         return client
 
     chosen_resolver = resolver if resolver is not None else _default_resolver()
-    chosen_policy = policy if policy is not None else default_policy(explicit_max_attempts(client))
+    chosen_policy = (
+        with_aws_classifiers(policy)
+        if policy is not None
+        else default_policy(explicit_max_attempts(client))
+    )
     emitter = Emitter(LOGGER, listeners)
     install(
         client._endpoint.http_session,
