@@ -254,9 +254,8 @@ def with_aws_classifiers(policy: Policy) -> Policy:
     :func:`classify_result`; one the user set is kept. The result is
     ``policy.derive(...)``: it shares the user's breakers and budgets.
     """
-    rules = policy._core.rules
-    error = classify_error if rules.classify_error is retry_all else None
-    result = classify_result if rules.classify_result is None else None
+    error = classify_error if policy.classify_error is retry_all else None
+    result = classify_result if policy.classify_result is None else None
     if error is None and result is None:
         return policy
     return policy.derive(classify_error=error, classify_result=result)

@@ -110,14 +110,13 @@ def _areleasing(asleep: Callable[[float], Awaitable[None]]) -> Callable[[float],
 
 def http_view(policy: Policy) -> Policy:
     """``policy`` with the HTTP rules on top, sharing its breakers and budgets."""
-    rules_of = policy.derive  # (a derived policy shares the original's per-key state)
-    core_rules = policy._core.rules  # the classifiers and sleeps to build on
-    classify_result = core_rules.classify_result
-    return rules_of(
-        classify_error=keep_error_rules(core_rules.classify_error),
+    classify_result = policy.classify_result
+    sleep, asleep = policy.sleeps
+    return policy.derive(  # a derived policy shares the original's per-key state
+        classify_error=keep_error_rules(policy.classify_error),
         classify_result=None if classify_result is None else keep_result_rules(classify_result),
-        sleep=_releasing(core_rules.sleep),
-        asleep=_areleasing(core_rules.asleep),
+        sleep=_releasing(sleep),
+        asleep=_areleasing(asleep),
     )
 
 

@@ -270,6 +270,22 @@ class Policy:
         return self._core.breaker
 
     @property
+    def classify_error(self) -> Classifier:
+        """What an exception means (see :meth:`derive` to build on it)."""
+        return self._core.rules.classify_error
+
+    @property
+    def classify_result(self) -> Classifier | None:
+        """What a returned value means, or None: every result is a success."""
+        return self._core.rules.classify_result
+
+    @property
+    def sleeps(self) -> tuple[Callable[[float], None], Callable[[float], Awaitable[None]]]:
+        """The sync and async sleeps between attempts (see :meth:`derive`)."""
+        rules = self._core.rules
+        return rules.sleep, rules.asleep
+
+    @property
     def state(self) -> str | None:
         """This key's breaker state: ``"closed"``, ``"open"``, ``"half-open"``; None if none."""
         guard = self._guard
