@@ -70,6 +70,8 @@ class Link:
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._backoff = BACKOFF_MIN
+        #: True once an operation has succeeded (the host name resolved, a connection made).
+        self.connected = False
         self.client = self._make_client()
 
     def _make_client(self) -> redis.Redis:
@@ -127,6 +129,7 @@ class Link:
 
     def succeeded(self) -> None:
         """Record a successful operation: sharing resumes if Redis was down."""
+        self.connected = True
         if self._down_since is None:
             return
         with self._lock:
