@@ -1,11 +1,13 @@
 """The connection to Redis: short timeouts, no waiting on a Redis that is down.
 
 :class:`Link` runs one operation at a time against a ``redis.Redis`` client built with
-connect and read timeouts of at most 50 ms and no retries of its own. A failure
-(refused, timed out, reset, an error reply) marks Redis down: a warning event is
-emitted once, and every operation is refused at once (:class:`Down`) until a back-off
+connect and read timeouts of at most 50 ms and no retries of its own. A failure to
+reach Redis (refused, timed out, reset: :data:`OUTAGE`) marks Redis down: a warning
+event is emitted once, and every operation is refused at once (:class:`Down`) until a back-off
 (0.25 s, doubling up to 5 s) has passed; then the next operation tries again on a new
 connection. The first success after that emits the event that says sharing resumed.
+An error reply (a key of the wrong type, OOM, NOSCRIPT) is not an outage: Redis
+answered, so the operation fails with :class:`Rejected` and Redis stays up.
 
 The URL's password never appears in a repr, an event or a log line.
 """
@@ -27,7 +29,16 @@ from outlast._config import mask_url
 from outlast._events import Event
 from outlast.fleet._events import FleetRestored, FleetUnavailable
 
-__all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "DEFAULT_TIMEOUT", "Down", "Link", "scrub"]
+__all__ = [
+    "BACKOFF_MAX",
+    "BACKOFF_MIN",
+    "DEFAULT_TIMEOUT",
+    "OUTAGE",
+    "Down",
+    "Link",
+    "Rejected",
+    "scrub",
+]
 
 T = TypeVar("T")
 
@@ -38,8 +49,16 @@ BACKOFF_MIN: Final = 0.25
 BACKOFF_MAX: Final = 5.0
 
 
+#: The errors that mean Redis could not be reached in time (it is then marked down).
+OUTAGE: Final = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
 class Down(Exception):
     """Redis is down or backing off: the operation was not (fully) done."""
+
+
+class Rejected(Exception):
+    """Redis answered with an error: the operation failed, and retrying it would too."""
 
 
 def scrub(text: str, url: str) -> str:
@@ -84,6 +103,10 @@ class Link:
             decode_responses=True,
         )
 
+    def scrub(self, text: str) -> str:
+        """``text`` with the URL's secrets masked."""
+        return scrub(text, self._url)
+
     def __repr__(self) -> str:
         return f"<Link {self.shown_url} {'down' if self.down else 'up'}>"
 
@@ -105,9 +128,12 @@ class Link:
             raise Down(f"redis at {self.shown_url} is down")
         try:
             result = operation(self.client)
-        except (redis.RedisError, OSError) as exc:
+        except OUTAGE as exc:
             self.failed(exc)
             raise Down(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+        except redis.RedisError as exc:  # an error reply: Redis itself is up
+            self.succeeded()
+            raise Rejected(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
         self.succeeded()
         return result
 

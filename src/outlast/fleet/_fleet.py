@@ -48,7 +48,7 @@ from outlast.fleet._breakers import (
     Change,
     Op,
 )
-from outlast.fleet._client import DEFAULT_TIMEOUT, Down, Link
+from outlast.fleet._client import DEFAULT_TIMEOUT, OUTAGE, Down, Link, Rejected
 from outlast.fleet._events import LOGGER, FleetAnswerFound
 from outlast.fleet._lkg import PUBLISH_SCRIPT, AnswerStore
 from outlast.policy import BreakerLink, CircuitBreaker
@@ -228,7 +228,7 @@ class Fleet:
             if future.cancel() or not future.done():
                 link.failed(TimeoutError(f"no answer within {link.timeout:g}s"))
             return None
-        except Down:
+        except (Down, Rejected):
             return None
         if answer is not None:
             age = max(0.0, time.time() - answer.learned_at)
@@ -273,6 +273,14 @@ class Fleet:
                 with self._cond:  # keep the answers for later unless newer ones came
                     for answer in answers:
                         self._pending.setdefault(answer.host, answer)
+            except Rejected as exc:  # e.g. loading the scripts refused: retrying would be too
+                LOGGER.warning(
+                    "outlast: Redis refused a fleet write; %d answers and %d breaker"
+                    " operations dropped: %s",
+                    len(answers),
+                    len(ops),
+                    exc,
+                )
             except Exception:
                 LOGGER.exception("outlast: fleet writer failed")
 
@@ -288,7 +296,20 @@ class Fleet:
             self._answers.write(pipe, self._scripts["publish"], answer)
         for op in ops:
             self._breakers.write(pipe, self._scripts, op)
-        pipe.execute()
+        # One reply per item. An error reply (a key of the wrong type, OOM, NOSCRIPT) is
+        # that item's alone: it is dropped, since writing it again would fail again, and
+        # the others stand. Only failing to reach Redis (raised here) is an outage.
+        replies = pipe.execute(raise_on_error=False)
+        items: list[SharedAnswer | Op] = [*answers, *ops]
+        for item, reply in zip(items, replies, strict=False):
+            if isinstance(reply, redis.ResponseError):
+                what = (
+                    f"the answer for {item.host!r}"
+                    if isinstance(item, SharedAnswer)
+                    else f"breaker {item.name!r} ({item.kind})"
+                )
+                error = self._link.scrub(f"{type(reply).__name__}: {reply}")[:300]
+                LOGGER.warning("outlast: Redis refused %s; dropped: %s", what, error)
 
     # -- the reader thread ------------------------------------------------------------
 
@@ -330,7 +351,7 @@ class Fleet:
         try:
             try:
                 pubsub.subscribe(self._breakers.channel)
-            except (redis.RedisError, OSError) as exc:
+            except OUTAGE as exc:
                 self._link.failed(exc)
                 raise Down(str(exc)) from None
             self._snapshot()
@@ -339,7 +360,7 @@ class Fleet:
             while not stop.is_set():
                 try:
                     message = pubsub.get_message(timeout=0.1)
-                except (redis.RedisError, OSError) as exc:
+                except OUTAGE as exc:
                     self._link.failed(exc)
                     raise Down(str(exc)) from None
                 if message is not None and message.get("type") == "message":
@@ -357,7 +378,11 @@ class Fleet:
 
     def _snapshot(self) -> None:
         keys, args = self._breakers.snapshot_args()
-        rows = self._link.run(lambda client: self._scripts["snapshot"](keys=keys, args=args))
+        try:
+            rows = self._link.run(lambda client: self._scripts["snapshot"](keys=keys, args=args))
+        except Rejected as exc:  # Redis is up; the subscription still brings changes
+            LOGGER.warning("outlast: Redis refused the fleet's breaker snapshot: %s", exc)
+            return
         for row in list(rows)[1:]:
             change = Change.parse(str(row))
             if change is not None:
