@@ -9,7 +9,8 @@ connection. The first success after that emits the event that says sharing resum
 An error reply (a key of the wrong type, OOM, NOSCRIPT) is not an outage: Redis
 answered, so the operation fails with :class:`Rejected` and Redis stays up.
 
-The URL's password never appears in a repr, an event or a log line.
+The URL's password (in the netloc or as a ``password`` / ``username`` query
+parameter) never appears in a repr, an event or a log line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Final, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -37,6 +38,7 @@ __all__ = [
     "Down",
     "Link",
     "Rejected",
+    "mask",
     "scrub",
 ]
 
@@ -61,12 +63,45 @@ class Rejected(Exception):
     """Redis answered with an error: the operation failed, and retrying it would too."""
 
 
+#: Query parameters of a Redis URL that redis-py takes as credentials.
+_SECRET_PARAMS: Final = frozenset({"password", "username"})
+
+
+def _secret_params(query: str) -> list[tuple[str, str]]:
+    """``(name, raw value)`` of each credential parameter in a URL's query string."""
+    found = []
+    for part in query.split("&"):
+        name, sep, value = part.partition("=")
+        if sep and unquote(name).lower() in _SECRET_PARAMS:
+            found.append((name, value))
+    return found
+
+
 def scrub(text: str, url: str) -> str:
-    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
-    password = urlsplit(url).password
-    for secret in () if not password else (password, unquote(password)):
+    """``text`` with the credentials of ``url`` (if any) replaced by ``***``.
+
+    Those are the password in the URL's netloc and the ``password`` and ``username``
+    query parameters (``redis://host/0?password=...``).
+    """
+    parts = urlsplit(url)
+    raw = [parts.password or "", *(value for _, value in _secret_params(parts.query))]
+    secrets = {s for value in raw for s in (value, unquote(value), unquote_plus(value)) if s}
+    for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def mask(url: str) -> str:
+    """``url`` for showing: its password and credential query parameters masked."""
+    shown = mask_url(url)
+    parts = urlsplit(shown)
+    if not _secret_params(parts.query):
+        return shown
+    query = "&".join(
+        f"{name}=***" if sep and unquote(name).lower() in _SECRET_PARAMS else f"{name}{sep}{value}"
+        for name, sep, value in (p.partition("=") for p in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 class Link:
@@ -81,7 +116,7 @@ class Link:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
-        self.shown_url = mask_url(url)
+        self.shown_url = mask(url)
         self.timeout = timeout
         self._emit = emit
         self._clock = clock
