@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,37 @@ def test_lookup_never_waits_on_resolving_a_named_redis_host(redis_server, monkey
             assert wait_for(lambda: fleet.lookup("named.outlast.test") is not None, 10)
     finally:
         release.set()
+
+
+def test_a_forked_child_gets_new_locks(redis_server) -> None:
+    # Another thread holds the fleet's locks when the process forks: the child's copies
+    # would stay locked for good, so the child must make new ones.
+    from outlast.fleet import _fleet
+
+    with Fleet(redis_server.url) as fleet:
+        held, done = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with fleet._breakers._lock, _fleet._connect_lock:
+                held.set()
+                done.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+                pid = os.fork()
+            if pid == 0:  # the child: never returns into pytest
+                code = 1
+                try:
+                    locks = (fleet._breakers._lock, _fleet._connect_lock)
+                    code = 0 if all(lock.acquire(timeout=2) for lock in locks) else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            done.set()
+            holder.join(5)
+        assert os.waitstatus_to_exitcode(status) == 0

@@ -395,6 +395,7 @@ class Fleet:
         self._pending = {}
         self._ops = deque(maxlen=MAX_PENDING)
         self._reads = queue.SimpleQueue()
+        self._breakers.after_fork_in_child()
         self._link.after_fork_in_child()
         self._scripts = self._register_scripts()
         if not self._closed:
@@ -440,6 +441,16 @@ def _after_fork_in_child(ref: weakref.ref[Fleet]) -> None:
 
 _connected: dict[str, Fleet] = {}
 _connect_lock = threading.Lock()
+
+
+def _new_connect_lock_in_child() -> None:
+    # A thread of the parent may have held it at fork time: the child's copy is locked
+    # for good, and connect() (from_env in the child) would deadlock.
+    global _connect_lock
+    _connect_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_connect_lock_in_child)
 
 
 def connect(url: str, *, listeners: Iterable[Listener] = ()) -> Fleet:
