@@ -202,3 +202,31 @@ def test_the_password_is_never_shown(fault_dns, unique_name, caplog) -> None:
         assert secret[::-1] not in shown
     finally:
         server.close()
+
+
+def test_a_password_in_the_query_string_is_never_shown(caplog) -> None:
+    from .conftest import started
+
+    secret = "s3cret-q-4c"
+    server = started(password=secret)
+    try:
+        caplog.set_level("DEBUG", logger="outlast")
+        events: list[outlast.Event] = []
+        url = f"redis://127.0.0.1:{server.port}/0?username=default&password={secret}"
+        with Fleet(url, listeners=[events.append]) as fleet:
+            assert secret not in repr(fleet)
+            assert secret not in fleet.url
+            assert "username=default" not in fleet.url
+            now = time.time()
+            fleet.publish(SharedAnswer("q.outlast.test", ("127.0.0.9",), 30.0, now, now, "t"))
+            assert wait_for(lambda: fleet.lookup("q.outlast.test") is not None, 5)
+        user, wrong = "outlast-user-7e", "wrong-" + secret[::-1]
+        bad_url = f"redis://127.0.0.1:{server.port}/0?username={user}&password={wrong}"
+        with Fleet(bad_url, listeners=[events.append]) as bad:
+            assert wait_for(lambda: not bad.available, 5)
+            shown = " ".join([repr(bad), bad.url, caplog.text, *(e.describe() for e in events)])
+        assert "fleet.unavailable" in shown
+        for hidden in (secret, wrong, user):
+            assert hidden not in shown
+    finally:
+        server.close()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -57,3 +61,81 @@ def test_connect_never_blocks_an_event_loop(redis_server) -> None:
 
     redis_server.sleep(1.0)  # a first snapshot could not come for a second
     assert asyncio.run(build()) < 0.1
+
+
+def test_lookup_never_waits_on_resolving_a_named_redis_host(redis_server, monkeypatch) -> None:
+    # The system resolver is broken (the outage outlast is for): resolving the Redis host's
+    # name takes seconds, and no socket timeout bounds it. The patch resolves the name to
+    # 127.0.0.1 itself; the system resolver is never asked.
+    name = "redis.fleet.test"
+    real = socket.getaddrinfo
+    slow = threading.Event()  # set: resolving `name` hangs until `release` (2 s at most)
+    release = threading.Event()
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host == name:
+            if slow.is_set():
+                release.wait(2.0)
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    url = redis_server.url.replace("127.0.0.1", name)
+    slow.set()
+    try:
+        with Fleet(url, connect_wait=0) as fleet:
+            time.sleep(0.3)  # the fleet's threads are stuck resolving; a back-off passes
+            started = time.monotonic()
+            assert fleet.lookup("named.outlast.test") is None  # never connected: no wait
+            assert time.monotonic() - started < 0.1
+            slow.clear()
+            release.set()
+            now = time.time()
+            fleet.publish(SharedAnswer("named.outlast.test", ("127.0.0.4",), 30.0, now, now, "t"))
+            assert wait_for(lambda: fleet.lookup("named.outlast.test") is not None, 10)
+            # Connected once; now the name is slow again and the connection is lost.
+            release.clear()
+            slow.set()
+            fleet._link.client.connection_pool.disconnect()
+            started = time.monotonic()
+            assert fleet.lookup("named.outlast.test") is None
+            assert time.monotonic() - started < 0.1
+            slow.clear()
+            release.set()
+            assert wait_for(lambda: fleet.lookup("named.outlast.test") is not None, 10)
+    finally:
+        release.set()
+
+
+def test_a_forked_child_gets_new_locks(redis_server) -> None:
+    # Another thread holds the fleet's locks when the process forks: the child's copies
+    # would stay locked for good, so the child must make new ones.
+    from outlast.fleet import _fleet
+
+    with Fleet(redis_server.url) as fleet:
+        held, done = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with fleet._breakers._lock, _fleet._connect_lock:
+                held.set()
+                done.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+                pid = os.fork()
+            if pid == 0:  # the child: never returns into pytest
+                code = 1
+                try:
+                    locks = (fleet._breakers._lock, _fleet._connect_lock)
+                    code = 0 if all(lock.acquire(timeout=2) for lock in locks) else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+        finally:
+            done.set()
+            holder.join(5)
+        assert os.waitstatus_to_exitcode(status) == 0

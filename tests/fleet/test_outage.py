@@ -122,3 +122,36 @@ def test_publish_and_lookup_never_wait_on_a_slow_redis(redis_server) -> None:
         assert time.monotonic() - started < 0.01
         # Queued answers are written once Redis answers again.
         assert wait_for(lambda: fleet.lookup("n999.outlast.test") is not None, 10)
+
+
+def test_a_key_redis_refuses_is_dropped_and_is_no_outage(redis_server, caplog) -> None:
+    # Keys of the wrong type (another tool, a collision): Redis answers WRONGTYPE for those
+    # writes. Only they are dropped; the rest is written and Redis is not marked down.
+    from outlast.dns import SharedAnswer
+
+    redis_server.command("SET", "outlast:lkg:bad.outlast.test", "x")
+    redis_server.command("HSET", "outlast:breaker:poisoned:failures", "x", "1")
+    caplog.set_level("WARNING", logger="outlast.fleet")
+    events: list[outlast.Event] = []
+    with Fleet(redis_server.url, listeners=[events.append]) as fleet:
+        breaker = outlast.CircuitBreaker(failures=10, reset=30.0)
+        poisoned = fleet.link("poisoned", breaker, lambda state, ago: None)
+        fine = fleet.link("fine", breaker, lambda state, ago: None)
+        for round_ in range(3):  # the same poisoned items again and again
+            now = time.time()
+            fleet.publish(SharedAnswer("bad.outlast.test", ("127.0.0.1",), 60.0, now, now, "t"))
+            good = f"good{round_}.outlast.test"
+            fleet.publish(SharedAnswer(good, ("127.0.0.2",), 60.0, now, now, "t"))
+            poisoned.failed()
+            fine.failed()
+            assert wait_for(lambda: fleet.lookup(good) is not None, 5)  # noqa: B023
+        assert wait_for(
+            lambda: redis_server.command("GET", "outlast:breaker:fine:failures") == b"$1\r\n3\r\n",
+            5,
+        )
+        assert fleet.lookup("bad.outlast.test") is None  # a refused read is no outage either
+        time.sleep(0.5)
+        assert fleet.available
+        assert not [e for e in events if isinstance(e, FleetUnavailable | FleetRestored)]
+        assert "WRONGTYPE" in caplog.text
+        assert "bad.outlast.test" in caplog.text

@@ -197,6 +197,10 @@ class BreakerStore:
         #: name -> (origin token of the local breaker, a weak reference to its apply)
         self._appliers: dict[str, list[tuple[str, _Ref]]] = {}
 
+    def after_fork_in_child(self) -> None:
+        """A lock held by another thread at fork time would never be released here."""
+        self._lock = threading.Lock()
+
     def keys(self, name: str) -> list[str]:
         base = self.prefix + name
         return [base, base + ":failures", self.index]

@@ -1,13 +1,16 @@
 """The connection to Redis: short timeouts, no waiting on a Redis that is down.
 
 :class:`Link` runs one operation at a time against a ``redis.Redis`` client built with
-connect and read timeouts of at most 50 ms and no retries of its own. A failure
-(refused, timed out, reset, an error reply) marks Redis down: a warning event is
-emitted once, and every operation is refused at once (:class:`Down`) until a back-off
+connect and read timeouts of at most 50 ms and no retries of its own. A failure to
+reach Redis (refused, timed out, reset: :data:`OUTAGE`) marks Redis down: a warning
+event is emitted once, and every operation is refused at once (:class:`Down`) until a back-off
 (0.25 s, doubling up to 5 s) has passed; then the next operation tries again on a new
 connection. The first success after that emits the event that says sharing resumed.
+An error reply (a key of the wrong type, OOM, NOSCRIPT) is not an outage: Redis
+answered, so the operation fails with :class:`Rejected` and Redis stays up.
 
-The URL's password never appears in a repr, an event or a log line.
+The URL's password (in the netloc or as a ``password`` / ``username`` query
+parameter) never appears in a repr, an event or a log line.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Final, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -27,7 +30,17 @@ from outlast._config import mask_url
 from outlast._events import Event
 from outlast.fleet._events import FleetRestored, FleetUnavailable
 
-__all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "DEFAULT_TIMEOUT", "Down", "Link", "scrub"]
+__all__ = [
+    "BACKOFF_MAX",
+    "BACKOFF_MIN",
+    "DEFAULT_TIMEOUT",
+    "OUTAGE",
+    "Down",
+    "Link",
+    "Rejected",
+    "mask",
+    "scrub",
+]
 
 T = TypeVar("T")
 
@@ -38,16 +51,57 @@ BACKOFF_MIN: Final = 0.25
 BACKOFF_MAX: Final = 5.0
 
 
+#: The errors that mean Redis could not be reached in time (it is then marked down).
+OUTAGE: Final = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
 class Down(Exception):
     """Redis is down or backing off: the operation was not (fully) done."""
 
 
+class Rejected(Exception):
+    """Redis answered with an error: the operation failed, and retrying it would too."""
+
+
+#: Query parameters of a Redis URL that redis-py takes as credentials.
+_SECRET_PARAMS: Final = frozenset({"password", "username"})
+
+
+def _secret_params(query: str) -> list[tuple[str, str]]:
+    """``(name, raw value)`` of each credential parameter in a URL's query string."""
+    found = []
+    for part in query.split("&"):
+        name, sep, value = part.partition("=")
+        if sep and unquote(name).lower() in _SECRET_PARAMS:
+            found.append((name, value))
+    return found
+
+
 def scrub(text: str, url: str) -> str:
-    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
-    password = urlsplit(url).password
-    for secret in () if not password else (password, unquote(password)):
+    """``text`` with the credentials of ``url`` (if any) replaced by ``***``.
+
+    Those are the password in the URL's netloc and the ``password`` and ``username``
+    query parameters (``redis://host/0?password=...``).
+    """
+    parts = urlsplit(url)
+    raw = [parts.password or "", *(value for _, value in _secret_params(parts.query))]
+    secrets = {s for value in raw for s in (value, unquote(value), unquote_plus(value)) if s}
+    for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def mask(url: str) -> str:
+    """``url`` for showing: its password and credential query parameters masked."""
+    shown = mask_url(url)
+    parts = urlsplit(shown)
+    if not _secret_params(parts.query):
+        return shown
+    query = "&".join(
+        f"{name}=***" if sep and unquote(name).lower() in _SECRET_PARAMS else f"{name}{sep}{value}"
+        for name, sep, value in (p.partition("=") for p in parts.query.split("&"))
+    )
+    return urlunsplit(parts._replace(query=query))
 
 
 class Link:
@@ -62,7 +116,7 @@ class Link:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
-        self.shown_url = mask_url(url)
+        self.shown_url = mask(url)
         self.timeout = timeout
         self._emit = emit
         self._clock = clock
@@ -70,6 +124,8 @@ class Link:
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._backoff = BACKOFF_MIN
+        #: True once an operation has succeeded (the host name resolved, a connection made).
+        self.connected = False
         self.client = self._make_client()
 
     def _make_client(self) -> redis.Redis:
@@ -81,6 +137,10 @@ class Link:
             health_check_interval=0,
             decode_responses=True,
         )
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the URL's secrets masked."""
+        return scrub(text, self._url)
 
     def __repr__(self) -> str:
         return f"<Link {self.shown_url} {'down' if self.down else 'up'}>"
@@ -103,9 +163,12 @@ class Link:
             raise Down(f"redis at {self.shown_url} is down")
         try:
             result = operation(self.client)
-        except (redis.RedisError, OSError) as exc:
+        except OUTAGE as exc:
             self.failed(exc)
             raise Down(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+        except redis.RedisError as exc:  # an error reply: Redis itself is up
+            self.succeeded()
+            raise Rejected(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
         self.succeeded()
         return result
 
@@ -127,6 +190,7 @@ class Link:
 
     def succeeded(self) -> None:
         """Record a successful operation: sharing resumes if Redis was down."""
+        self.connected = True
         if self._down_since is None:
             return
         with self._lock:

@@ -1,7 +1,7 @@
 """Fleet: one process's share of the fleet's knowledge, kept in Redis off the hot path.
 
 A :class:`Fleet` is both hooks at once: ``Resolver(shared=fleet)`` and
-``Policy(shared=fleet)``. Two daemon threads do all the Redis work:
+``Policy(shared=fleet)``. Daemon threads do all the Redis work:
 
 - the *writer* sends what this process learned (good answers, breaker failures and
   transitions) in pipelined batches. Callers only put an item in a bounded queue and
@@ -10,8 +10,12 @@ A :class:`Fleet` is both hooks at once: ``Resolver(shared=fleet)`` and
   breakers on (re)connection and every ``RESYNC_INTERVAL`` seconds, so a missed
   message is made good and a process that joins sees what is already open.
 
-The one blocking call is :meth:`Fleet.lookup` (bounded by the timeout), which the
-resolver makes on an executor thread only for a name it holds nothing for.
+The one blocking call is :meth:`Fleet.lookup`, which the resolver makes on an executor
+thread only for a name it holds nothing for. The read itself runs on a third daemon
+thread, the *reader*, and the caller waits for it at most the timeout: connecting
+(resolving the Redis host's name included, which no socket timeout bounds) never
+happens on the caller's thread, and until Redis has answered once it returns None at
+once.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import queue
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import redis
 
@@ -42,7 +48,7 @@ from outlast.fleet._breakers import (
     Change,
     Op,
 )
-from outlast.fleet._client import DEFAULT_TIMEOUT, Down, Link
+from outlast.fleet._client import DEFAULT_TIMEOUT, OUTAGE, Down, Link, Rejected
 from outlast.fleet._events import LOGGER, FleetAnswerFound
 from outlast.fleet._lkg import PUBLISH_SCRIPT, AnswerStore
 from outlast.policy import BreakerLink, CircuitBreaker
@@ -107,6 +113,7 @@ class Fleet:
         self._cond = threading.Condition()
         self._pending: dict[str, SharedAnswer] = {}
         self._ops: deque[Op] = deque(maxlen=MAX_PENDING)
+        self._reads: queue.SimpleQueue[_Read | None] = queue.SimpleQueue()
         self._scripts = self._register_scripts()
         self._closed = False
         self._stop = threading.Event()
@@ -135,6 +142,7 @@ class Fleet:
         self._threads = [
             threading.Thread(target=self._write_loop, name="outlast-fleet-writer", daemon=True),
             threading.Thread(target=self._listen_loop, name="outlast-fleet-listener", daemon=True),
+            threading.Thread(target=self._read_loop, name="outlast-fleet-reader", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -181,6 +189,7 @@ class Fleet:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        self._reads.put(None)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(2.0)
@@ -201,14 +210,25 @@ class Fleet:
             self._cond.notify()
 
     def lookup(self, host: str, /) -> SharedAnswer | None:
-        """The fleet's answer for ``host``: one read, bounded by the timeout; None if none.
+        """The fleet's answer for ``host``: one read, waited for at most the timeout.
 
-        Returns None at once while Redis is down. Blocks (briefly): never call it on an
-        event loop's thread.
+        None if the fleet has none, if the read takes longer (Redis is then marked down),
+        and at once while Redis is down or before it has answered once. The read runs on
+        the fleet's reader thread, so a slow connect or name resolution never holds the
+        caller longer. Blocks (briefly): never call it on an event loop's thread.
         """
+        link = self._link
+        if self._closed or not link.connected or not link.usable():
+            return None
+        future: Future[SharedAnswer | None] = Future()
+        self._reads.put(_Read(host, future))
         try:
-            answer = self._link.run(lambda client: self._answers.read(client, host))
-        except Down:
+            answer = future.result(timeout=link.timeout)
+        except TimeoutError:
+            if future.cancel() or not future.done():
+                link.failed(TimeoutError(f"no answer within {link.timeout:g}s"))
+            return None
+        except (Down, Rejected):
             return None
         if answer is not None:
             age = max(0.0, time.time() - answer.learned_at)
@@ -253,6 +273,14 @@ class Fleet:
                 with self._cond:  # keep the answers for later unless newer ones came
                     for answer in answers:
                         self._pending.setdefault(answer.host, answer)
+            except Rejected as exc:  # e.g. loading the scripts refused: retrying would be too
+                LOGGER.warning(
+                    "outlast: Redis refused a fleet write; %d answers and %d breaker"
+                    " operations dropped: %s",
+                    len(answers),
+                    len(ops),
+                    exc,
+                )
             except Exception:
                 LOGGER.exception("outlast: fleet writer failed")
 
@@ -268,7 +296,37 @@ class Fleet:
             self._answers.write(pipe, self._scripts["publish"], answer)
         for op in ops:
             self._breakers.write(pipe, self._scripts, op)
-        pipe.execute()
+        # One reply per item. An error reply (a key of the wrong type, OOM, NOSCRIPT) is
+        # that item's alone: it is dropped, since writing it again would fail again, and
+        # the others stand. Only failing to reach Redis (raised here) is an outage.
+        replies = pipe.execute(raise_on_error=False)
+        items: list[SharedAnswer | Op] = [*answers, *ops]
+        for item, reply in zip(items, replies, strict=False):
+            if isinstance(reply, redis.ResponseError):
+                what = (
+                    f"the answer for {item.host!r}"
+                    if isinstance(item, SharedAnswer)
+                    else f"breaker {item.name!r} ({item.kind})"
+                )
+                error = self._link.scrub(f"{type(reply).__name__}: {reply}")[:300]
+                LOGGER.warning("outlast: Redis refused %s; dropped: %s", what, error)
+
+    # -- the reader thread ------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        stop, reads = self._stop, self._reads
+        while not stop.is_set():
+            read = reads.get()
+            if read is None or stop.is_set():
+                return
+            if not read.future.set_running_or_notify_cancel():
+                continue  # its caller gave up before it started
+            try:
+                answer = self._link.run(functools.partial(self._answers.read, host=read.host))
+            except Exception as exc:
+                read.future.set_exception(exc)
+            else:
+                read.future.set_result(answer)
 
     # -- the listener thread ----------------------------------------------------------
 
@@ -293,7 +351,7 @@ class Fleet:
         try:
             try:
                 pubsub.subscribe(self._breakers.channel)
-            except (redis.RedisError, OSError) as exc:
+            except OUTAGE as exc:
                 self._link.failed(exc)
                 raise Down(str(exc)) from None
             self._snapshot()
@@ -302,7 +360,7 @@ class Fleet:
             while not stop.is_set():
                 try:
                     message = pubsub.get_message(timeout=0.1)
-                except (redis.RedisError, OSError) as exc:
+                except OUTAGE as exc:
                     self._link.failed(exc)
                     raise Down(str(exc)) from None
                 if message is not None and message.get("type") == "message":
@@ -320,7 +378,11 @@ class Fleet:
 
     def _snapshot(self) -> None:
         keys, args = self._breakers.snapshot_args()
-        rows = self._link.run(lambda client: self._scripts["snapshot"](keys=keys, args=args))
+        try:
+            rows = self._link.run(lambda client: self._scripts["snapshot"](keys=keys, args=args))
+        except Rejected as exc:  # Redis is up; the subscription still brings changes
+            LOGGER.warning("outlast: Redis refused the fleet's breaker snapshot: %s", exc)
+            return
         for row in list(rows)[1:]:
             change = Change.parse(str(row))
             if change is not None:
@@ -332,10 +394,19 @@ class Fleet:
         self._cond = threading.Condition()
         self._pending = {}
         self._ops = deque(maxlen=MAX_PENDING)
+        self._reads = queue.SimpleQueue()
+        self._breakers.after_fork_in_child()
         self._link.after_fork_in_child()
         self._scripts = self._register_scripts()
         if not self._closed:
             self._start()
+
+
+class _Read(NamedTuple):
+    """A look-up for the reader thread; its caller waits on ``future``."""
+
+    host: str
+    future: Future[SharedAnswer | None]
 
 
 class _Link:
@@ -370,6 +441,16 @@ def _after_fork_in_child(ref: weakref.ref[Fleet]) -> None:
 
 _connected: dict[str, Fleet] = {}
 _connect_lock = threading.Lock()
+
+
+def _new_connect_lock_in_child() -> None:
+    # A thread of the parent may have held it at fork time: the child's copy is locked
+    # for good, and connect() (from_env in the child) would deadlock.
+    global _connect_lock
+    _connect_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_connect_lock_in_child)
 
 
 def connect(url: str, *, listeners: Iterable[Listener] = ()) -> Fleet:
