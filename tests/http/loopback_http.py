@@ -20,7 +20,8 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import h2.config
 import h2.connection
@@ -34,7 +35,67 @@ STALL = "stall"
 STALL_FOR = 3.0
 
 
-class Backend:
+_L = TypeVar("_L", bound="_Listener")
+
+
+class _Listener:
+    """A TCP listener on loopback, accepting in a thread; what a connection gets is the
+    subclass's :meth:`_accepted`. Sockets passed to :meth:`_track` are shut down at close.
+    """
+
+    def __init__(self, address: str = "127.0.0.1", port: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._socks: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._sock = socket.create_server((address, port))
+        self._sock.settimeout(0.2)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def __enter__(self: _L) -> _L:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+        with self._lock:
+            socks = list(self._socks)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in list(self._threads):
+            thread.join(5)
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.add(sock)
+
+    def _in_thread(self, target: Callable[[socket.socket], None], conn: socket.socket) -> None:
+        thread = threading.Thread(target=target, args=(conn,), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._accepted(conn)
+
+    def _accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class Backend(_Listener):
     """A scripted HTTP server; use as a context manager."""
 
     def __init__(
@@ -51,7 +112,6 @@ class Backend:
         self.connections = 0
         self.sni: list[str | None] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self._lock = threading.Lock()
         self._ctx: ssl.SSLContext | None = None
         if cert is not None:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -59,34 +119,9 @@ class Backend:
             ctx.set_alpn_protocols(["h2", "http/1.1"])
             ctx.sni_callback = self._on_sni
             self._ctx = ctx
-        self._sock = socket.create_server((address, port))
-        self._sock.settimeout(0.2)
-        self.port: int = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._conns: set[socket.socket] = set()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(address, port)
 
     # -- control ---------------------------------------------------------------------
-
-    def __enter__(self) -> Backend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        for thread in list(self._threads):
-            thread.join(5)
 
     def _on_sni(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
         with self._lock:
@@ -101,20 +136,11 @@ class Backend:
 
     # -- serving ---------------------------------------------------------------------
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-                self._conns.add(conn)
-            thread = threading.Thread(target=self._connection, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def _accepted(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+        self._track(conn)
+        self._in_thread(self._connection, conn)
 
     def _connection(self, raw: socket.socket) -> None:
         conn: socket.socket = raw
@@ -130,7 +156,7 @@ class Backend:
             pass
         finally:
             with self._lock:
-                self._conns.discard(raw)
+                self._socks.discard(raw)
             with contextlib.suppress(OSError):
                 conn.close()
 
@@ -215,38 +241,18 @@ class Backend:
         h2c.send_data(stream_id, body, end_stream=True)
 
 
-class ForwardProxy:
+class ForwardProxy(_Listener):
     """Answers absolute-form HTTP requests itself ("proxied <target>"); records the targets."""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port: int = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def __enter__(self) -> ForwardProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                with contextlib.suppress(OSError, ValueError):
-                    self._one(conn)
+    def _accepted(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            with contextlib.suppress(OSError, ValueError):
+                self._one(conn)
 
     def _one(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
@@ -263,7 +269,7 @@ class ForwardProxy:
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
 
 
-class ConnectProxy:
+class ConnectProxy(_Listener):
     """Tunnels ``CONNECT host:port`` to ``upstream``:port; records the targets.
 
     With ``refuse`` set to a status (407: proxy authentication required), every CONNECT
@@ -274,41 +280,10 @@ class ConnectProxy:
         self.upstream = upstream
         self.refuse: int | None = None
         self.targets: list[str] = []
-        self._lock = threading.Lock()
-        self._socks: set[socket.socket] = set()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port: int = self._sock.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def __enter__(self) -> ConnectProxy:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
-        with self._lock:
-            socks = list(self._socks)
-        for sock in socks:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
-
-    def _track(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._socks.add(sock)
+    def _accepted(self, conn: socket.socket) -> None:
+        self._in_thread(self._tunnel, conn)
 
     def _tunnel(self, conn: socket.socket) -> None:
         self._track(conn)
