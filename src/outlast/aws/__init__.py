@@ -11,7 +11,7 @@ breaker per endpoint (while open, calls raise :class:`CircuitOpenError`, a
 ``botocore.exceptions.EndpointConnectionError``, without touching the network), and
 sends allow-listed read operations to fallback clients and regions when the primary
 cannot be reached. It imports the layers below (``outlast.dns``, ``outlast.policy``,
-``outlast.http._dial``, ``outlast._*``); nothing below imports it.
+``outlast._dial``, ``outlast._*``); nothing below imports it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the session's own ``pool_classes_by_scheme`` map. :func:`install` replaces the t
 entries of *that client's* map with pool classes whose connection class overrides
 ``_new_conn``: the host urllib3 would connect to (the endpoint, or the proxy when one
 is configured) is resolved with :class:`outlast.Resolver`, and its addresses are dialled
-healthy-first with failover and ejection (:func:`outlast.http._dial.create_connection`).
+healthy-first with failover and ejection (:func:`outlast._dial.create_connection`).
 
 Everything else stays urllib3's and botocore's: TLS is started afterwards with the
 connection's ``host`` (SNI and certificate checks keep the hostname), SigV4 signs the
@@ -31,10 +31,10 @@ from botocore.awsrequest import (
 from botocore.httpsession import URLLib3Session
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
+from outlast._dial import AllAddressesFailed, Outliers, create_connection
 from outlast._events import Emitter
 from outlast._exceptions import ConfigError, ResolveError
 from outlast.dns import Resolver
-from outlast.http._dial import AllAddressesFailed, Outliers, create_connection
 
 __all__ = ["Dialer", "install", "installed"]
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from outlast._config import Settings
+from outlast._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.aws._events import LOGGER
@@ -30,7 +31,6 @@ from outlast.aws._retries import (
 )
 from outlast.aws._session import Dialer, install
 from outlast.dns import Resolver
-from outlast.http._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast.policy import Policy
 
 __all__ = ["Wrapped", "client", "wrap", "wrapped"]

@@ -9,12 +9,12 @@ the HTTP classifiers for the policy, the translation of outlast's errors into ht
 and the ``outlast.http`` events.
 
 Imports httpx/httpcore and the layers below (``outlast.dns``, ``outlast.policy``,
-``outlast._*``). It must not import botocore or ``outlast.aws``. ``_dial`` has no
-httpx import so that ``outlast.aws`` can reuse it.
+``outlast._dial``, ``outlast._*``). It must not import botocore or ``outlast.aws``.
 """
 
 from __future__ import annotations
 
+from outlast._dial import DEFAULT_EJECT_FOR
 from outlast.http._backend import HAPPY_EYEBALLS_DELAY
 from outlast.http._classify import (
     IDEMPOTENT_METHODS,
@@ -25,7 +25,6 @@ from outlast.http._classify import (
     retry_safe,
 )
 from outlast.http._client import AsyncClient, Client
-from outlast.http._dial import DEFAULT_EJECT_FOR
 from outlast.http._errors import CircuitOpenError
 from outlast.http._events import AddressEjected, AddressFailed, AddressRestored, FailedOver
 from outlast.http._transport import AsyncTransport, Transport

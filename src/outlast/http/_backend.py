@@ -26,10 +26,10 @@ from typing import Final, TypeAlias
 import anyio
 import httpcore
 
+from outlast._dial import AllAddressesFailed, Outliers, Report, dial_serial, plan
 from outlast._events import Emitter
 from outlast._exceptions import ResolveError
 from outlast.dns import Resolver
-from outlast.http._dial import AllAddressesFailed, Outliers, Report, dial_serial, plan
 
 __all__ = ["HAPPY_EYEBALLS_DELAY", "AsyncBackend", "SyncBackend"]
 

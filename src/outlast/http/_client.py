@@ -17,10 +17,10 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from outlast._dial import DEFAULT_EJECT_FOR
 from outlast._events import Listener
 from outlast._exceptions import ConfigError
 from outlast.dns import Resolver
-from outlast.http._dial import DEFAULT_EJECT_FOR
 from outlast.http._pool import DEFAULT_LIMITS
 from outlast.http._transport import AsyncTransport, Transport, disabled, http_policy
 from outlast.policy import Policy

@@ -1,82 +1,19 @@
 """The events of ``outlast.http``: addresses failing, ejected, restored, failed over to.
 
-Logged under the ``outlast.http`` logger with structured ``extra`` fields, and handed
-to the listeners given to a transport (``Transport(listeners=[...])``).
+They are emitted by the dialler every integration shares (:mod:`outlast._dial`) and
+re-exported here, where users of the httpx transports look for them. Logged under the
+``outlast.http`` logger with structured ``extra`` fields, and handed to the listeners
+given to a transport (``Transport(listeners=[...])``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-from typing import ClassVar, Final
-
-from outlast._events import Event
+from outlast._dial import (
+    LOGGER,
+    AddressEjected,
+    AddressFailed,
+    AddressRestored,
+    FailedOver,
+)
 
 __all__ = ["LOGGER", "AddressEjected", "AddressFailed", "AddressRestored", "FailedOver"]
-
-LOGGER: Final = logging.getLogger("outlast.http")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AddressFailed(Event):
-    """A connect to one address of ``host`` failed (refused, timed out, unreachable).
-
-    Added in 0.1.0.
-    """
-
-    kind: ClassVar[str] = "http.address_failed"
-    level: ClassVar[int] = logging.INFO
-
-    host: str
-    address: str
-    port: int
-    reason: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AddressEjected(Event):
-    """An address is tried last for ``seconds`` because a connect to it failed.
-
-    Added in 0.1.0.
-    """
-
-    kind: ClassVar[str] = "http.address_ejected"
-    level: ClassVar[int] = logging.WARNING
-
-    host: str
-    address: str
-    port: int
-    seconds: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AddressRestored(Event):
-    """An ejected address accepted a connection again and is back in its place.
-
-    Added in 0.1.0.
-    """
-
-    kind: ClassVar[str] = "http.address_restored"
-    level: ClassVar[int] = logging.INFO
-
-    host: str
-    address: str
-    port: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FailedOver(Event):
-    """A connection was made to an address other than the first one planned.
-
-    ``position`` is the address's place in the dial (2 for the second).
-
-    Added in 0.1.0.
-    """
-
-    kind: ClassVar[str] = "http.failed_over"
-    level: ClassVar[int] = logging.INFO
-
-    host: str
-    address: str
-    port: int
-    position: int

@@ -29,13 +29,13 @@ import httpcore
 import httpx
 
 from outlast._config import VARIABLES, Settings
+from outlast._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast._events import Emitter, Listener
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError
 from outlast.dns import Resolver
 from outlast.http._backend import AsyncBackend, SyncBackend
 from outlast.http._classify import classify_error, classify_result
-from outlast.http._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast.http._errors import CircuitOpenError
 from outlast.http._events import LOGGER
 from outlast.http._pool import (

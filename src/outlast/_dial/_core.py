@@ -6,8 +6,8 @@ dial (families interleaved, ejected ones last); :func:`dial_serial` tries addres
 one after another within one connect timeout, slicing it the way Go's dialer does;
 :func:`create_connection` is that loop over plain sockets.
 
-This module must not import httpx or httpcore: ``outlast.aws`` reuses it under
-urllib3.
+This module must not import httpx or httpcore: every integration (httpx, botocore and
+requests under urllib3, aiohttp) dials through it.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Final, TypeVar
 
 import cachetools
 
+from outlast._dial._events import AddressEjected, AddressFailed, AddressRestored, FailedOver
 from outlast._events import Emitter
 from outlast._exceptions import ConfigError
-from outlast.http._events import AddressEjected, AddressFailed, AddressRestored, FailedOver
 
 __all__ = [
     "DEFAULT_EJECT_FOR",

@@ -1,0 +1,47 @@
+"""outlast._dial: socket dialling shared by every integration.
+
+Owns the order in which a name's addresses are tried (families interleaved, ejected
+ones last), failover within one connect timeout, outlier ejection and the events that
+say so. It knows no HTTP library: ``outlast.http`` (httpcore), ``outlast.aws``
+(botocore's urllib3) and the other integrations build on it.
+
+Imports ``outlast._events`` and ``outlast._exceptions`` only.
+"""
+
+from __future__ import annotations
+
+from outlast._dial._core import (
+    DEFAULT_EJECT_FOR,
+    MIN_SLICE,
+    AllAddressesFailed,
+    Outliers,
+    Report,
+    create_connection,
+    dial_serial,
+    interleave,
+    plan,
+)
+from outlast._dial._events import (
+    LOGGER,
+    AddressEjected,
+    AddressFailed,
+    AddressRestored,
+    FailedOver,
+)
+
+__all__ = [
+    "DEFAULT_EJECT_FOR",
+    "LOGGER",
+    "MIN_SLICE",
+    "AddressEjected",
+    "AddressFailed",
+    "AddressRestored",
+    "AllAddressesFailed",
+    "FailedOver",
+    "Outliers",
+    "Report",
+    "create_connection",
+    "dial_serial",
+    "interleave",
+    "plan",
+]
