@@ -11,8 +11,8 @@ import outlast.dns
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    public = {name for name in vars(outlast) if not name.startswith(("_", "@"))}
-    modules = {n for n, v in vars(outlast).items() if isinstance(v, types.ModuleType)}
+    public = {name for name in dir(outlast) if not name.startswith(("_", "@"))}
+    modules = {n for n in public if isinstance(getattr(outlast, n), types.ModuleType)}
     assert set(outlast.__all__) - {"__version__"} == public - modules
     assert outlast.__all__ == sorted(outlast.__all__)
 

@@ -7,7 +7,7 @@ start-up and returns a frozen :class:`Settings`. A bad value raises
 
 Layers below the integrations take their defaults from here; nothing else in outlast
 reads ``os.environ`` for an ``OUTLAST_*`` name. This module imports no layer (the
-``OUTLAST_CHAOS`` parser, ``outlast.chaos._spec``, imports nothing but the errors).
+``OUTLAST_CHAOS`` parser, ``outlast._chaosplan``, imports nothing but the errors).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from outlast._chaosplan import ChaosPlan, parse_chaos
 from outlast._exceptions import ConfigError, InvalidHostError
 from outlast._names import normalize
-from outlast.chaos._spec import ChaosPlan, parse_chaos
 
 __all__ = [
     "VARIABLES",

@@ -21,9 +21,7 @@ is pacing, not failing), and a certificate that fails verification is not retrie
 from __future__ import annotations
 
 import dataclasses
-import os
 import ssl
-import threading
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -45,12 +43,10 @@ from botocore.retries.standard import (
 )
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from outlast._config import VARIABLES, Settings
+from outlast import _root
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast.aws._errors import CircuitOpenError
-from outlast.policy import Decision, Outcome, Phase, Policy, Retry, retry_all
-from outlast.policy._breaker import CircuitBreaker
-from outlast.policy._budget import RetryBudget
+from outlast.policy import Decision, Outcome, Phase, Policy, retry_all
 
 __all__ = [
     "POLICY_NAME",
@@ -187,63 +183,28 @@ def classify_error(outcome: Outcome, /) -> Decision:
 
 
 def outlast_environ() -> dict[str, str]:
-    """A snapshot of the ``OUTLAST_*`` variables set now: what default parts are built from.
-
-    Defaults are cached per snapshot (``tuple(sorted(snapshot.items()))``): the parsed
-    :class:`Settings` cannot be a key (``dns_static`` is a dict, a ``ChaosPlan`` compares
-    by identity), and equal raw values parse to equal settings.
-    """
-    return {var.name: os.environ[var.name] for var in VARIABLES if var.name in os.environ}
-
-
-EnvKey = tuple[tuple[str, str], ...]
-# The defaults of the latest environment only: a changed OUTLAST_* builds new ones and
-# lets the old ones go with the clients that hold them.
-_DEFAULTS_ENV: EnvKey | None = None
-_DEFAULTS: dict[int | None, Policy] = {}
-_DEFAULTS_LOCK = threading.Lock()
+    """A snapshot of the ``OUTLAST_*`` variables set now: what default parts are built from."""
+    return _root.outlast_environ()
 
 
 def default_policy(max_attempts: int | None = None) -> Policy:
     """The policy wrapped clients share when given none: ``OUTLAST_*`` and botocore's judgement.
 
     ``max_attempts`` (a botocore ``total_max_attempts`` the user set explicitly) caps
-    ``OUTLAST_RETRY_ATTEMPTS``. One policy per cap and per ``OUTLAST_*`` environment,
-    shared by every wrapped client in the process, so that one endpoint has one breaker
-    however many clients reach it. When an ``OUTLAST_*`` variable changes (a test's
-    fixture, a reconfiguration), the next call builds a new policy from the new values.
+    ``OUTLAST_RETRY_ATTEMPTS``. One policy per cap and per ``OUTLAST_*`` configuration,
+    shared by every wrapped client in the process (:mod:`outlast._root`), so that one
+    endpoint has one breaker however many clients reach it; with ``OUTLAST_REDIS_URL``
+    set its breakers are the fleet's. When an ``OUTLAST_*`` variable changes, the next
+    call builds a new policy from the new values.
 
     Added in 0.1.0.
     """
-    global _DEFAULTS_ENV
-    environ = outlast_environ()
-    key = tuple(sorted(environ.items()))
-    with _DEFAULTS_LOCK:
-        if key != _DEFAULTS_ENV:
-            _DEFAULTS.clear()
-            _DEFAULTS_ENV = key
-        policy = _DEFAULTS.get(max_attempts)
-        if policy is None:
-            settings = Settings.from_env(environ)
-            retry = Retry.from_settings(settings)
-            if max_attempts is not None and max_attempts < retry.attempts:
-                retry = Retry(
-                    attempts=max(1, max_attempts),
-                    base=retry.base,
-                    cap=retry.cap,
-                    deadline=retry.deadline,
-                )
-            policy = Policy(
-                retry=retry,
-                budget=RetryBudget.from_settings(settings),
-                breaker=CircuitBreaker.from_settings(settings),
-                classify_error=classify_error,
-                classify_result=classify_result,
-                name=POLICY_NAME,
-                enabled=not settings.disable,
-            )
-            _DEFAULTS[max_attempts] = policy
-        return policy
+    return _root.shared_policy(
+        POLICY_NAME,
+        classify_error=classify_error,
+        classify_result=classify_result,
+        max_attempts=max_attempts,
+    )
 
 
 def with_aws_classifiers(policy: Policy) -> Policy:

@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
+from outlast import _root
 from outlast._config import Settings
 from outlast._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast._events import Emitter, Listener
@@ -26,7 +26,6 @@ from outlast.aws._retries import (
     default_policy,
     disable_botocore_retries,
     explicit_max_attempts,
-    outlast_environ,
     with_aws_classifiers,
 )
 from outlast.aws._session import Dialer, install
@@ -36,10 +35,6 @@ from outlast.policy import Policy
 __all__ = ["Wrapped", "client", "wrap", "wrapped"]
 
 _MARK: Final = "_outlast_wrapped"
-# The resolver of the latest OUTLAST_* environment (see outlast_environ): a changed
-# environment builds a new one; the old one closes when its last client is gone.
-_shared_resolver: tuple[tuple[tuple[str, str], ...], Resolver] | None = None
-_resolver_lock = threading.Lock()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,19 +50,13 @@ class Wrapped:
 
 
 def _default_resolver() -> Resolver:
-    """One ``Resolver.from_env()`` per ``OUTLAST_*`` environment for wrapped clients given none.
+    """The process's resolver for the ``OUTLAST_*`` configuration (:mod:`outlast._root`).
 
-    Clients wrapped under the same ``OUTLAST_*`` values share one resolver (one DNS
-    cache); once a variable changes, newly wrapped clients get a resolver built from
-    the new values.
+    Wrapped clients and httpx clients given no resolver share it (one DNS cache, one
+    cache-file writer); once a variable changes, newly wrapped clients get a resolver
+    built from the new values.
     """
-    global _shared_resolver
-    environ = outlast_environ()
-    key = tuple(sorted(environ.items()))
-    with _resolver_lock:
-        if _shared_resolver is None or _shared_resolver[0] != key:
-            _shared_resolver = (key, Resolver.from_env(environ))
-        return _shared_resolver[1]
+    return _root.shared_resolver()
 
 
 def wrapped(client: Any) -> Wrapped | None:

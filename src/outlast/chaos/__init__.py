@@ -22,7 +22,7 @@ by those layers lazily.
 
 from __future__ import annotations
 
+from outlast._chaosplan import FAULTS, ChaosPlan, Rule, parse_chaos
 from outlast.chaos._events import FaultInjected
-from outlast.chaos._spec import FAULTS, ChaosPlan, Rule, parse_chaos
 
 __all__ = ["ChaosPlan", "FAULTS", "FaultInjected", "Rule", "parse_chaos"]

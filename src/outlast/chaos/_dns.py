@@ -17,10 +17,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, cast
 
+from outlast._chaosplan import DNS_FAULTS, ChaosPlan
 from outlast._config import ProviderSpec
 from outlast._events import Emitter, Listener
 from outlast.chaos._events import LOGGER, FaultInjected
-from outlast.chaos._spec import DNS_FAULTS, ChaosPlan
 from outlast.dns._pool import build_provider
 from outlast.dns._providers import Failure, Negative, Outcome, Provider
 

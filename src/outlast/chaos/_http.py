@@ -27,9 +27,9 @@ import anyio
 import httpcore
 import httpx
 
+from outlast._chaosplan import CONNECT_FAULTS, HTTP_FAULTS, ChaosPlan
 from outlast._events import Emitter, Listener
 from outlast.chaos._events import LOGGER, FaultInjected
-from outlast.chaos._spec import CONNECT_FAULTS, HTTP_FAULTS, ChaosPlan
 
 __all__ = [
     "REFUSED",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -29,13 +30,18 @@ class LoopThread:
         self._closed = False
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coro`` on the loop; the future cannot be cancelled by a waiter."""
+        """Run ``coro`` on the loop; the future cannot be cancelled by a waiter.
+
+        The task runs in an empty ``contextvars`` context, not a copy of the caller's:
+        a caller's context variables (a request being sent, say) must not be kept alive
+        by the loop, nor leak into a lookup that serves other callers.
+        """
         try:
             loop = self._ensure()
         except RuntimeError:
             coro.close()
             raise
-        return asyncio.run_coroutine_threadsafe(coro, loop)
+        return contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, loop)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -52,7 +58,8 @@ class LoopThread:
             if self._closed:
                 raise RuntimeError("the resolver is closed")
             if self._loop is None:
-                loop = asyncio.new_event_loop()
+                # Made in an empty context: the loop's own handles keep what they capture.
+                loop = contextvars.Context().run(asyncio.new_event_loop)
                 ready = threading.Event()
                 thread = threading.Thread(
                     target=self._run, args=(loop, ready), name=self._name, daemon=True

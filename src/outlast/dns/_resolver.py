@@ -13,7 +13,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import dataclasses
-import functools
 import logging
 import os
 import socket
@@ -23,8 +22,9 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Final, cast
+from typing import Final, Protocol
 
+from outlast._async import run_in_thread, wait_future
 from outlast._config import ProviderSpec, Settings, count_arg, seconds_arg
 from outlast._events import Emitter, Event, Listener
 from outlast._exceptions import ConfigError, ResolveError
@@ -63,6 +63,29 @@ _FROM_FILE: Final = "cache file: "
 _FROM_FLEET: Final = "fleet: "
 
 _DEFAULTS = Settings.from_env({})
+
+
+class Assembly(Protocol):
+    """What the composition root adds to a resolver built from the environment.
+
+    ``outlast.dns`` imports neither the fleet nor chaos: :mod:`outlast._root` plugs them
+    in through this seam (:func:`plug`), changing the keyword arguments
+    :meth:`Resolver.from_env` is about to build with (``shared=``, wrapped
+    ``providers=``); ``options`` already hold ``overrides``, the caller's own.
+    """
+
+    def __call__(
+        self, settings: Settings, options: dict[str, object], overrides: Mapping[str, object], /
+    ) -> None: ...
+
+
+_assemblies: list[Assembly] = []
+
+
+def plug(assembly: Assembly) -> None:
+    """Let the composition root extend every :meth:`Resolver.from_env` (idempotent)."""
+    if assembly not in _assemblies:
+        _assemblies.append(assembly)
 
 
 class Resolver:
@@ -149,14 +172,10 @@ class Resolver:
             return  # plain getaddrinfo: no file, no thread, no hooks
         if self._cache_file is not None:
             self._load_cache_file(self._cache_file)
+        # Dropped without close(): the thread stops when the resolver is collected. Fork
+        # and exit hooks are registered once for the module, over a weak set.
         weakref.finalize(self, self._runner.close)
-        ref = weakref.ref(self)
-        os.register_at_fork(
-            before=functools.partial(_before_fork, ref),
-            after_in_parent=functools.partial(_after_fork_in_parent, ref),
-            after_in_child=functools.partial(_after_fork_in_child, ref),
-        )
-        atexit.register(_at_exit, ref)
+        _LIVE.add(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Resolver:
@@ -166,7 +185,10 @@ class Resolver:
         example ``listeners=``) override the environment. With ``OUTLAST_REDIS_URL`` set,
         answers are shared through ``outlast.fleet`` (needs ``outlast[redis]``). With
         ``OUTLAST_CHAOS`` planning DNS faults, each provider is wrapped to inject them
-        (docs/rehearsal.md).
+        (docs/rehearsal.md). Both are wired by the composition root (:mod:`outlast._root`).
+
+        The resolver is the caller's: close it (or use it as a context manager). The
+        integrations share one per configuration instead (``outlast._root``).
         """
         s = Settings.from_env(environ)
         options: dict[str, object] = {
@@ -183,16 +205,10 @@ class Resolver:
             "cache_size": s.dns_cache_size,
             "disable": s.disable,
         }
-        if s.redis_url is not None and not s.disable and "shared" not in overrides:
-            from outlast.fleet import connect  # imported only in fleet mode
-
-            listeners = cast("Iterable[Listener]", overrides.get("listeners", ()))
-            options["shared"] = connect(s.redis_url, listeners=listeners)
         options.update(overrides)
-        if s.chaos is not None and not s.disable:  # OUTLAST_CHAOS: a rehearsal
-            from outlast.chaos._dns import wrap_dns
-
-            options["providers"] = wrap_dns(s.chaos, options)
+        if not s.disable:
+            for assembly in _assemblies:  # the fleet and chaos, plugged in by outlast._root
+                assembly(s, options, overrides)
         return cls(**options)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -240,7 +256,7 @@ class Resolver:
         return self._after_wait(host, name, outcome)
 
     async def aresolve(self, host: str) -> Answer:
-        """:meth:`resolve` for asyncio: never blocks the event loop."""
+        """:meth:`resolve` for async code (asyncio or trio): never blocks the event loop."""
         if self._disabled:
             return await _agetaddrinfo(host)
         answer = self._hit(host)
@@ -250,17 +266,18 @@ class Resolver:
         if isinstance(step, Answer):
             return step
         name, future = step
-        try:
-            outcome = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)), self._wait_limit
-            )
-        except asyncio.TimeoutError:
+        try:  # on asyncio or trio; cancelling this caller leaves the shared lookup running
+            outcome = await wait_future(future, self._wait_limit)
+        except TimeoutError:
             outcome = Failure(f"the lookup took longer than {self._wait_limit:g}s", "providers")
-        except asyncio.CancelledError:
-            if future.cancelled():  # the shared lookup, not this task, was cancelled
-                raise ResolveError(host, "the resolver was closed during the lookup") from None
-            raise
+        except concurrent.futures.CancelledError:  # the shared lookup was cancelled
+            raise ResolveError(host, "the resolver was closed during the lookup") from None
         return self._after_wait(host, name, outcome)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
 
     @property
     def _wait_limit(self) -> float:
@@ -284,8 +301,14 @@ class Resolver:
             self._write_cache_file()
 
     async def aclose(self) -> None:
-        """:meth:`close` for asyncio: the waits and the file write run off the event loop."""
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        """:meth:`close` for async code: the waits and the file write run off the event loop.
+
+        They run on a worker thread of anyio's, never on the event loop's default executor
+        (which may be busy or already shut down).
+        """
+        if self._closed:
+            return
+        await run_in_thread(self.close)
 
     async def __aenter__(self) -> Resolver:
         return self
@@ -576,31 +599,49 @@ class Resolver:
         self._pool.after_fork_in_child()
 
 
-# Fork: the lock is taken before, so a child never copies a half-made change.
+# Process lifecycle: one set of fork and exit hooks for the module, over a weak set of
+# the resolvers alive (a resolver that was closed or collected costs a fork nothing).
+_LIVE: weakref.WeakSet[Resolver] = weakref.WeakSet()
 
 
-def _before_fork(ref: weakref.ref[Resolver]) -> None:
-    resolver = ref()
-    if resolver is not None:
+_FORKING: list[Resolver] = []
+
+
+def _live() -> list[Resolver]:
+    return [resolver for resolver in list(_LIVE) if not resolver._closed]
+
+
+def _before_fork() -> None:
+    # Each lock is taken before, so a child never copies a half-made change.
+    _FORKING[:] = _live()
+    for resolver in _FORKING:
         resolver._lock.acquire()
 
 
-def _after_fork_in_parent(ref: weakref.ref[Resolver]) -> None:
-    resolver = ref()
-    if resolver is not None:
+def _after_fork_in_parent() -> None:
+    for resolver in _FORKING:
         resolver._lock.release()
+    _FORKING.clear()
 
 
-def _after_fork_in_child(ref: weakref.ref[Resolver]) -> None:
-    resolver = ref()
-    if resolver is not None:
+def _after_fork_in_child() -> None:
+    for resolver in _FORKING:
         resolver._after_fork_in_child()
+    _FORKING.clear()
 
 
-def _at_exit(ref: weakref.ref[Resolver]) -> None:
-    resolver = ref()
-    if resolver is not None:
+def _at_exit() -> None:
+    for resolver in _live():
         resolver.close()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+atexit.register(_at_exit)
 
 
 def _static_table(static: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
@@ -626,5 +667,4 @@ def _getaddrinfo(host: str) -> Answer:
 
 
 async def _agetaddrinfo(host: str) -> Answer:
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, _getaddrinfo, host)
+    return await run_in_thread(lambda: _getaddrinfo(host))

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import httpx
 
+from outlast import _root
 from outlast._dial import DEFAULT_EJECT_FOR
 from outlast._events import Listener
 from outlast._exceptions import ConfigError
@@ -31,14 +31,13 @@ TransportT = TypeVar("TransportT")
 
 
 class _Shared:
-    """The resolver and policy every transport of one client uses, made on first need.
+    """The resolver and policy every transport of one client uses, found on first need.
 
-    A client handed ``transport=`` (and no proxy) never asks, so it never makes a
-    resolver; one it made is closed with the client, or at once if the client's
-    ``__init__`` fails.
+    A client handed ``transport=`` (and no proxy) never asks. One given none uses the
+    process's shared ones (:mod:`outlast._root`), which no client closes.
     """
 
-    __slots__ = ("disabled", "eject_for", "listeners", "owns_resolver", "policy", "resolver")
+    __slots__ = ("disabled", "eject_for", "listeners", "policy", "resolver")
 
     def __init__(
         self,
@@ -54,7 +53,6 @@ class _Shared:
         self.listeners = tuple(listeners)
         self.eject_for = eject_for
         self.disabled = disabled()
-        self.owns_resolver = False
         self.resolver = resolver
         self.policy = policy
 
@@ -62,23 +60,14 @@ class _Shared:
         if not self.disabled:
             if self.policy is None:
                 self.policy = http_policy(self.listeners)
-            if self.resolver is None:
-                self.resolver = Resolver.from_env(listeners=self.listeners)
-                self.owns_resolver = True
+            if self.resolver is None:  # the process's, shared: never closed by the client
+                self.resolver = _root.shared_resolver(listeners=self.listeners)
         return {
             "resolver": self.resolver,
             "policy": self.policy,
             "eject_for": self.eject_for,
             "listeners": self.listeners,
         }
-
-    def close(self) -> None:
-        if self.owns_resolver and self.resolver is not None:
-            self.resolver.close()
-
-    async def aclose(self) -> None:
-        if self.owns_resolver and self.resolver is not None:
-            await self.resolver.aclose()
 
 
 class _Face(Generic[TransportT]):
@@ -100,11 +89,7 @@ class _Face(Generic[TransportT]):
         **kwargs: Any,
     ) -> None:
         self._outlast = _Shared(resolver, policy, eject_for, listeners)
-        try:
-            super().__init__(**kwargs)
-        except BaseException:  # nothing will close this client: free what it made
-            self._outlast.close()
-            raise
+        super().__init__(**kwargs)
 
     def _init_transport(
         self,
@@ -157,23 +142,6 @@ class Client(_Face[httpx.BaseTransport], httpx.Client):
 
     _transport_class = Transport
 
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._outlast.close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        try:
-            super().__exit__(exc_type, exc_value, traceback)
-        finally:
-            self._outlast.close()
-
 
 class AsyncClient(_Face[httpx.AsyncBaseTransport], httpx.AsyncClient):
     """An ``httpx.AsyncClient`` whose transports are :class:`outlast.AsyncTransport`.
@@ -184,20 +152,3 @@ class AsyncClient(_Face[httpx.AsyncBaseTransport], httpx.AsyncClient):
     """
 
     _transport_class = AsyncTransport
-
-    async def aclose(self) -> None:
-        try:
-            await super().aclose()
-        finally:
-            await self._outlast.aclose()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        try:
-            await super().__aexit__(exc_type, exc_value, traceback)
-        finally:
-            await self._outlast.aclose()

@@ -21,13 +21,13 @@ import dataclasses
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anyio
 import httpcore
 import httpx
 
+from outlast import _root
 from outlast._config import VARIABLES, Settings
 from outlast._dial import DEFAULT_EJECT_FOR, Outliers
 from outlast._events import Emitter, Listener
@@ -74,12 +74,16 @@ def origin_of(url: httpx.URL) -> str:
 
 
 def http_policy(listeners: Iterable[Listener] = ()) -> Policy:
-    """The policy an outlast transport uses when given none: ``OUTLAST_*`` and HTTP classifiers."""
-    return Policy.from_env(
+    """The policy an outlast transport uses when given none: ``OUTLAST_*`` and HTTP classifiers.
+
+    One per process and ``OUTLAST_*`` configuration (and listeners), shared by every
+    transport given none, so one origin has one breaker and one budget in the process.
+    """
+    return _root.shared_policy(
+        POLICY_NAME,
         classify_error=classify_error,
         classify_result=classify_result,
         listeners=listeners,
-        name=POLICY_NAME,
     )
 
 
@@ -88,7 +92,6 @@ class _Parts:
     """What a transport is made of, decided once from its arguments and the environment."""
 
     resolver: Resolver | None
-    owns_resolver: bool
     policy: Policy | None
     outliers: Outliers | None
     emitter: Emitter
@@ -109,21 +112,15 @@ def _parts(
     listeners = tuple(listeners)
     emitter = Emitter(LOGGER, listeners)
     if disabled():
-        return _Parts(None, False, None, None, emitter, None)
-    chaos = None
-    plan = Settings.from_env().chaos
-    if plan is not None:  # imported only for a rehearsal
-        from outlast.chaos._http import Injector
-
-        chaos = Injector(plan, listeners)
+        return _Parts(None, None, None, emitter, None)
+    chaos = _root.http_chaos(Settings.from_env(), listeners)  # OUTLAST_CHAOS: a rehearsal
     outliers = Outliers(eject_for=eject_for)
     if policy is None:
         policy = http_policy(listeners)
     view = http_view(policy)
-    owns = resolver is None
-    if resolver is None:
-        resolver = Resolver.from_env(listeners=listeners)
-    return _Parts(resolver, owns, policy, outliers, emitter, view, chaos)
+    if resolver is None:  # the process's, shared: this transport never closes it
+        resolver = _root.shared_resolver(listeners=listeners)
+    return _Parts(resolver, policy, outliers, emitter, view, chaos)
 
 
 def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
@@ -251,24 +248,18 @@ class _Face(Generic[PoolT, BackendT]):
         """The policy requests go through (None when outlast is disabled)."""
         return self._parts.policy
 
-    def _close_resolver(self) -> None:
-        if self._parts.owns_resolver and self._parts.resolver is not None:
-            self._parts.resolver.close()
-
-    async def _aclose_resolver(self) -> None:
-        if self._parts.owns_resolver and self._parts.resolver is not None:
-            await self._parts.resolver.aclose()
-
 
 class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.HTTPTransport):
     """``httpx.HTTPTransport`` that resolves with outlast, fails over and applies a policy.
 
-    Takes ``httpx.HTTPTransport``'s arguments, plus: ``resolver`` (default
-    ``Resolver.from_env()``, closed with the transport), ``policy`` (default
+    Takes ``httpx.HTTPTransport``'s arguments, plus: ``resolver`` (default: the
+    process's shared ``Resolver.from_env()`` for the ``OUTLAST_*`` configuration; a
+    resolver you pass is yours to close), ``policy`` (default: the process's shared
     ``Policy.from_env()`` with HTTP classifiers; one breaker and budget per origin),
     ``eject_for`` (seconds an address that refused or timed out is tried last) and
-    ``listeners`` (receive the transport's events, and the resolver's and policy's when
-    the transport made them). With ``OUTLAST_DISABLE=1`` it is plain httpx.
+    ``listeners`` (receive the transport's events, and those of the default resolver and
+    policy, which are shared by the transports given the same listeners). With
+    ``OUTLAST_DISABLE=1`` it is plain httpx.
 
     Added in 0.1.0.
     """
@@ -303,23 +294,6 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
         _refused(response, attempts, view)
         return response
 
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._close_resolver()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        try:
-            super().__exit__(exc_type, exc_value, traceback)
-        finally:
-            self._close_resolver()
-
 
 class AsyncTransport(
     _Face[httpcore.AsyncConnectionPool, httpcore.AsyncNetworkBackend], httpx.AsyncHTTPTransport
@@ -327,7 +301,7 @@ class AsyncTransport(
     """``httpx.AsyncHTTPTransport`` that resolves with outlast, races addresses, applies a policy.
 
     The arguments are :class:`Transport`'s. Connections race the name's addresses by
-    Happy Eyeballs (RFC 8305). Runs on asyncio.
+    Happy Eyeballs (RFC 8305). Runs on asyncio and trio (through anyio), as httpx does.
 
     Added in 0.1.0.
     """
@@ -361,20 +335,3 @@ class AsyncTransport(
             HELD.reset(token)
         _refused(response, attempts, view)
         return response
-
-    async def aclose(self) -> None:
-        try:
-            await super().aclose()
-        finally:
-            await self._aclose_resolver()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        try:
-            await super().__aexit__(exc_type, exc_value, traceback)
-        finally:
-            await self._aclose_resolver()

@@ -12,7 +12,6 @@ for a breaker with a failure ratio, one count in its window); the retry machiner
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import inspect
@@ -21,7 +20,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast
+
+import anyio
 
 from outlast._config import Settings
 from outlast._events import Emitter, Listener
@@ -33,6 +34,28 @@ from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
 from outlast.policy._run import Guard, Rules, Run, judge, replay, tell
+
+
+class Assembly(Protocol):
+    """What the composition root adds to a policy built from the environment.
+
+    ``outlast.policy`` never imports the fleet: :mod:`outlast._root` plugs in (:func:`plug`)
+    a callable that returns the :class:`SharedBreakers` for the settings, or None.
+    """
+
+    def __call__(
+        self, settings: Settings, listeners: Iterable[Listener], /
+    ) -> SharedBreakers | None: ...
+
+
+_assemblies: list[Assembly] = []
+
+
+def plug(assembly: Assembly) -> None:
+    """Let the composition root extend every :meth:`Policy.from_env` (idempotent)."""
+    if assembly not in _assemblies:
+        _assemblies.append(assembly)
+
 
 __all__ = ["DEFAULT_MAX_KEYS", "Policy"]
 
@@ -169,7 +192,7 @@ class Policy:
         enabled: bool = True,
         clock: Clock = monotonic,
         sleep: Sleep = time.sleep,
-        asleep: AsyncSleep = asyncio.sleep,
+        asleep: AsyncSleep = anyio.sleep,
         uniform: Uniform = random.uniform,
         shared: SharedBreakers | None = None,
     ) -> None:
@@ -216,14 +239,13 @@ class Policy:
 
         With ``OUTLAST_DISABLE=1`` the policy passes every call straight through. With
         ``OUTLAST_REDIS_URL`` set, its breakers are shared through ``outlast.fleet``
-        (needs ``outlast[redis]``).
+        (needs ``outlast[redis]``), wired by the composition root (:mod:`outlast._root`).
         """
         settings = Settings.from_env(environ)
         shared: SharedBreakers | None = None
-        if settings.redis_url is not None and not settings.disable:
-            from outlast.fleet import connect  # imported only in fleet mode
-
-            shared = connect(settings.redis_url, listeners=listeners)
+        if not settings.disable:
+            for assembly in _assemblies:  # the fleet, plugged in by outlast._root
+                shared = assembly(settings, listeners) or shared
         return cls(
             retry=Retry.from_settings(settings),
             budget=RetryBudget.from_settings(settings),
@@ -422,7 +444,8 @@ class Policy:
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)`` under the policy and return its result.
 
-        A cancelled call (``asyncio.CancelledError``) is not counted as a failure.
+        A cancelled call (``asyncio.CancelledError``, trio's ``Cancelled``) is not counted
+        as a failure.
         """
         guard = self._guard
         if guard is None:

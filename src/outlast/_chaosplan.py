@@ -10,7 +10,8 @@ when left out). ``latency=SECONDS@PROBABILITY[@PATTERN]`` delays requests.
 ``seed=N`` makes the dice repeatable; ``after=SECONDS`` holds every fault back for that
 long after a component is built, so a service can warm up before its outage starts.
 
-This module imports nothing from outlast's layers (``outlast._config`` imports it).
+It lives below the layers because ``outlast._config`` parses the variable with it; it
+imports nothing from outlast but the errors. ``outlast.chaos`` re-exports it.
 """
 
 from __future__ import annotations
