@@ -97,7 +97,8 @@ def test_clients_of_one_configuration_share_one_resolver_and_one_policy(env: DNS
         assert isinstance(second, outlast.Transport)
         assert first.resolver is second.resolver is not None
         assert first.policy is second.policy is not None
-    assert first.resolver is not None and not first.resolver.closed  # clients don't own it
+    assert first.resolver is not None
+    assert not first.resolver.closed  # clients don't own it
 
 
 def test_a_changed_configuration_gets_its_own_resolver(
