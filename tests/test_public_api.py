@@ -37,10 +37,12 @@ def test_version_comes_from_the_installed_metadata() -> None:
 
 
 def test_importing_outlast_imports_no_optional_integration() -> None:
-    # (redis is left out: pybreaker itself imports it at load time when it is installed.)
+    # redis and opentelemetry are installed here (test dependencies): pybreaker would
+    # import redis, and redis opentelemetry, at load time (outlast.policy._pybreaker).
+    heavy = ("boto3", "botocore", "redis", "opentelemetry", "prometheus_client", "trio")
     code = (
         "import sys, outlast, outlast.dns, outlast.policy\n"
-        "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,8 +8,6 @@ twins) load on first use, and the optional integrations (``outlast.aws``,
 """
 
 import logging as _logging
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
@@ -29,11 +27,22 @@ from outlast.policy import CircuitBreaker, Policy, Retry, RetryBudget
 if _TYPE_CHECKING:
     from outlast.http import AsyncClient, AsyncTransport, Client, Transport
 
+    __version__: str
+
 _LAZY = frozenset({"AsyncClient", "AsyncTransport", "Client", "Transport"})
 
 
 def __getattr__(name: str) -> _Any:
-    """The httpx faces, imported on first use (``import outlast`` stays light)."""
+    """The httpx faces and ``__version__``, made on first use (``import outlast`` stays light)."""
+    if name == "__version__":  # importlib.metadata costs tens of ms: read it when asked
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("outlast")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            value = "0.0.0+unknown"
+        globals()[name] = value
+        return value
     if name in _LAZY:
         from outlast import http
 
@@ -50,10 +59,6 @@ def __dir__() -> list[str]:
 # A library logs; the application decides where logs go (logging HOWTO).
 _logging.getLogger("outlast").addHandler(_logging.NullHandler())
 
-try:
-    __version__ = _version("outlast")
-except _PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "Answer",

@@ -29,13 +29,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
-import pybreaker
-
 from outlast._config import Settings
 from outlast._events import Emitter
 from outlast._exceptions import CircuitOpenError, ConfigError
 from outlast.policy._clock import Clock, Duration, to_seconds
 from outlast.policy._events import BreakerStateChanged
+from outlast.policy._pybreaker import pybreaker
 
 __all__ = [
     "BUCKETS",
