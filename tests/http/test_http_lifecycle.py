@@ -192,5 +192,5 @@ def test_close_from_a_listener_on_the_resolver_thread_returns(fault_dns: DNSServ
     started = time.monotonic()
     resolver.resolve("svc.outlast.test")
     assert closed.wait(5)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 1.5  # it used to wait 2 s for its own loop
     assert resolver.closed

@@ -291,10 +291,11 @@ class Resolver:
         self._closed = True
         if self._runner.loop is not None:
             closing = self._runner.submit(self._pool.aclose())
-            try:
-                closing.result(timeout=2.0)
-            except Exception:
-                logger.warning("outlast: providers did not close cleanly", exc_info=True)
+            if not self._runner.in_loop_thread():  # a listener cannot wait for its own loop
+                try:
+                    closing.result(timeout=2.0)
+                except Exception:
+                    logger.warning("outlast: providers did not close cleanly", exc_info=True)
         self._runner.close()
         self._flush_handle = None
         if self._cache_file is not None and self._cache_file_writable:
