@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from outlast import _root
 from outlast.testing._dnsserver import DNSServer
 from servers.bind import ZONE, BindNotInstalled, BindServer
 
@@ -40,6 +41,13 @@ def _stay_on_loopback(event: str, args: tuple[object, ...]) -> None:
 
 
 sys.addaudithook(_stay_on_loopback)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_components() -> Iterator[None]:
+    """Each test starts with no shared resolver or policy (no breaker state from another)."""
+    yield
+    _root.forget_shared()
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ Enable it with ``-p outlast.testing._plugin`` (or ``pytest_plugins =
 
 The fixtures are synchronous and the server runs in threads, so they serve sync and
 asyncio tests alike (with anyio's or pytest-asyncio's plugin running the coroutine).
-Environment changes go through ``monkeypatch`` and are undone after the test.
+Environment changes go through ``monkeypatch`` and are undone after the test, and the
+components clients share per configuration are forgotten with them, so no resolver
+cache or breaker state passes from one test to the next.
 
 Added in 0.1.0.
 """
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from outlast import _root
 from outlast.policy import set_testing
 from outlast.testing._chaos import Chaos
 from outlast.testing._dnsserver import DNSServer
@@ -41,15 +44,17 @@ def outlast_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[DNSServer]:
     with DNSServer() as server:
         monkeypatch.setenv("OUTLAST_DNS_PROVIDERS", server.provider)
         yield server
+    _root.forget_shared()
 
 
 @pytest.fixture
-def outlast_chaos(monkeypatch: pytest.MonkeyPatch) -> Chaos:
+def outlast_chaos(monkeypatch: pytest.MonkeyPatch) -> Iterator[Chaos]:
     """Call it with an ``OUTLAST_CHAOS`` spec to rehearse faults in this test.
 
     Added in 0.1.0.
     """
-    return Chaos(monkeypatch.setenv, lambda name: monkeypatch.delenv(name, raising=False))
+    yield Chaos(monkeypatch.setenv, lambda name: monkeypatch.delenv(name, raising=False))
+    _root.forget_shared()
 
 
 @pytest.fixture
