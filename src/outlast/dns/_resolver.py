@@ -49,6 +49,7 @@ from outlast.dns._providers import (
     order_addresses,
 )
 from outlast.dns._shared import SharedAnswer, SharedAnswers
+from outlast.dns._snapshot import NameState, ResolverSnapshot
 from outlast.dns._table import NEVER, Entry, NameTable
 
 __all__ = ["CACHE_FILE_INTERVAL", "Resolver"]
@@ -292,6 +293,51 @@ class Resolver:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def snapshot(self) -> ResolverSnapshot:
+        """What this resolver holds now, as frozen data: names, addresses, staleness.
+
+        Returns an :class:`outlast.dns.ResolverSnapshot`; times in it are wall-clock.
+        Reads the table under the lock briefly (no I/O) and does not reorder the cache.
+
+        Added in 0.1.0.
+        """
+        with self._lock:
+            now = self._clock()
+            held = [
+                (e.name, e.addresses, e.source, e.ttl, e.learned_at, e.expires_at)
+                + (e.fresh_until, e.suspect, e.suspect_since, e.negative, e.last_error)
+                for e in self._table
+            ]
+        wall = time.time()
+        names = []
+        for name, addresses, source, ttl, learned, expires, fresh, suspect, since, neg, err in held:
+            if not addresses:
+                stale_since = None
+            elif suspect is not None:
+                stale_since = since
+            elif now >= expires:
+                stale_since = expires
+            elif fresh == NEVER:  # from the cache file or the fleet, not yet confirmed
+                stale_since = learned
+            else:
+                stale_since = None
+            names.append(
+                NameState(
+                    host=name,
+                    addresses=addresses,
+                    source=source,
+                    ttl=ttl,
+                    learned_at=wall - (now - learned),
+                    stale=stale_since is not None,
+                    stale_since=None if stale_since is None else wall - (now - stale_since),
+                    distrusted=suspect,
+                    negative=neg,
+                    last_error=err,
+                )
+            )
+        static = tuple(sorted(self._static.items()))
+        return ResolverSnapshot(taken_at=wall, names=tuple(names), static=static)
 
     # -- the hot path -----------------------------------------------------------------
 
