@@ -65,10 +65,15 @@ def test_a_resolver_snapshot_says_which_names_are_stale_since_when_and_why(
 
     assert {s.host for s in snap.stale} == {failing, distrusted}
     nx = snap.get(distrusted)
-    assert nx is not None and nx.distrusted == "NXDOMAIN" and nx.addresses == ("127.0.0.1",)
-    assert nx.stale_since is not None and before - 1 <= nx.stale_since <= time.time()
+    assert nx is not None
+    assert nx.distrusted == "NXDOMAIN"
+    assert nx.addresses == ("127.0.0.1",)
+    assert nx.stale_since is not None
+    assert before - 1 <= nx.stale_since <= time.time()
     down = snap.get(failing)
-    assert down is not None and down.stale and down.last_error
+    assert down is not None
+    assert down.stale
+    assert down.last_error
     assert down.stale_since == pytest.approx(snap.taken_at - 40.0, abs=1.0)  # since expiry
     assert down.learned_at == pytest.approx(snap.taken_at - 100.0, abs=1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -99,9 +104,11 @@ def test_a_policy_snapshot_says_which_breakers_are_open_since_when() -> None:
     assert db.state == "open"
     assert db.open_since == pytest.approx(snap.taken_at - 10.0, abs=1.0)
     assert db.retry_after == pytest.approx(20.0)
-    assert db.calls is not None and db.retries == 0  # counted in the budget's window
+    assert db.calls is not None
+    assert db.retries == 0
     ok = snap.get("https://ok.test:443")
-    assert ok is not None and (ok.state, ok.open_since, ok.failures) == ("closed", None, 0)
+    assert ok is not None
+    assert (ok.state, ok.open_since, ok.failures) == ("closed", None, 0)
     # a derived policy (what integrations use) shares and shows the same breakers
     assert [k.key for k in policy.derive(sleep=lambda s: None).snapshot().open] == [
         "https://db.test:443"

@@ -304,36 +304,32 @@ class Resolver:
         """
         with self._lock:
             now = self._clock()
-            held = [
-                (e.name, e.addresses, e.source, e.ttl, e.learned_at, e.expires_at)
-                + (e.fresh_until, e.suspect, e.suspect_since, e.negative, e.last_error)
-                for e in self._table
-            ]
+            held = [dataclasses.replace(entry) for entry in self._table]  # copies, mutable
         wall = time.time()
         names = []
-        for name, addresses, source, ttl, learned, expires, fresh, suspect, since, neg, err in held:
-            if not addresses:
+        for e in held:
+            if not e.addresses:
                 stale_since = None
-            elif suspect is not None:
-                stale_since = since
-            elif now >= expires:
-                stale_since = expires
-            elif fresh == NEVER:  # from the cache file or the fleet, not yet confirmed
-                stale_since = learned
+            elif e.suspect is not None:
+                stale_since = e.suspect_since
+            elif now >= e.expires_at:
+                stale_since = e.expires_at
+            elif e.fresh_until == NEVER:  # from the cache file or the fleet, not yet confirmed
+                stale_since = e.learned_at
             else:
                 stale_since = None
             names.append(
                 NameState(
-                    host=name,
-                    addresses=addresses,
-                    source=source,
-                    ttl=ttl,
-                    learned_at=wall - (now - learned),
+                    host=e.name,
+                    addresses=e.addresses,
+                    source=e.source,
+                    ttl=e.ttl,
+                    learned_at=wall - (now - e.learned_at),
                     stale=stale_since is not None,
                     stale_since=None if stale_since is None else wall - (now - stale_since),
-                    distrusted=suspect,
-                    negative=neg,
-                    last_error=err,
+                    distrusted=e.suspect,
+                    negative=e.negative,
+                    last_error=e.last_error,
                 )
             )
         static = tuple(sorted(self._static.items()))
