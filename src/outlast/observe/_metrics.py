@@ -262,7 +262,8 @@ class MetricsListener(abc.ABC):
         if row is None:
             return
         for metric in row:
-            labels = tuple([str(getattr(event, name, "")) for name in metric.labels])
+            names = metric.labels
+            labels = tuple([str(getattr(event, name, "")) for name in names]) if names else ()
             if metric.member is not None:
                 self._track(metric, labels, event, metric.member(event))
             elif metric.sample is not None:
@@ -279,6 +280,9 @@ class MetricsListener(abc.ABC):
             return
         host = str(getattr(event, "host", ""))
         key = (metric.name, labels)
+        members = self._members.get(key)  # read without the lock: a hit changes nothing
+        if (members is not None and host in members) == joins:
+            return
         with self._members_lock:
             members = self._members.setdefault(key, set())
             if joins == (host in members) or (joins and len(members) >= MEMBERS_MAX):
