@@ -181,3 +181,36 @@ def test_the_static_fallback_warns_once_not_once_per_connection(
     warnings = [r for r in caplog.records if r.outlast_event == "dns.static_served"]  # type: ignore[attr-defined]
     assert len(warnings) == 1
     assert len([e for e in seen if isinstance(e, outlast.dns.StaticServed)]) == 50
+
+
+def test_a_component_built_with_chaos_armed_warns_once(
+    fault_dns: DNSServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.WARNING, logger="outlast.chaos")
+    env = {"OUTLAST_DNS_PROVIDERS": fault_dns.provider, "OUTLAST_CHAOS": "connect_refused=0.5"}
+    seen: list[Event] = []
+    with Resolver.from_env(env, listeners=[seen.append]) as resolver:
+        resolver.resolve("127.0.0.1")
+    monkeypatch.setenv("OUTLAST_CHAOS", "http_503=0.1@*.example.com")
+    monkeypatch.delenv("OUTLAST_DISABLE", raising=False)
+    with outlast.Transport(resolver=resolver, listeners=[seen.append]):
+        pass
+    armed = [r for r in caplog.records if r.outlast_event == "chaos.armed"]  # type: ignore[attr-defined]
+    assert [(r.levelno, r.outlast_component) for r in armed] == [  # type: ignore[attr-defined]
+        (logging.WARNING, "resolver"),
+        (logging.WARNING, "transport"),
+    ]
+    assert "OUTLAST_CHAOS is armed" in armed[0].getMessage()
+    assert armed[1].outlast_plan == "http_503=0.1@*.example.com"  # type: ignore[attr-defined]
+    assert [e.kind for e in seen if e.kind.startswith("chaos.")] == ["chaos.armed"] * 2
+
+
+def test_no_chaos_no_warning(
+    fault_dns: DNSServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="outlast.chaos")
+    monkeypatch.delenv("OUTLAST_CHAOS", raising=False)
+    env = {"OUTLAST_DNS_PROVIDERS": fault_dns.provider}
+    with Resolver.from_env(env) as resolver, outlast.Transport(resolver=resolver):
+        pass
+    assert [r for r in caplog.records if r.name == "outlast.chaos"] == []
