@@ -161,16 +161,18 @@ class Emitter:
             self._log(event, level)
 
     def _log(self, event: Event, level: int) -> None:
-        message = event.describe()
-        fields = event.fields()
-        extra = {f"outlast_{key}": value for key, value in fields.items()}
-        extra["outlast_event"] = event.kind
-        if event.throttle is not None:
-            key = (event.kind, *[fields.get(name) for name in event.throttle])
+        skipped = 0
+        first = 0.0
+        if event.throttle is not None:  # decided before any formatting: a repeat costs little
+            key = (event.kind, *[getattr(event, name, None) for name in event.throttle])
             admitted = self._limiter.admit(key)
             if admitted is None:
                 return
             skipped, first = admitted
+        message = event.describe()
+        extra = {f"outlast_{key}": value for key, value in event.fields().items()}
+        extra["outlast_event"] = event.kind
+        if event.throttle is not None:
             extra["outlast_suppressed"] = skipped
             if skipped:
                 since = time.strftime("%H:%M:%S", time.gmtime(first))

@@ -154,6 +154,6 @@ class CacheFileFailed(Event):
 
     kind: ClassVar[str] = "dns.cache_file_failed"
     level: ClassVar[int] = logging.WARNING
-    throttle: ClassVar[tuple[str, ...] | None] = ("path",)
+    throttle: ClassVar[tuple[str, ...] | None] = ("path", "error")
     path: str
     error: str
