@@ -14,7 +14,7 @@ import outlast.fleet
 import outlast.http
 import outlast.policy
 from outlast import Event
-from outlast.observe import METRICS
+from outlast.observe import METRICS, Metric
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
 
@@ -66,10 +66,11 @@ def test_the_metrics_table_matches_the_model() -> None:
         for prom_name, otel_name, kind, labels, fed_by in rows
     }
     expected: dict[str, tuple[str, str, tuple[str, ...], set[str]]] = {}
-    for event_kind, metric in METRICS.items():
-        suffix = "" if metric.is_gauge else "_total"
-        prom = "outlast_" + metric.name.replace(".", "_") + suffix
-        kind = "gauge" if metric.is_gauge else "counter"
-        entry = expected.setdefault(metric.name, (prom, kind, metric.labels, set()))
-        entry[3].add(event_kind)
+    suffixes = {"gauge": "", "counter": "_total", "histogram": "_seconds"}
+    for event_kind, row in METRICS.items():
+        for metric in row if isinstance(row, tuple) else (row,):
+            assert isinstance(metric, Metric)
+            prom = "outlast_" + metric.name.replace(".", "_") + suffixes[metric.type]
+            entry = expected.setdefault(metric.name, (prom, metric.type, metric.labels, set()))
+            entry[3].add(event_kind)
     assert documented == expected

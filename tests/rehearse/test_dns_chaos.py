@@ -128,7 +128,11 @@ def test_injected_faults_are_logged_under_outlast_chaos(
     with Resolver.from_env(env) as resolver, pytest.raises(ResolveError):
         resolver.resolve(name)
     records = [r for r in caplog.records if r.name == "outlast.chaos"]
+    assert records[0].outlast_event == "chaos.armed"  # type: ignore[attr-defined]
+    assert records[0].levelno == logging.WARNING
+    records = records[1:]
     assert records
     assert records[0].outlast_event == "chaos.injected"  # type: ignore[attr-defined]
+    assert records[0].levelno == logging.WARNING
     assert records[0].outlast_injected is True  # type: ignore[attr-defined]
     assert records[0].outlast_fault == "dns_servfail"  # type: ignore[attr-defined]

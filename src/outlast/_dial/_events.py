@@ -26,6 +26,7 @@ class AddressFailed(Event):
 
     kind: ClassVar[str] = "http.address_failed"
     level: ClassVar[int] = logging.INFO
+    throttle: ClassVar[tuple[str, ...] | None] = ("host", "address", "port")
 
     host: str
     address: str
@@ -42,6 +43,7 @@ class AddressEjected(Event):
 
     kind: ClassVar[str] = "http.address_ejected"
     level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("host", "address", "port")
 
     host: str
     address: str
@@ -75,6 +77,7 @@ class FailedOver(Event):
 
     kind: ClassVar[str] = "http.failed_over"
     level: ClassVar[int] = logging.INFO
+    throttle: ClassVar[tuple[str, ...] | None] = ("host", "address", "port")
 
     host: str
     address: str

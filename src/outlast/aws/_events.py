@@ -32,6 +32,7 @@ class FailedOver(Event):
 
     kind: ClassVar[str] = "aws.failover"
     level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("service", "source", "target")
 
     operation: str
     service: str
@@ -49,6 +50,7 @@ class FallbackFailed(Event):
 
     kind: ClassVar[str] = "aws.fallback_failed"
     level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("service", "target")
 
     operation: str
     service: str

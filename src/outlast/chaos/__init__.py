@@ -11,7 +11,8 @@ them as real faults:
   transport's dialler; the address is reported and ejected, the request retried.
 - Around each HTTP attempt, inside the policy (``http_503``, ``latency``).
 
-Every injected fault emits :class:`FaultInjected` (logger ``outlast.chaos``). When
+Every component built with a plan emits :class:`ChaosArmed` once, and every injected
+fault :class:`FaultInjected` (logger ``outlast.chaos``, both at WARNING). When
 ``OUTLAST_CHAOS`` is unset nothing here is imported by the layers and the hot paths
 carry no extra work.
 
@@ -23,6 +24,6 @@ by those layers lazily.
 from __future__ import annotations
 
 from outlast._chaosplan import FAULTS, ChaosPlan, Rule, parse_chaos
-from outlast.chaos._events import FaultInjected
+from outlast.chaos._events import ChaosArmed, FaultInjected
 
-__all__ = ["ChaosPlan", "FAULTS", "FaultInjected", "Rule", "parse_chaos"]
+__all__ = ["ChaosArmed", "ChaosPlan", "FAULTS", "FaultInjected", "Rule", "parse_chaos"]

@@ -20,7 +20,7 @@ from typing import Final, cast
 from outlast._chaosplan import DNS_FAULTS, ChaosPlan
 from outlast._config import ProviderSpec
 from outlast._events import Emitter, Listener
-from outlast.chaos._events import LOGGER, FaultInjected
+from outlast.chaos._events import LOGGER, ChaosArmed, FaultInjected
 from outlast.dns._pool import build_provider
 from outlast.dns._providers import Failure, Negative, Outcome, Provider
 
@@ -109,10 +109,11 @@ def wrap_dns(plan: ChaosPlan, options: Mapping[str, object]) -> object:
     has no DNS fault.
     """
     entries = options["providers"]
+    listeners = cast("Iterable[Listener]", options.get("listeners", ()))
+    Emitter(LOGGER, listeners).emit(ChaosArmed("resolver", plan.text))
     if not plan.has_any(DNS_FAULTS):
         return entries
     verify = cast("bool | str | os.PathLike[str]", options.get("verify", True))
-    listeners = cast("Iterable[Listener]", options.get("listeners", ()))
     return wrap_providers(
         cast("Sequence[str | ProviderSpec | Provider]", entries),
         plan,

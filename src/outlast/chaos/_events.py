@@ -1,4 +1,8 @@
-"""The one chaos event: a fault was injected. Logged under the ``outlast.chaos`` logger."""
+"""The chaos events: a component was built with chaos armed; a fault was injected.
+
+Logged under the ``outlast.chaos`` logger, at WARNING: a rehearsal must never be
+mistaken for a real outage, nor left armed unnoticed.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import ClassVar, Final
 
 from outlast._events import Event
 
-__all__ = ["LOGGER", "FaultInjected"]
+__all__ = ["LOGGER", "ChaosArmed", "FaultInjected"]
 
 LOGGER: Final = logging.getLogger("outlast.chaos")
 
@@ -26,7 +30,8 @@ class FaultInjected(Event):
     """
 
     kind: ClassVar[str] = "chaos.injected"
-    level: ClassVar[int] = logging.INFO
+    level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("fault", "layer", "host")
 
     fault: str
     layer: str
@@ -34,3 +39,26 @@ class FaultInjected(Event):
     target: str
     detail: str
     injected: bool = True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChaosArmed(Event):
+    """``component`` (``resolver``, ``transport``) was built with ``OUTLAST_CHAOS`` armed.
+
+    ``plan`` is the variable's value: the faults that will be injected. Emitted once per
+    component built, so a rehearsal left on is seen at start-up.
+
+    Added in 0.1.0.
+    """
+
+    kind: ClassVar[str] = "chaos.armed"
+    level: ClassVar[int] = logging.WARNING
+
+    component: str
+    plan: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind} component={self.component!r} plan={self.plan!r}: OUTLAST_CHAOS is "
+            "armed, faults will be injected (a rehearsal, not an outage)"
+        )

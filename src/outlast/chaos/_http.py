@@ -29,7 +29,7 @@ import httpx
 
 from outlast._chaosplan import CONNECT_FAULTS, HTTP_FAULTS, ChaosPlan
 from outlast._events import Emitter, Listener
-from outlast.chaos._events import LOGGER, FaultInjected
+from outlast.chaos._events import LOGGER, ChaosArmed, FaultInjected
 
 __all__ = [
     "REFUSED",
@@ -230,6 +230,7 @@ class Injector:
     def __init__(self, plan: ChaosPlan, listeners: Iterable[Listener] = ()) -> None:
         self._plan = plan
         self.emitter = Emitter(LOGGER, listeners)
+        self.emitter.emit(ChaosArmed("transport", plan.text))
         self._http = plan.has_any(HTTP_FAULTS)
 
     @property

@@ -29,6 +29,7 @@ from outlast.dns._events import (
 from outlast.dns._providers import Failure, Negative, Outcome, Positive, Provider
 from outlast.dns._resolver import Resolver
 from outlast.dns._shared import SharedAnswer, SharedAnswers
+from outlast.dns._snapshot import NameState, ResolverSnapshot
 
 __all__ = [
     "Answer",
@@ -39,6 +40,7 @@ __all__ = [
     "EmptyAnswerAccepted",
     "EmptyAnswerDistrusted",
     "Failure",
+    "NameState",
     "Negative",
     "Outcome",
     "Positive",
@@ -48,6 +50,7 @@ __all__ = [
     "ProviderRestored",
     "RefreshFailed",
     "Resolver",
+    "ResolverSnapshot",
     "SharedAnswer",
     "SharedAnswers",
     "StaleServed",

@@ -56,6 +56,7 @@ class StaticServed(Event):
 
     kind: ClassVar[str] = "dns.static_served"
     level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("host",)
     host: str
     reason: str
 
@@ -108,6 +109,7 @@ class RefreshFailed(Event):
 
     kind: ClassVar[str] = "dns.refresh_failed"
     level: ClassVar[int] = logging.INFO
+    throttle: ClassVar[tuple[str, ...] | None] = ("host",)
     host: str
     error: str
 
@@ -128,6 +130,7 @@ class ProviderEjected(Event):
 
     kind: ClassVar[str] = "dns.provider_ejected"
     level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("provider",)
     provider: str
     seconds: float
     error: str
@@ -151,5 +154,6 @@ class CacheFileFailed(Event):
 
     kind: ClassVar[str] = "dns.cache_file_failed"
     level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("path", "error")
     path: str
     error: str

@@ -49,6 +49,7 @@ from outlast.dns._providers import (
     order_addresses,
 )
 from outlast.dns._shared import SharedAnswer, SharedAnswers
+from outlast.dns._snapshot import NameState, ResolverSnapshot
 from outlast.dns._table import NEVER, Entry, NameTable
 
 __all__ = ["CACHE_FILE_INTERVAL", "Resolver"]
@@ -316,6 +317,47 @@ class Resolver:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    def snapshot(self) -> ResolverSnapshot:
+        """What this resolver holds now, as frozen data: names, addresses, staleness.
+
+        Returns an :class:`outlast.dns.ResolverSnapshot`; times in it are wall-clock.
+        Reads the table under the lock briefly (no I/O) and does not reorder the cache.
+
+        Added in 0.1.0.
+        """
+        with self._lock:
+            now = self._clock()
+            held = [dataclasses.replace(entry) for entry in self._table]  # copies, mutable
+        wall = time.time()
+        names = []
+        for e in held:
+            if not e.addresses:
+                stale_since = None
+            elif e.suspect is not None:
+                stale_since = e.suspect_since
+            elif now >= e.expires_at:
+                stale_since = e.expires_at
+            elif e.fresh_until == NEVER:  # from the cache file or the fleet, not yet confirmed
+                stale_since = e.learned_at
+            else:
+                stale_since = None
+            names.append(
+                NameState(
+                    host=e.name,
+                    addresses=e.addresses,
+                    source=e.source,
+                    ttl=e.ttl,
+                    learned_at=wall - (now - e.learned_at),
+                    stale=stale_since is not None,
+                    stale_since=None if stale_since is None else wall - (now - stale_since),
+                    distrusted=e.suspect,
+                    negative=e.negative,
+                    last_error=e.last_error,
+                )
+            )
+        static = tuple(sorted(self._static.items()))
+        return ResolverSnapshot(taken_at=wall, names=tuple(names), static=static)
 
     # -- the hot path -----------------------------------------------------------------
 

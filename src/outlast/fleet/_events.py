@@ -24,6 +24,7 @@ class FleetUnavailable(Event):
 
     kind: ClassVar[str] = "fleet.unavailable"
     level: ClassVar[int] = logging.WARNING
+    throttle: ClassVar[tuple[str, ...] | None] = ("url",)
     url: str
     error: str
     retry_in: float

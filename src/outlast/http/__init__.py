@@ -26,7 +26,13 @@ from outlast.http._classify import (
 )
 from outlast.http._client import AsyncClient, Client
 from outlast.http._errors import CircuitOpenError
-from outlast.http._events import AddressEjected, AddressFailed, AddressRestored, FailedOver
+from outlast.http._events import (
+    AddressEjected,
+    AddressFailed,
+    AddressRestored,
+    FailedOver,
+    RequestFinished,
+)
 from outlast.http._transport import AsyncTransport, Transport
 
 __all__ = [
@@ -42,6 +48,7 @@ __all__ = [
     "HAPPY_EYEBALLS_DELAY",
     "IDEMPOTENT_METHODS",
     "RETRY_STATUSES",
+    "RequestFinished",
     "Transport",
     "classify_error",
     "classify_result",

@@ -91,6 +91,30 @@ class _Face(Generic[TransportT]):
         self._outlast = _Shared(resolver, policy, eject_for, listeners)
         super().__init__(**kwargs)
 
+    @property
+    def resolver(self) -> Resolver | None:
+        """The resolver this client's transports share: ``client.resolver.snapshot()``.
+
+        That of the transport handed as ``transport=``, if it is outlast's; None when
+        outlast is disabled. Added in 0.1.0.
+        """
+        resolver = self._outlast.resolver
+        if resolver is None:
+            resolver = getattr(getattr(self, "_transport", None), "resolver", None)
+        return resolver if isinstance(resolver, Resolver) else None
+
+    @property
+    def policy(self) -> Policy | None:
+        """The policy this client's requests go through: ``client.policy.snapshot()``.
+
+        One breaker and budget per origin (``policy.for_key(origin)``); None when outlast
+        is disabled. Added in 0.1.0.
+        """
+        policy = self._outlast.policy
+        if policy is None:
+            policy = getattr(getattr(self, "_transport", None), "policy", None)
+        return policy if isinstance(policy, Policy) else None
+
     def _init_transport(
         self,
         verify: ssl.SSLContext | str | bool = True,

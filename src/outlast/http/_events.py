@@ -8,6 +8,9 @@ given to a transport (``Transport(listeners=[...])``).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 from outlast._dial import (
     LOGGER,
     AddressEjected,
@@ -15,5 +18,40 @@ from outlast._dial import (
     AddressRestored,
     FailedOver,
 )
+from outlast._events import Event
 
-__all__ = ["LOGGER", "AddressEjected", "AddressFailed", "AddressRestored", "FailedOver"]
+__all__ = [
+    "LOGGER",
+    "AddressEjected",
+    "AddressFailed",
+    "AddressRestored",
+    "FailedOver",
+    "RequestFinished",
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestFinished(Event):
+    """A request through an outlast transport got its response headers, or failed.
+
+    ``origin`` is ``scheme://host:port``; ``status`` the final status (0 when no
+    response came: an error was raised); ``status_class`` ``"2xx"`` ... ``"5xx"`` or
+    ``"error"``; ``seconds`` from the transport being handed the request to the response
+    headers or the error, retries and their backoff included. DEBUG, and built only
+    when a listener is installed or DEBUG is enabled for ``outlast.http``.
+
+    Added in 0.1.0.
+    """
+
+    kind: ClassVar[str] = "http.request"
+
+    origin: str
+    method: str
+    status: int
+    status_class: str
+    seconds: float
+
+    @classmethod
+    def of(cls, origin: str, method: str, status: int, seconds: float) -> RequestFinished:
+        """The event for a response with ``status`` (0: an error instead)."""
+        return cls(origin, method, status, f"{status // 100}xx" if status else "error", seconds)

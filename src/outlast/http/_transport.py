@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -37,7 +38,7 @@ from outlast.dns import Resolver
 from outlast.http._backend import AsyncBackend, SyncBackend
 from outlast.http._classify import classify_error, classify_result
 from outlast.http._errors import CircuitOpenError
-from outlast.http._events import LOGGER
+from outlast.http._events import LOGGER, RequestFinished
 from outlast.http._pool import (
     ASYNC_POOLS,
     DEFAULT_LIMITS,
@@ -273,6 +274,21 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
         return SyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        emitter = self._parts.emitter
+        if not emitter.enabled:  # nobody would see the latency: do not measure it
+            return self._handle_request(request)
+        started, status = time.perf_counter(), 0
+        try:
+            response = self._handle_request(request)
+            status = response.status_code
+            return response
+        finally:
+            seconds = time.perf_counter() - started
+            emitter.emit(
+                RequestFinished.of(origin_of(request.url), request.method, status, seconds)
+            )
+
+    def _handle_request(self, request: httpx.Request) -> httpx.Response:
         policy = self._parts.view
         if policy is None:
             return super().handle_request(request)
@@ -315,6 +331,21 @@ class AsyncTransport(
         return AsyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        emitter = self._parts.emitter
+        if not emitter.enabled:
+            return await self._handle_async_request(request)
+        started, status = time.perf_counter(), 0
+        try:
+            response = await self._handle_async_request(request)
+            status = response.status_code
+            return response
+        finally:
+            seconds = time.perf_counter() - started
+            emitter.emit(
+                RequestFinished.of(origin_of(request.url), request.method, status, seconds)
+            )
+
+    async def _handle_async_request(self, request: httpx.Request) -> httpx.Response:
         policy = self._parts.view
         if policy is None:
             return await super().handle_async_request(request)

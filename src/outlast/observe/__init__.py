@@ -1,7 +1,7 @@
 """outlast.observe: metrics exporters fed by outlast's event stream.
 
-Owns the counter model (which event kinds feed which counters and gauges, and with
-which labels) and the exporters that turn it into Prometheus or OpenTelemetry
+Owns the counter model (which event kinds feed which counters, gauges and histograms,
+and with which labels) and the exporters that turn it into Prometheus or OpenTelemetry
 metrics. Each exporter is a listener: pass it to ``Resolver(listeners=[...])`` and
 ``Policy(listeners=[...])``. :class:`Counts` keeps the same counters in memory with
 no dependency, for tests and ad-hoc checks.
@@ -18,6 +18,7 @@ import typing
 
 from outlast.observe._metrics import (
     BREAKER_STATES,
+    LATENCY_BUCKETS,
     METRICS,
     Counts,
     Metric,
@@ -28,12 +29,14 @@ if typing.TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from prometheus_client import CollectorRegistry
 
+    from outlast.observe._metrics import Row
     from outlast.observe._otel import OTelListener
     from outlast.observe._prometheus import PrometheusListener
 
 __all__ = [
     "BREAKER_STATES",
     "Counts",
+    "LATENCY_BUCKETS",
     "METRICS",
     "Metric",
     "MetricsListener",
@@ -48,7 +51,7 @@ def prometheus(
     registry: CollectorRegistry | None = None,
     *,
     namespace: str = "outlast",
-    metrics: collections.abc.Mapping[str, Metric] = METRICS,
+    metrics: collections.abc.Mapping[str, Row] = METRICS,
 ) -> PrometheusListener:
     """A listener that counts outlast's events in Prometheus metrics.
 
@@ -70,7 +73,7 @@ def prometheus(
 def otel(
     meter_provider: MeterProvider | None = None,
     *,
-    metrics: collections.abc.Mapping[str, Metric] = METRICS,
+    metrics: collections.abc.Mapping[str, Row] = METRICS,
 ) -> OTelListener:
     """A listener that counts outlast's events in OpenTelemetry metrics.
 

@@ -1,4 +1,6 @@
-"""The Prometheus exporter: outlast's metrics as prometheus_client counters and gauges.
+"""The Prometheus exporter: outlast's metrics as prometheus_client counters, gauges, histograms.
+
+A histogram's name ends in ``_seconds`` (``outlast_http_request_duration_seconds``).
 
 Imported only when :func:`outlast.observe.prometheus` is called; needs
 ``outlast[prometheus]``.
@@ -12,7 +14,7 @@ from typing import Any
 import prometheus_client
 from prometheus_client import CollectorRegistry
 
-from outlast.observe._metrics import METRICS, Metric, MetricsListener, unique_metrics
+from outlast.observe._metrics import METRICS, Metric, MetricsListener, Row, unique_metrics
 
 __all__ = ["PrometheusListener"]
 
@@ -33,7 +35,7 @@ class PrometheusListener(MetricsListener):
         registry: CollectorRegistry | None = None,
         *,
         namespace: str = "outlast",
-        metrics: Mapping[str, Metric] = METRICS,
+        metrics: Mapping[str, Row] = METRICS,
     ) -> None:
         super().__init__(metrics)
         self.registry = prometheus_client.REGISTRY if registry is None else registry
@@ -41,10 +43,20 @@ class PrometheusListener(MetricsListener):
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         for metric in unique_metrics(metrics):
             name = f"{namespace}_{metric.name}".replace(".", "_")
-            family: prometheus_client.Counter | prometheus_client.Gauge
+            family: (
+                prometheus_client.Counter | prometheus_client.Gauge | prometheus_client.Histogram
+            )
             if metric.is_gauge:
                 family = prometheus_client.Gauge(
                     name, metric.description, metric.labels, registry=self.registry
+                )
+            elif metric.is_histogram:
+                family = prometheus_client.Histogram(
+                    f"{name}_seconds",
+                    metric.description,
+                    metric.labels,
+                    registry=self.registry,
+                    buckets=metric.buckets,
                 )
             else:
                 family = prometheus_client.Counter(
@@ -67,3 +79,6 @@ class PrometheusListener(MetricsListener):
 
     def set(self, metric: Metric, labels: tuple[str, ...], value: float) -> None:
         self._child(metric, labels).set(value)
+
+    def observe(self, metric: Metric, labels: tuple[str, ...], value: float) -> None:
+        self._child(metric, labels).observe(value)

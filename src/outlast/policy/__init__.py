@@ -36,6 +36,7 @@ from outlast.policy._classify import (
 from outlast.policy._events import BreakerStateChanged, BudgetExhausted, RetryScheduled
 from outlast.policy._policy import Policy
 from outlast.policy._retry import Retry
+from outlast.policy._snapshot import KeyState, PolicySnapshot
 from outlast.policy._testing import force_closed, force_open, is_testing, set_testing
 
 __all__ = [
@@ -48,9 +49,11 @@ __all__ = [
     "CircuitBreaker",
     "Classifier",
     "Decision",
+    "KeyState",
     "Outcome",
     "Phase",
     "Policy",
+    "PolicySnapshot",
     "Retry",
     "RetryBudget",
     "RetryScheduled",

@@ -34,6 +34,7 @@ class RetryScheduled(Event):
 
     kind: ClassVar[str] = "policy.retry_scheduled"
     level: ClassVar[int] = logging.INFO
+    throttle: ClassVar[tuple[str, ...] | None] = ("key",)
 
     key: str
     attempt: int
@@ -50,6 +51,7 @@ class BudgetExhausted(Event):
 
     kind: ClassVar[str] = "policy.budget_exhausted"
     level: ClassVar[int] = logging.INFO
+    throttle: ClassVar[tuple[str, ...] | None] = ("key",)
 
     key: str
     attempt: int
@@ -71,3 +73,7 @@ class BreakerStateChanged(Event):
     key: str
     old: str | None
     new: str
+
+    def log_level(self) -> int:
+        """DEBUG for a breaker being created closed: nothing happened (INFO otherwise)."""
+        return logging.DEBUG if self.old is None and self.new == "closed" else self.level

@@ -34,6 +34,7 @@ from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
 from outlast.policy._run import Guard, Rules, Run, judge, replay, tell
+from outlast.policy._snapshot import KeyState, PolicySnapshot
 
 
 class Assembly(Protocol):
@@ -380,6 +381,37 @@ class Policy:
         if self._guard is None or self._guard.key == core.name:
             derived.default = view
         return view
+
+    def snapshot(self) -> PolicySnapshot:
+        """Every key's breaker and budget now, as frozen data (:class:`PolicySnapshot`).
+
+        Covers the policy's own name and each key of :meth:`for_key` held in the
+        registry (shared with derived policies). Locks are held only to copy state.
+        Times in it are wall-clock. Empty for a pass-through policy.
+
+        Added in 0.1.0.
+        """
+        core = self._core
+        default = core.default._guard if core.default is not None else self._guard
+        with core.guards.lock:
+            guards = [default] + [g for g in core.guards.registry.values() if g is not default]
+        clock = core.rules.clock
+        keys = []
+        for guard in guards:
+            if guard is None:
+                continue
+            breaker, budget = guard.breaker, guard.budget
+            state, failures, open_since, wait = None, 0, None, 0.0
+            if breaker is not None:
+                with breaker._lock:
+                    now, wall = clock(), time.time()
+                    state, failures, opened = breaker.state, breaker.failures, breaker._opened_at
+                if state != "closed":
+                    open_since = wall if opened is None else wall - (now - opened)
+                wait = breaker.retry_after()
+            calls, retries = (None, None) if budget is None else budget.counts()
+            keys.append(KeyState(guard.key, state, failures, open_since, wait, calls, retries))
+        return PolicySnapshot(core.name, time.time(), tuple(keys))
 
     def retry_after(self) -> float:
         """Seconds until this policy's breaker (for its key) lets a call through; 0 if closed.
