@@ -15,10 +15,12 @@ __all__ = [
     "CacheMiss",
     "EmptyAnswerAccepted",
     "EmptyAnswerDistrusted",
+    "LastKnownGoodEnded",
     "ProviderEjected",
     "ProviderFailed",
     "ProviderRestored",
     "RefreshFailed",
+    "ServingLastKnownGood",
     "StaleServed",
     "StaticServed",
 ]
@@ -110,6 +112,39 @@ class RefreshFailed(Event):
     level: ClassVar[int] = logging.INFO
     host: str
     error: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServingLastKnownGood(Event):
+    """The providers fail, so a name is now served from its last-known-good addresses.
+
+    Logged once per name per outage (or per static fallback): ``addresses`` are those
+    served, ``age`` how old they are (seconds), ``error`` why nothing newer was had. For
+    a partial outage (one family's query fails) ``addresses`` are the kept family's.
+    :class:`LastKnownGoodEnded` says when it is over. Added in 0.1.0.
+    """
+
+    kind: ClassVar[str] = "dns.lkg_serving"
+    level: ClassVar[int] = logging.WARNING
+    host: str
+    addresses: tuple[str, ...]
+    age: float
+    error: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LastKnownGoodEnded(Event):
+    """A name served as last-known-good (or static, or distrusted) has a real answer again.
+
+    ``lasted`` is how long it was served so (seconds); ``source`` the provider that
+    answered. Added in 0.1.0.
+    """
+
+    kind: ClassVar[str] = "dns.lkg_ended"
+    level: ClassVar[int] = logging.INFO
+    host: str
+    lasted: float
+    source: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
