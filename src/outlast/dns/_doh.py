@@ -62,8 +62,8 @@ class DoHProvider:
         # httpx's timeout bounds each phase, not the request: bound each query whole,
         # so one that hangs cannot discard the other's answer.
         outcomes = await asyncio.gather(
-            bounded(self._query(host, dns.rdatatype.A, timeout), timeout, self.name),
-            bounded(self._query(host, dns.rdatatype.AAAA, timeout), timeout, self.name),
+            bounded(self._query, host, dns.rdatatype.A, timeout, self.name),
+            bounded(self._query, host, dns.rdatatype.AAAA, timeout, self.name),
         )
         return combine(dict(zip(FAMILIES, outcomes, strict=True)), self.name)
 

@@ -22,7 +22,7 @@ import functools
 import ipaddress
 import math
 import socket
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Final, Protocol, TypeAlias
 
 import dns.asyncbackend
@@ -321,8 +321,8 @@ class NameserverProvider:
         # Each query has its own deadline, so one that is dropped cannot discard the
         # other's answer: what arrived is combined.
         outcomes = await asyncio.gather(
-            bounded(self._query(host, dns.rdatatype.A, timeout), timeout, self.name),
-            bounded(self._query(host, dns.rdatatype.AAAA, timeout), timeout, self.name),
+            bounded(self._query, host, dns.rdatatype.A, timeout, self.name),
+            bounded(self._query, host, dns.rdatatype.AAAA, timeout, self.name),
         )
         return combine(dict(zip(FAMILIES, outcomes, strict=True)), self.name)
 
@@ -368,10 +368,16 @@ def interpret(response: dns.message.QueryMessage, rdtype: int, source: str) -> O
     return Positive(addresses, float(chain.minimum_ttl), source)
 
 
-async def bounded(query: Awaitable[Outcome], timeout: float, source: str) -> Outcome:
-    """``query``'s outcome, or a :class:`Failure` once ``timeout`` seconds have passed."""
+async def bounded(
+    query: Callable[[str, dns.rdatatype.RdataType, float], Awaitable[Outcome]],
+    host: str,
+    rdtype: dns.rdatatype.RdataType,
+    timeout: float,
+    source: str,
+) -> Outcome:
+    """``query(host, rdtype, timeout)``, or a :class:`Failure` once ``timeout`` has passed."""
     try:
-        return await asyncio.wait_for(query, timeout)
+        return await asyncio.wait_for(query(host, rdtype, timeout), timeout)
     except asyncio.TimeoutError:
         return Failure(f"timed out after {timeout:g}s", source)
 
