@@ -32,6 +32,7 @@ import math
 import os
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -99,12 +100,7 @@ def save(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path):
-            try:
-                theirs, _ = load(path)
-            except CacheFileError as exc:
-                if not exc.replaceable:
-                    raise
-                theirs = []
+            theirs = _read_back(path)
             merged: dict[str, Record] = {}
             for record in [*theirs, *mine]:  # mine last: a tie goes to this process
                 held = merged.get(record.host)
@@ -115,8 +111,48 @@ def save(
             if limit is not None:
                 keep = keep[:limit]
             _write(path, keep, now)
+            _remember(path, keep)
     except OSError as exc:
         raise CacheFileError(f"cannot write {path}: {exc}") from exc
+
+
+#: What this process last wrote to each file, by the file's signature: a write that
+#: finds the file as it left it need not read and parse it again.
+_WRITTEN: dict[str, tuple[tuple[int, ...], list[Record]]] = {}
+_WRITTEN_LOCK = threading.Lock()
+
+
+def _signature(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_back(path: Path) -> list[Record]:
+    """The records in ``path`` now (under the lock), from memory if this process wrote it."""
+    signature = _signature(path)
+    with _WRITTEN_LOCK:
+        known = _WRITTEN.get(str(path))
+    if known is not None and signature is not None and known[0] == signature:
+        return known[1]
+    try:
+        records, _ = load(path)
+    except CacheFileError as exc:
+        if not exc.replaceable:
+            raise
+        return []
+    return records
+
+
+def _remember(path: Path, records: list[Record]) -> None:
+    signature = _signature(path)
+    with _WRITTEN_LOCK:
+        if signature is None:
+            _WRITTEN.pop(str(path), None)
+        else:
+            _WRITTEN[str(path)] = (signature, records)
 
 
 def _write(path: Path, records: list[Record], now: float) -> None:
@@ -124,7 +160,18 @@ def _write(path: Path, records: list[Record], now: float) -> None:
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "written_at": now,
-        "names": [dataclasses.asdict(record) for record in records],
+        "names": [
+            {
+                "host": r.host,
+                "addresses": r.addresses,
+                "ttl": r.ttl,
+                "learned_at": r.learned_at,
+                "source": r.source,
+                "suspect": r.suspect,
+                "suspect_since": r.suspect_since,
+            }
+            for r in records
+        ],
     }
     data = json.dumps(document, separators=(",", ":")).encode()
     try:
