@@ -209,3 +209,31 @@ def test_a_total_outage_logs_one_warning_per_name_and_one_info_when_it_ends(
     info = [r for r in caplog.records if getattr(r, "outlast_event", "") == "dns.lkg_ended"]
     assert len(info) == 1
     assert info[0].levelno == logging.INFO
+
+
+def test_a_family_that_answers_empty_is_distrusted_like_an_empty_name(
+    resolver: Resolver, provider: ScriptedProvider, clock: ManualClock, events: list[Event]
+) -> None:
+    from outlast.dns import EmptyAnswerAccepted, EmptyAnswerDistrusted, Positive
+
+    provider.set("dual.example", "10.0.0.1", "2001:db8::1", ttl=10)
+    resolver.resolve("dual.example")
+    only_v4 = Positive(("10.0.0.1",), 10.0, "scripted", empty=frozenset({6}))
+    provider.outcomes["dual.example"] = only_v4  # AAAA: NOERROR, no records
+    clock.advance(11)
+    resolver.resolve("dual.example")
+    settle(resolver)
+    answer = resolver.resolve("dual.example")
+    assert set(answer.addresses) == {"10.0.0.1", "2001:db8::1"}  # AAAA kept, distrusted
+    assert answer.stale
+    assert "AAAA answered empty" in answer.source
+    distrusted = [e for e in events if isinstance(e, EmptyAnswerDistrusted)]
+    assert [e.negative for e in distrusted] == ["NODATA (AAAA)"]
+    for _ in range(8):  # keep_on_empty is 60 s: the empty family is re-checked meanwhile
+        clock.advance(10)
+        resolver.resolve("dual.example")
+        settle(resolver)
+    answer = resolver.resolve("dual.example")
+    assert answer.addresses == ("10.0.0.1",)  # believed after 60 s
+    assert not answer.stale
+    assert [e.negative for e in events if isinstance(e, EmptyAnswerAccepted)] == ["NODATA (AAAA)"]

@@ -118,8 +118,8 @@ class RefreshFailed(Event):
 class ServingLastKnownGood(Event):
     """The providers fail, so a name is now served from its last-known-good addresses.
 
-    Logged once per name per outage (or per static fallback): ``addresses`` are those
-    served, ``age`` how old they are (seconds), ``error`` why nothing newer was had. For
+    Logged once per name per outage: ``addresses`` are those served, ``age`` how old
+    they are (seconds), ``error`` why nothing newer was had. For
     a partial outage (one family's query fails) ``addresses`` are the kept family's.
     :class:`LastKnownGoodEnded` says when it is over. Added in 0.1.0.
     """
