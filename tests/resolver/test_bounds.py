@@ -237,3 +237,16 @@ def test_a_family_that_answers_empty_is_distrusted_like_an_empty_name(
     assert answer.addresses == ("10.0.0.1",)  # believed after 60 s
     assert not answer.stale
     assert [e.negative for e in events if isinstance(e, EmptyAnswerAccepted)] == ["NODATA (AAAA)"]
+
+
+def test_a_partial_answer_outweighs_a_later_negative_and_merges_per_family() -> None:
+    from outlast.dns import Positive
+
+    first, second, third = (ScriptedProvider(n) for n in ("first", "second", "third"))
+    first.outcomes["api.example"] = Positive(("10.0.0.1",), 30.0, "first", failed=frozenset({6}))
+    second.negative("api.example", "NXDOMAIN")
+    third.outcomes["api.example"] = Positive(("2001:db8::1",), 30.0, "third", failed=frozenset({4}))
+    with Resolver(providers=[first, second, third], hedge_delay=0.5) as resolver:
+        answer = resolver.resolve("api.example")
+    assert set(answer.addresses) == {"10.0.0.1", "2001:db8::1"}
+    assert not answer.stale

@@ -38,6 +38,7 @@ from outlast.dns._events import ProviderEjected, ProviderFailed, ProviderRestore
 from outlast.dns._providers import (
     Failure,
     NameserverProvider,
+    Negative,
     Outcome,
     Positive,
     Provider,
@@ -133,6 +134,8 @@ class ProviderPool:
                     if not partials:
                         settle_by = loop.time() + self.hedge_delay
                     partials.append(outcome)
+                elif isinstance(outcome, Negative) and partials:
+                    continue  # addresses already had outweigh a later "no such name"
                 elif not isinstance(outcome, Failure):
                     self._leave_running(pending)
                     return outcome

@@ -742,7 +742,7 @@ def _static_table(static: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, .
 def _getaddrinfo(host: str) -> Answer:
     literal = ip_literal(host)
     if literal is not None:  # "[::1]" as the enabled resolver takes it
-        return Answer(host, (literal,), stale=False, source="literal", ttl=0.0)
+        return Answer(literal, (literal,), stale=False, source="literal", ttl=0.0)
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

@@ -125,6 +125,15 @@ class Entry:
         return bool(self.addresses)
 
 
+def _answer(entry: Entry) -> Answer:
+    """The answer an entry's addresses make: stale, and saying so, while families are kept."""
+    if not entry.kept:
+        return Answer(entry.name, entry.addresses, stale=False, source=entry.source, ttl=entry.ttl)
+    why = "; ".join(f"{_FAMILY_TYPE[k.family]} {k.reason}" for k in entry.kept)
+    source = f"partial: last-known-good {why}; from {entry.source}"
+    return Answer(entry.name, entry.addresses, stale=True, source=source, ttl=entry.ttl)
+
+
 class NameTable:
     """A bounded map of names to :class:`Entry`, and the rules that change it."""
 
@@ -245,9 +254,7 @@ class NameTable:
                 entry.next_refresh_at = min(
                     entry.next_refresh_at, now + self._recheck_interval(entry.ttl)
                 )
-            why = "; ".join(f"{_FAMILY_TYPE[k.family]} {k.reason}" for k in kept)
-            source = f"partial: last-known-good {why}; from {outcome.source}"
-            entry.answer = Answer(name, addresses, stale=True, source=source, ttl=entry.ttl)
+            entry.answer = _answer(entry)
         failed_kept = [k for k in kept if k.empty_since is None]
         if held is not None and held.outage_since is not None:
             entry.outage_since = held.outage_since
@@ -313,8 +320,7 @@ class NameTable:
             (k.learned_at + k.ttl + self.stale_ttl for k in keep), default=math.inf
         )
         entry.fresh_until = min(entry.expires_at, entry.kept_until) if not entry.suspect else NEVER
-        stale = bool(keep) or entry.answer.stale
-        entry.answer = dataclasses.replace(entry.answer, addresses=entry.addresses, stale=stale)
+        entry.answer = _answer(entry)
 
     def _expired(self, held: Entry, now: float) -> bool:
         return self.too_old(held.learned_at, held.ttl, now)
