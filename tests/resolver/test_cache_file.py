@@ -309,3 +309,31 @@ def test_the_file_is_serialised_outside_the_resolver_lock(
     assert seen
     assert not any(seen)  # neither built nor written under the lock
     assert len(hits) == 200
+
+
+def test_the_portable_lock_file_excludes_and_is_broken_when_stale(tmp_path: Path) -> None:
+    from outlast.dns._persist import STALE_LOCK, _exclusive_file
+
+    lock = tmp_path / "cache.json.lock"
+    order: list[str] = []
+    with _exclusive_file(lock):
+        waiter = threading.Thread(target=lambda: _hold(lock, order))
+        waiter.start()
+        time.sleep(0.1)
+        order.append("first done")
+    waiter.join(timeout=5)
+    assert order == ["first done", "second"]
+    assert not lock.exists()  # removed after use
+    lock.write_text("")  # left by a process that died
+    old = time.time() - STALE_LOCK - 1
+    os.utime(lock, (old, old))
+    with _exclusive_file(lock):
+        pass  # taken over, not waited for
+    assert not lock.exists()
+
+
+def _hold(lock: Path, order: list[str]) -> None:
+    from outlast.dns._persist import _exclusive_file
+
+    with _exclusive_file(lock):
+        order.append("second")

@@ -28,6 +28,7 @@ from outlast.dns._providers import combine, family
 from outlast.dns._table import FAILURE_BACKOFF_MAX
 from outlast.testing import DNSServer
 
+from .fronts import Front
 from .scripted import ManualClock, ScriptedProvider
 
 V4 = [("10.0.0.1",), ("10.0.0.2", "10.0.0.3")]
@@ -149,25 +150,40 @@ def shared_dns() -> Iterator[DNSServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def shared_front(
+    shared_dns: DNSServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Front]:
+    with Front(shared_dns, tmp_path_factory.mktemp("front")) as front:
+        yield front
+
+
 @settings(
-    max_examples=30,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    kind=st.sampled_from(["provider", "tcp_provider"]),
+    kind=st.sampled_from(["udp", "tcp", "tls", "https"]),
     faults=st.lists(st.tuples(FAULT, FAULT), min_size=1, max_size=3),
 )
 def test_over_the_fault_server_no_fault_removes_a_family(
     shared_dns: DNSServer,
+    shared_front: Front,
     unique_name: Callable[[str], str],
     kind: str,
     faults: list[tuple[str | None, str | None]],
 ) -> None:
     name = unique_name("prop")
     shared_dns.set(name, ["127.0.0.10", "2001:db8::10"], ttl=1)
+    provider, verify = {
+        "udp": (shared_dns.provider, True),
+        "tcp": (shared_dns.tcp_provider, True),
+        "tls": (shared_front.tls_provider, shared_front.ca_file),
+        "https": (shared_front.doh_provider, shared_front.ca_file),
+    }[kind]
     with Resolver(
-        providers=[getattr(shared_dns, kind)], timeout=0.2, min_ttl=0.1, max_ttl=0.1
+        providers=[provider], verify=verify, timeout=0.2, min_ttl=0.1, max_ttl=0.1
     ) as resolver:
         assert len(resolver.resolve(name).addresses) == 2
         try:

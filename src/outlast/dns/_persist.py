@@ -205,7 +205,12 @@ def _locked(path: Path) -> Iterator[None]:
         with _exclusive_file(path.with_name(path.name + ".lock")):
             yield
         return
-    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # a directory that cannot be opened for reading: the lock file
+        with _exclusive_file(path.with_name(path.name + ".lock")):
+            yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
@@ -217,7 +222,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _exclusive_file(lock_path: Path) -> Iterator[None]:  # pragma: no cover - not POSIX
+def _exclusive_file(lock_path: Path) -> Iterator[None]:
     """The portable fallback: a lock file created exclusively, broken when stale."""
     deadline = time.monotonic() + LOCK_TIMEOUT
     while True:
