@@ -250,3 +250,35 @@ def test_a_partial_answer_outweighs_a_later_negative_and_merges_per_family() -> 
         answer = resolver.resolve("api.example")
     assert set(answer.addresses) == {"10.0.0.1", "2001:db8::1"}
     assert not answer.stale
+
+
+def test_outage_warnings_are_rate_limited_per_name_and_across_names(
+    resolver: Resolver, provider: ScriptedProvider, clock: ManualClock, events: list[Event]
+) -> None:
+    from outlast.dns._table import OUTAGE_WARNING_INTERVAL, OUTAGE_WARNINGS_MAX
+
+    names = [f"n{i}.example" for i in range(OUTAGE_WARNINGS_MAX + 10)]
+    for name in names:
+        provider.set(name, "10.0.0.1", ttl=10)
+        resolver.resolve(name)
+    for flap in range(3):  # a flapping provider: down, up, down, up, ...
+        for name in names:
+            provider.fail(name)
+        clock.advance(11)
+        for name in names:
+            resolver.resolve(name)
+        settle(resolver)
+        for name in names:
+            provider.set(name, "10.0.0.1", ttl=10)
+        clock.advance(11)
+        for name in names:
+            resolver.resolve(name)
+        settle(resolver)
+        if flap == 1:
+            clock.advance(OUTAGE_WARNING_INTERVAL)
+    serving = [e for e in events if isinstance(e, ServingLastKnownGood)]
+    ended = [e for e in events if isinstance(e, LastKnownGoodEnded)]
+    # 3 outages in all, but the second came within the interval of the first: 2 logged,
+    # each for at most OUTAGE_WARNINGS_MAX names; every logged start has its end.
+    assert len(serving) == 2 * OUTAGE_WARNINGS_MAX
+    assert sorted(e.host for e in ended) == sorted(e.host for e in serving)

@@ -159,7 +159,7 @@ class Resolver:
         self._cache_file_failures = 0
         #: Names whose empty answer was believed: written to the file as deletions.
         self._dropped: dict[str, float] = {}
-        #: Names served from OUTLAST_DNS_STATIC: [since, next refresh, failed refreshes].
+        #: Names served from OUTLAST_DNS_STATIC: [since, next refresh, refreshes, logged].
         self._static_mode: dict[str, list[float]] = {}
         self._closed = False
         self._shared = None if disable else shared
@@ -422,7 +422,8 @@ class Resolver:
         with self._lock:
             first = name not in self._static_mode
             if first:  # from now on served at once, refreshed in the background
-                self._static_mode[name] = [now, now + FAILURE_BACKOFF, 1.0]
+                first = self._table.may_warn(name, now)  # rate-limited like outages
+                self._static_mode[name] = [now, now + FAILURE_BACKOFF, 1.0, float(first)]
         answer = Answer(name, static, stale=True, source=f"static; no answer: {reason}", ttl=0.0)
         if first:  # one WARNING per name until a provider answers again
             self._emitter.emit(StaticServed(name, reason))
@@ -493,7 +494,7 @@ class Resolver:
                 for event in events:
                     if isinstance(event, EmptyAnswerAccepted) and event.negative in _WHOLE:
                         self._remember_dropped(name)
-        if static is not None:
+        if static is not None and static[3]:
             events.append(LastKnownGoodEnded(name, now - static[0], outcome.source))
         if (
             self._shared is not None

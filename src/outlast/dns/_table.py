@@ -27,6 +27,7 @@ Rules (docs/resolver.md says them for users):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import random
@@ -65,6 +66,10 @@ SUSPECT_RECHECK_MAX: Final = 30.0
 #: noticed soon. A partial answer (one family failed) is backed off the same way.
 FAILURE_BACKOFF: Final = 0.5
 FAILURE_BACKOFF_MAX: Final = 30.0
+#: An outage WARNING (``dns.lkg_serving``) is logged at most once per name this often
+#: (seconds), and at most OUTAGE_WARNINGS_MAX times across names in that interval.
+OUTAGE_WARNING_INTERVAL: Final = 60.0
+OUTAGE_WARNINGS_MAX: Final = 20
 
 NEVER: Final = -math.inf
 
@@ -119,6 +124,8 @@ class Entry:
     origin: object = None
     #: When the name started being served as last-known-good in this outage (None: not).
     outage_since: float | None = None
+    #: Whether this outage's start was logged (so its end is logged too).
+    outage_logged: bool = False
 
     @property
     def has_addresses(self) -> bool:
@@ -150,6 +157,8 @@ class NameTable:
     ) -> None:
         self._entries: LRUCache[str, Entry] = LRUCache(maxsize=size)
         self.stale_ttl = stale_ttl
+        self._warned: dict[str, float] = {}
+        self._warnings: collections.deque[float] = collections.deque()
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
         self.keep_on_empty = keep_on_empty
@@ -215,6 +224,28 @@ class NameTable:
             return self._apply_negative(name, held, generation, outcome, now)
         return self._apply_failure(name, held, outcome, now)
 
+    def may_warn(self, name: str, now: float) -> bool:
+        """Whether an outage of ``name`` starting now may log its WARNING.
+
+        At most one per name every OUTAGE_WARNING_INTERVAL seconds (a flapping provider
+        does not log each flap), and OUTAGE_WARNINGS_MAX across all names in that time
+        (an outage of 10 000 names does not log 10 000 lines at once).
+        """
+        last = self._warned.get(name)
+        if last is not None and now - last < OUTAGE_WARNING_INTERVAL:
+            return False
+        window = self._warnings
+        while window and now - window[0] >= OUTAGE_WARNING_INTERVAL:
+            window.popleft()
+        if len(window) >= OUTAGE_WARNINGS_MAX:
+            return False
+        window.append(now)
+        self._warned.pop(name, None)
+        self._warned[name] = now
+        if len(self._warned) > self.maxsize:
+            del self._warned[next(iter(self._warned))]
+        return True
+
     def too_old(self, learned_at: float, ttl: float, now: float) -> bool:
         """True when an answer learned at ``learned_at`` may no longer be served."""
         return now - (learned_at + ttl) > self.stale_ttl
@@ -258,19 +289,24 @@ class NameTable:
         failed_kept = [k for k in kept if k.empty_since is None]
         if held is not None and held.outage_since is not None:
             entry.outage_since = held.outage_since
+            entry.outage_logged = held.outage_logged
         if failed_kept and entry.outage_since is None:
             entry.outage_since = now
-            events.append(
-                ServingLastKnownGood(
-                    name,
-                    tuple(a for k in failed_kept for a in k.addresses),
-                    now - min(k.learned_at for k in failed_kept),
-                    "; ".join(f"{_FAMILY_TYPE[k.family]}: {k.reason}" for k in failed_kept),
+            entry.outage_logged = self.may_warn(name, now)
+            if entry.outage_logged:
+                events.append(
+                    ServingLastKnownGood(
+                        name,
+                        tuple(a for k in failed_kept for a in k.addresses),
+                        now - min(k.learned_at for k in failed_kept),
+                        "; ".join(f"{_FAMILY_TYPE[k.family]}: {k.reason}" for k in failed_kept),
+                    )
                 )
-            )
         elif not kept and entry.outage_since is not None:
-            events.append(LastKnownGoodEnded(name, now - entry.outage_since, outcome.source))
+            if entry.outage_logged:
+                events.append(LastKnownGoodEnded(name, now - entry.outage_since, outcome.source))
             entry.outage_since = None
+            entry.outage_logged = False
         self._entries[name] = entry
         if held is not None and held.addresses == entry.addresses and not held.suspect:
             return events
@@ -345,6 +381,7 @@ class NameTable:
                 held.failures = 0
                 if held.outage_since is None:
                     held.outage_since = now
+                    held.outage_logged = first
                 if not first:
                     return []
                 return [
@@ -389,12 +426,14 @@ class NameTable:
             ):
                 # Served stale from now on: one WARNING for this name and this outage.
                 held.outage_since = now
-                return [
-                    RefreshFailed(name, outcome.error),
-                    ServingLastKnownGood(
-                        name, held.addresses, now - held.learned_at, outcome.error
-                    ),
-                ]
+                held.outage_logged = self.may_warn(name, now)
+                if held.outage_logged:
+                    return [
+                        RefreshFailed(name, outcome.error),
+                        ServingLastKnownGood(
+                            name, held.addresses, now - held.learned_at, outcome.error
+                        ),
+                    ]
         return [RefreshFailed(name, outcome.error)]
 
     def _recheck_interval(self, ttl: float) -> float:
