@@ -652,7 +652,16 @@ class Resolver:
         now, wall = self._clock(), time.time()
         with self._lock:  # copy only; the records are built and serialised outside
             rows = [
-                (e.name, e.addresses, e.ttl, e.learned_at, e.source, e.suspect, e.suspect_since)
+                (
+                    e.name,
+                    e.addresses,
+                    e.ttl,
+                    # a kept family is as old as it is, not as old as the other's answer
+                    min(k.learned_at for k in e.kept) if e.kept else e.learned_at,
+                    e.source,
+                    e.suspect,
+                    e.suspect_since,
+                )
                 for e in self._table
                 if e.has_addresses
             ]
