@@ -12,13 +12,20 @@ from outlast._exceptions import InvalidHostError
 __all__ = ["ip_literal", "normalize"]
 
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+#: What UTS #46 maps to a full stop: ideographic, fullwidth and halfwidth ideographic.
+_DOTS = re.compile("[\u3002\uff0e\uff61]")
 
 
 def ip_literal(host: str) -> str | None:
     """The canonical IP string if ``host`` is an IP literal (``[::1]`` included), else None."""
     if not isinstance(host, str):
         return None
-    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host.startswith("[") and host.endswith("]"):
+        text = host[1:-1]
+    elif host.endswith(".") and ":" not in host:
+        text = host[:-1]  # "10.0.0.1." is the address, as getaddrinfo takes it
+    else:
+        text = host
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -33,7 +40,12 @@ def normalize(host: str) -> str:
     """
     if not isinstance(host, str):
         raise InvalidHostError(repr(host), f"expected a hostname string, got {type(host).__name__}")
-    name = host[:-1] if host.endswith(".") else host
+    name = host
+    if not name.isascii():
+        # UTS #46 maps the ideographic and other full stops to "." before anything else,
+        # so "example.com\u3002" ends in a dot like "example.com." does.
+        name = _DOTS.sub(".", name)
+    name = name[:-1] if name.endswith(".") else name
     if not name:
         raise InvalidHostError(host, "the hostname is empty")
     if not name.isascii():

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
 
+import dns.message
+import dns.rdatatype
 import pytest
 
 from outlast import Answer, Event, ResolveError, Resolver
@@ -160,3 +163,91 @@ def test_async_callers_through_an_outage(
         answers = asyncio.run(main(resolver))
     assert all(a.addresses == ("127.0.0.10",) for a in answers)
     assert any("NXDOMAIN distrusted" in a.source for a in answers)
+
+
+class AAAADropper:
+    """A UDP forwarder in front of BIND that silently drops every AAAA query.
+
+    What older corporate resolvers and some middleboxes do; dnspython reads the
+    question, everything else is relayed byte for byte.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def provider(self) -> str:
+        return f"udp://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __enter__(self) -> AAAADropper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            question = dns.message.from_wire(wire).question[0]
+            if question.rdtype == dns.rdatatype.AAAA:
+                self.dropped += 1
+                continue
+            threading.Thread(target=self._relay, args=(wire, peer), daemon=True).start()
+
+    def _relay(self, wire: bytes, peer: tuple[str, int]) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            out.settimeout(2)
+            out.sendto(wire, self.upstream)
+            try:
+                reply, _ = out.recvfrom(65535)
+            except TimeoutError:
+                return
+        self.sock.sendto(reply, peer)
+
+
+def test_bind_behind_a_middlebox_that_drops_aaaa(
+    bind: BindServer, unique_name: Callable[[str], str]
+) -> None:
+    name = unique_name("v4only-path")
+    bind.set(name, ["127.0.0.10", "2001:db8::10"], ttl=1)
+    with AAAADropper((bind.address, bind.port)) as middlebox:
+        # A cold name through the middlebox: the A answer, no error.
+        with Resolver(providers=[middlebox.provider], timeout=0.5) as resolver:
+            started = time.monotonic()
+            answer = resolver.resolve(name)  # cold: the A answer, at the deadline
+            took = time.monotonic() - started
+        assert answer.addresses == ("127.0.0.10",)
+        assert not answer.stale
+        assert took < 0.5 + 0.5  # the timeout, not an error after it
+        assert middlebox.dropped >= 1
+        with Resolver(
+            providers=[bind.provider, middlebox.provider],
+            timeout=0.5,
+            hedge_delay=0.05,
+            min_ttl=0.3,
+            max_ttl=0.3,
+        ) as resolver:
+            assert set(resolver.resolve(name).addresses) == {"127.0.0.10", "2001:db8::10"}
+            # BIND becomes unreachable for this resolver: only the middlebox is left.
+            resolver._pool._health[id(resolver._pool.providers[0])].ejected_until = 1e18
+            sources = []
+            for _ in range(8):  # 2.4 s: several refreshes through the middlebox
+                started = time.monotonic()
+                held = resolver.resolve(name)
+                assert time.monotonic() - started < 0.1  # served at once
+                assert set(held.addresses) == {"127.0.0.10", "2001:db8::10"}, held
+                sources.append(held.source)
+                time.sleep(0.3)
+            assert any("AAAA" in source for source in sources), sources

@@ -67,3 +67,28 @@ def test_an_ip_literal_returns_itself_without_a_query() -> None:
 def test_a_non_string_is_refused() -> None:
     with Resolver(providers=[ScriptedProvider()]) as resolver, pytest.raises(InvalidHostError):
         resolver.resolve(b"example.com")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dot", ["\u3002", "\uff0e", "\uff61"])
+def test_uts46_full_stops_are_dots(dot: str) -> None:
+    assert normalize(f"example.com{dot}") == "example.com"
+    assert normalize(f"api{dot}example{dot}com") == "api.example.com"
+    assert normalize(f"bücher{dot}example") == "xn--bcher-kva.example"
+
+
+def test_an_ipv4_literal_with_a_trailing_dot_is_a_literal() -> None:
+    assert ip_literal("10.0.0.1.") == "10.0.0.1"
+    assert ip_literal("::1.") is None
+    provider = ScriptedProvider()
+    with Resolver(providers=[provider]) as resolver:
+        assert resolver.resolve("10.0.0.1.").addresses == ("10.0.0.1",)
+    assert provider.calls.total() == 0
+
+
+@pytest.mark.parametrize("disable", [False, True])
+@pytest.mark.parametrize(("host", "address"), [("[::1]", "::1"), ("127.0.0.1", "127.0.0.1")])
+def test_literals_are_the_same_with_outlast_disabled(
+    disable: bool, host: str, address: str
+) -> None:
+    with Resolver(providers=[ScriptedProvider()], disable=disable) as resolver:
+        assert resolver.resolve(host).addresses == (address,)

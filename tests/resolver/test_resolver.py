@@ -377,8 +377,26 @@ def test_a_closed_resolver_refuses_lookups(provider: ScriptedProvider) -> None:
     resolver = Resolver(providers=[provider])
     resolver.close()
     resolver.close()  # idempotent
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ResolveError, match="closed"):
         resolver.resolve("api.example")
+
+
+def test_a_closed_resolver_serves_what_it_holds_and_never_raises_runtime_error(
+    provider: ScriptedProvider, clock: ManualClock
+) -> None:
+    provider.set("api.example", "10.0.0.1", ttl=10)
+    resolver = Resolver(providers=[provider], clock=clock)
+    assert resolver.resolve("api.example").addresses == ("10.0.0.1",)
+    resolver.close()
+    assert resolver.resolve("api.example").addresses == ("10.0.0.1",)  # fresh
+    clock.advance(9)  # past 85% of the TTL: a refresh would be due
+    assert resolver.resolve("api.example").addresses == ("10.0.0.1",)
+    clock.advance(5)  # expired: served stale, nothing is asked
+    answer = resolver.resolve("api.example")
+    assert answer.stale
+    assert answer.addresses == ("10.0.0.1",)
+    with pytest.raises(ResolveError, match="closed"):
+        resolver.resolve("cold.example")
 
 
 def test_bad_arguments_name_what_was_wrong() -> None:
@@ -430,7 +448,11 @@ def test_the_cache_file_is_written_in_the_background(
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b'{"version": 1, "names": [{"host": "a', b"\x00\xff garbage", b"[1, 2]"]
+    "content",
+    [
+        b'{"format":"outlast-dns-cache","version":1,"names":[{"host":"a',
+        b'{"version":1,"written_at":1,"names":{"host":"a"}}',
+    ],
 )
 def test_a_corrupt_cache_file_is_ignored_with_a_warning(
     tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
@@ -472,11 +494,12 @@ def test_a_cache_file_of_another_version_is_never_overwritten(
     tmp_path: Path, provider: ScriptedProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "cache.json"
-    path.write_text('{"version": 2, "names": []}')
+    future = '{"format":"outlast-dns-cache","version":2,"names":[]}'
+    path.write_text(future)
     provider.set("api.example", "10.0.0.1")
     with Resolver(providers=[provider], cache_file=path) as resolver:
         resolver.resolve("api.example")
-    assert path.read_text() == '{"version": 2, "names": []}'
+    assert path.read_text() == future
     assert "it is left as it is" in caplog.text
 
 
@@ -726,7 +749,7 @@ def test_async_close_runs_off_the_event_loop(provider: ScriptedProvider) -> None
     async def main() -> None:
         async with Watched(providers=[provider]) as resolver:
             assert (await resolver.aresolve("api.example")).addresses == ("10.0.0.1",)
-        with pytest.raises(RuntimeError, match="closed"):
+        with pytest.raises(ResolveError, match="closed"):
             await resolver.aresolve("other.example")
 
     asyncio.run(main())

@@ -20,7 +20,15 @@ import httpx
 
 from outlast._config import ProviderSpec
 from outlast.dns._dot import ssl_context
-from outlast.dns._providers import Failure, Outcome, combine, describe, interpret
+from outlast.dns._providers import (
+    FAMILIES,
+    Failure,
+    Outcome,
+    bounded,
+    combine,
+    describe,
+    interpret,
+)
 
 __all__ = ["DoHProvider"]
 
@@ -51,11 +59,13 @@ class DoHProvider:
         return self._client
 
     async def lookup(self, host: str, timeout: float) -> Outcome:
+        # httpx's timeout bounds each phase, not the request: bound each query whole,
+        # so one that hangs cannot discard the other's answer.
         outcomes = await asyncio.gather(
-            self._query(host, dns.rdatatype.A, timeout),
-            self._query(host, dns.rdatatype.AAAA, timeout),
+            bounded(self._query, host, dns.rdatatype.A, timeout, self.name),
+            bounded(self._query, host, dns.rdatatype.AAAA, timeout, self.name),
         )
-        return combine(outcomes, self.name)
+        return combine(dict(zip(FAMILIES, outcomes, strict=True)), self.name)
 
     async def _query(self, host: str, rdtype: dns.rdatatype.RdataType, timeout: float) -> Outcome:
         request = dns.message.make_query(host, rdtype, use_edns=0, payload=1232)

@@ -17,7 +17,7 @@ import dns.message
 import dns.rdatatype
 
 from outlast._config import ProviderSpec
-from outlast.dns._providers import Failure, Outcome, combine, describe, interpret
+from outlast.dns._providers import FAMILIES, Failure, Outcome, combine, describe, interpret
 
 __all__ = ["DoTProvider"]
 
@@ -56,17 +56,27 @@ class DoTProvider:
         return f"<DoTProvider {self.name}>"
 
     async def lookup(self, host: str, timeout: float) -> Outcome:
+        # The responses are recorded as they arrive: at the deadline (or when the
+        # connection breaks) what arrived is combined, and only the missing type failed.
+        outcomes: dict[int, Outcome] = {}
         try:
-            return await asyncio.wait_for(self._lookup(host), timeout)
+            await asyncio.wait_for(self._lookup(host, outcomes), timeout)
         except asyncio.TimeoutError:
-            return Failure(f"timed out after {timeout:g}s", self.name)
+            error = f"timed out after {timeout:g}s"
         except (OSError, EOFError, asyncio.IncompleteReadError, ValueError) as exc:
-            return Failure(describe(exc), self.name)
+            error = describe(exc)
+        else:
+            return combine(outcomes, self.name)
+        if not outcomes:
+            return Failure(error, self.name)
+        for fam in FAMILIES:
+            outcomes.setdefault(fam, Failure(error, self.name))
+        return combine(outcomes, self.name)
 
-    async def _lookup(self, host: str) -> Outcome:
+    async def _lookup(self, host: str, outcomes: dict[int, Outcome]) -> None:
         queries = {
-            rdtype: dns.message.make_query(host, rdtype, use_edns=0, payload=1232)
-            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+            fam: dns.message.make_query(host, rdtype, use_edns=0, payload=1232)
+            for fam, rdtype in ((4, dns.rdatatype.A), (6, dns.rdatatype.AAAA))
         }
         reader, writer = await asyncio.open_connection(
             self._address, self._port, ssl=self._context, server_hostname=self._server_hostname
@@ -76,17 +86,24 @@ class DoTProvider:
                 wire = query.to_wire()
                 writer.write(len(wire).to_bytes(2, "big") + wire)
             await writer.drain()
-            outcomes: dict[int, Outcome] = {}
-            while len(outcomes) < len(queries):
+            malformed: list[Failure] = []
+            while len(outcomes) + len(malformed) < len(queries):
                 length = int.from_bytes(await reader.readexactly(2), "big")
-                response = dns.message.from_wire(await reader.readexactly(length))
-                for rdtype, query in queries.items():
+                try:
+                    response = dns.message.from_wire(await reader.readexactly(length))
+                except Exception as exc:  # one malformed reply, whose is unknown
+                    malformed.append(Failure(f"malformed reply: {describe(exc)}", self.name))
+                    continue
+                for fam, query in queries.items():
                     if isinstance(response, dns.message.QueryMessage) and query.is_response(
                         response
                     ):
-                        outcomes[rdtype] = interpret(response, rdtype, self.name)
+                        rdtype = query.question[0].rdtype
+                        outcomes[fam] = interpret(response, rdtype, self.name)
+            for fam in queries:
+                if malformed:
+                    outcomes.setdefault(fam, malformed[0])
         finally:
             # No TLS close_notify exchange: servers (BIND among them) may not answer it
             # until their idle timeout, and a DNS exchange has nothing left to protect.
             writer.transport.abort()
-        return combine(outcomes.values(), self.name)

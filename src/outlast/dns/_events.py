@@ -15,10 +15,12 @@ __all__ = [
     "CacheMiss",
     "EmptyAnswerAccepted",
     "EmptyAnswerDistrusted",
+    "LastKnownGoodEnded",
     "ProviderEjected",
     "ProviderFailed",
     "ProviderRestored",
     "RefreshFailed",
+    "ServingLastKnownGood",
     "StaleServed",
     "StaticServed",
 ]
@@ -115,6 +117,39 @@ class RefreshFailed(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ServingLastKnownGood(Event):
+    """The providers fail, so a name is now served from its last-known-good addresses.
+
+    Logged once per name per outage: ``addresses`` are those served, ``age`` how old
+    they are (seconds), ``error`` why nothing newer was had. For
+    a partial outage (one family's query fails) ``addresses`` are the kept family's.
+    :class:`LastKnownGoodEnded` says when it is over. Added in 0.1.0.
+    """
+
+    kind: ClassVar[str] = "dns.lkg_serving"
+    level: ClassVar[int] = logging.WARNING
+    host: str
+    addresses: tuple[str, ...]
+    age: float
+    error: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LastKnownGoodEnded(Event):
+    """A name served as last-known-good (or static, or distrusted) has a real answer again.
+
+    ``lasted`` is how long it was served so (seconds); ``source`` the provider that
+    answered. Added in 0.1.0.
+    """
+
+    kind: ClassVar[str] = "dns.lkg_ended"
+    level: ClassVar[int] = logging.INFO
+    host: str
+    lasted: float
+    source: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ProviderFailed(Event):
     """One provider failed one query (timeout, SERVFAIL, REFUSED, network error). Added in 0.1.0."""
 
@@ -149,11 +184,13 @@ class ProviderRestored(Event):
 class CacheFileFailed(Event):
     """The cache file could not be read or written; the resolver goes on without it.
 
+    Emitted once per failure streak (the resolver backs off and says nothing more until
+    a write succeeds), so it is not rate-limited again here.
+
     Added in 0.1.0.
     """
 
     kind: ClassVar[str] = "dns.cache_file_failed"
     level: ClassVar[int] = logging.WARNING
-    throttle: ClassVar[tuple[str, ...] | None] = ("path", "error")
     path: str
     error: str

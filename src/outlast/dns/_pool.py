@@ -6,6 +6,13 @@ once. The first real answer (addresses, or an authoritative negative) wins. Quer
 that lost the race are left to finish in the background so that a provider that
 never answers is still seen to time out, and is ejected.
 
+A partial answer (addresses for one family, while the other family's query failed)
+is not a failure: it is held while the others are asked, for at most one more hedge
+delay, and then what arrived is combined (``merge``), each family from the first
+provider that had it. A provider bounds each of its queries by the timeout itself, so
+a dropped AAAA query never discards the A answer; the pool's own bound is a little
+longer (``GRACE``), for providers that do not.
+
 A provider with ``EJECT_AFTER`` consecutive failures is skipped for a growing interval
 (``EJECT_BASE`` doubling up to ``EJECT_MAX``). When the interval has passed it is asked
 again in its place; one good answer restores it, one more failure ejects it for longer.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -30,16 +38,28 @@ from outlast.dns._events import ProviderEjected, ProviderFailed, ProviderRestore
 from outlast.dns._providers import (
     Failure,
     NameserverProvider,
+    Negative,
     Outcome,
+    Positive,
     Provider,
     SystemProvider,
+    merge,
 )
 
-__all__ = ["EJECT_AFTER", "EJECT_BASE", "EJECT_MAX", "ProviderPool", "build_provider"]
+__all__ = [
+    "EJECT_AFTER",
+    "EJECT_BASE",
+    "EJECT_MAX",
+    "GRACE",
+    "ProviderPool",
+    "build_provider",
+]
 
 EJECT_AFTER: Final = 2
 EJECT_BASE: Final = 5.0
 EJECT_MAX: Final = 300.0
+#: The pool waits this much longer than the timeout for a provider's own bounded answer.
+GRACE: Final = 0.25
 
 
 @dataclasses.dataclass(slots=True)
@@ -74,7 +94,7 @@ class ProviderPool:
     @property
     def deadline(self) -> float:
         """The longest one lookup can take."""
-        return self.hedge_delay * (len(self.providers) - 1) + self.timeout
+        return self.hedge_delay * len(self.providers) + self.timeout + GRACE
 
     def order(self) -> list[Provider]:
         """Providers to ask, in order: the ejected ones left out, but never all of them."""
@@ -87,8 +107,11 @@ class ProviderPool:
     async def lookup(self, host: str) -> Outcome:
         providers = self.order()
         failures: list[Failure] = []
+        partials: list[Positive] = []
         pending: set[asyncio.Task[Outcome]] = set()
         started = 0
+        loop = asyncio.get_running_loop()
+        settle_by = math.inf  # once a partial answer is held: when to stop waiting
 
         def ask_next() -> None:
             nonlocal started
@@ -98,19 +121,33 @@ class ProviderPool:
         ask_next()
         while pending:
             more = started < len(providers)
+            timeout = self.hedge_delay if more else None
+            if partials:
+                left = max(settle_by - loop.time(), 0.0)
+                timeout = left if timeout is None else min(timeout, left)
             done, pending = await asyncio.wait(
-                pending,
-                timeout=self.hedge_delay if more else None,
-                return_when=asyncio.FIRST_COMPLETED,
+                pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
                 outcome = task.result()
-                if not isinstance(outcome, Failure):
+                if isinstance(outcome, Positive) and outcome.failed:
+                    if not partials:
+                        settle_by = loop.time() + self.hedge_delay
+                    partials.append(outcome)
+                elif isinstance(outcome, Negative) and partials:
+                    continue  # addresses already had outweigh a later "no such name"
+                elif not isinstance(outcome, Failure):
                     self._leave_running(pending)
                     return outcome
-                failures.append(outcome)
+                else:
+                    failures.append(outcome)
+            if partials and loop.time() >= settle_by:
+                break
             if more:  # the hedge delay passed, or a provider failed: ask the next one too
                 ask_next()
+        if partials:
+            self._leave_running(pending)
+            return merge(partials)
         errors = "; ".join(f"{f.source}: {f.error}" for f in failures)
         return Failure(errors, "providers")
 
@@ -121,7 +158,9 @@ class ProviderPool:
 
     async def _ask(self, provider: Provider, host: str) -> Outcome:
         try:
-            outcome = await asyncio.wait_for(provider.lookup(host, self.timeout), self.timeout)
+            outcome = await asyncio.wait_for(
+                provider.lookup(host, self.timeout), self.timeout + GRACE
+            )
         except asyncio.TimeoutError:
             outcome = Failure(f"timed out after {self.timeout:g}s", provider.name)
         except Exception as exc:

@@ -22,7 +22,7 @@ import functools
 import ipaddress
 import math
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Final, Protocol, TypeAlias
 
 import dns.asyncbackend
@@ -35,6 +35,7 @@ import dns.rdatatype
 from outlast._config import ProviderSpec
 
 __all__ = [
+    "FAMILIES",
     "SYSTEM_TTL",
     "Failure",
     "NameserverProvider",
@@ -43,8 +44,11 @@ __all__ = [
     "Positive",
     "Provider",
     "SystemProvider",
+    "bounded",
     "combine",
     "describe",
+    "family",
+    "merge",
     "interpret",
     "order_addresses",
 ]
@@ -53,15 +57,28 @@ __all__ = [
 SYSTEM_TTL: Final = 30.0
 #: Threads for ``getaddrinfo`` calls at once (each blocks until the OS answers).
 SYSTEM_THREADS: Final = 4
+#: getaddrinfo's "the name exists but has no address of this family" codes.
+_EAI_NO_ADDRESSES: Final = frozenset(
+    getattr(socket, code) for code in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, code)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Positive:
-    """Addresses for the name."""
+    """Addresses for the name.
+
+    ``failed`` names the address families (4, 6) whose query got no answer (timeout,
+    SERVFAIL, ...), ``empty`` those that answered with no addresses. Both empty (the
+    default) means the answer speaks for both families. The resolver keeps the
+    last-known-good addresses of a failed family, and distrusts an empty family the way
+    it distrusts an empty name.
+    """
 
     addresses: tuple[str, ...]
     ttl: float
     source: str
+    failed: frozenset[int] = frozenset()
+    empty: frozenset[int] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -135,31 +152,87 @@ def order_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
     return tuple(ordered)
 
 
-def combine(outcomes: Iterable[Outcome], source: str) -> Outcome:
+#: The address families a lookup asks for: 4 (A records) and 6 (AAAA records).
+FAMILIES: Final = (4, 6)
+
+
+def family(address: str) -> int:
+    """4 or 6: the family of an IP string (a colon means IPv6)."""
+    return 6 if ":" in address else 4
+
+
+def combine(outcomes: Iterable[Outcome] | Mapping[int, Outcome], source: str) -> Outcome:
     """One outcome for a name from its A and AAAA outcomes.
 
-    Any addresses win (a failed AAAA does not spoil a good A). NXDOMAIN is about the
-    name, so it stands even if the other query failed. NODATA needs both types to say so.
+    ``outcomes`` maps a family (4 for A, 6 for AAAA) to the outcome of its query; a
+    family missing from it (a query still unanswered at the deadline) failed. An
+    iterable of outcomes (families unknown) is also accepted.
+
+    Any addresses win (a failed AAAA does not spoil a good A), and say which families
+    failed or answered empty. NXDOMAIN is about the name, so it stands even if the
+    other query failed. NODATA needs both types to say so.
     """
+    if isinstance(outcomes, Mapping):
+        by_family: dict[int, Outcome] = {
+            fam: outcomes.get(fam, Failure("no answer by the deadline", source)) for fam in FAMILIES
+        }
+        items: list[tuple[int | None, Outcome]] = list(by_family.items())
+    else:
+        items = [(None, outcome) for outcome in outcomes]
     positives: list[Positive] = []
     negatives: list[Negative] = []
     failures: list[Failure] = []
-    for outcome in outcomes:
+    failed: set[int] = set()
+    empty: set[int] = set()
+    for fam, outcome in items:
         if isinstance(outcome, Positive):
             positives.append(outcome)
         elif isinstance(outcome, Negative):
             negatives.append(outcome)
+            if fam is not None:
+                empty.add(fam)
         else:
             failures.append(outcome)
+            if fam is not None:
+                failed.add(fam)
     if positives:
         addresses = order_addresses(a for p in positives for a in p.addresses)
-        return Positive(addresses, min(p.ttl for p in positives), source)
+        return Positive(
+            addresses,
+            min(p.ttl for p in positives),
+            source,
+            frozenset(failed),
+            frozenset(empty),
+        )
     nxdomain = [n for n in negatives if n.kind == "NXDOMAIN"]
     if nxdomain:
         return Negative("NXDOMAIN", min(n.ttl for n in nxdomain), source)
     if failures:
         return Failure("; ".join(sorted({f.error for f in failures})), source)
     return Negative("NODATA", min((n.ttl for n in negatives), default=0.0), source)
+
+
+def merge(positives: Sequence[Positive]) -> Positive:
+    """One answer from partial answers of several providers: each family from the first
+    provider that had addresses for it. A family no provider answered stays failed."""
+    addresses: list[str] = []
+    answered: set[int] = set()
+    for fam in FAMILIES:
+        for positive in positives:
+            got = [a for a in positive.addresses if family(a) == fam]
+            if got:
+                addresses.extend(got)
+                answered.add(fam)
+                break
+    empty = {f for f in FAMILIES if f not in answered and any(f in p.empty for p in positives)}
+    failed = set(FAMILIES) - answered - empty
+    return Positive(
+        order_addresses(addresses),
+        min(p.ttl for p in positives),
+        positives[0].source,
+        frozenset(failed),
+        frozenset(empty),
+    )
 
 
 class SystemProvider:
@@ -183,8 +256,17 @@ class SystemProvider:
         return self._executor
 
     async def lookup(self, host: str, timeout: float) -> Outcome:
+        # One getaddrinfo per family, so that a family the OS cannot get (an AAAA query
+        # dropped upstream) fails alone and the other's addresses still count.
+        outcomes = await asyncio.gather(
+            self._family(host, socket.AF_INET, timeout),
+            self._family(host, socket.AF_INET6, timeout),
+        )
+        return combine(dict(zip(FAMILIES, outcomes, strict=True)), self.name)
+
+    async def _family(self, host: str, af: socket.AddressFamily, timeout: float) -> Outcome:
         loop = asyncio.get_running_loop()
-        ask = functools.partial(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+        ask = functools.partial(socket.getaddrinfo, host, None, af, socket.SOCK_STREAM)
         try:
             infos = await asyncio.wait_for(loop.run_in_executor(self._threads(), ask), timeout)
         except asyncio.TimeoutError:
@@ -193,12 +275,12 @@ class SystemProvider:
             # getaddrinfo reports no negative TTL: OUTLAST_DNS_NEGATIVE_TTL caps it.
             if exc.errno == socket.EAI_NONAME:
                 return Negative("NXDOMAIN", math.inf, self.name)
-            if exc.errno == getattr(socket, "EAI_NODATA", object()):
+            if exc.errno in _EAI_NO_ADDRESSES:
                 return Negative("NODATA", math.inf, self.name)
             return Failure(f"getaddrinfo: {exc.strerror or exc}", self.name)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             return Failure(f"getaddrinfo: {exc}", self.name)
-        addresses = [str(info[4][0]).partition("%")[0] for info in infos]
+        addresses = [str(info[4][0]).partition("%")[0] for info in infos if info[0] == af]
         if not addresses:
             return Negative("NODATA", math.inf, self.name)
         return Positive(order_addresses(addresses), SYSTEM_TTL, self.name)
@@ -236,11 +318,13 @@ class NameserverProvider:
         return f"<NameserverProvider {self.name}>"
 
     async def lookup(self, host: str, timeout: float) -> Outcome:
+        # Each query has its own deadline, so one that is dropped cannot discard the
+        # other's answer: what arrived is combined.
         outcomes = await asyncio.gather(
-            self._query(host, dns.rdatatype.A, timeout),
-            self._query(host, dns.rdatatype.AAAA, timeout),
+            bounded(self._query, host, dns.rdatatype.A, timeout, self.name),
+            bounded(self._query, host, dns.rdatatype.AAAA, timeout, self.name),
         )
-        return combine(outcomes, self.name)
+        return combine(dict(zip(FAMILIES, outcomes, strict=True)), self.name)
 
     async def _query(self, host: str, rdtype: dns.rdatatype.RdataType, timeout: float) -> Outcome:
         request = dns.message.make_query(host, rdtype, use_edns=0, payload=1232)
@@ -282,6 +366,20 @@ def interpret(response: dns.message.QueryMessage, rdtype: int, source: str) -> O
     if not addresses:
         return Negative("NODATA", float(chain.minimum_ttl), source)
     return Positive(addresses, float(chain.minimum_ttl), source)
+
+
+async def bounded(
+    query: Callable[[str, dns.rdatatype.RdataType, float], Awaitable[Outcome]],
+    host: str,
+    rdtype: dns.rdatatype.RdataType,
+    timeout: float,
+    source: str,
+) -> Outcome:
+    """``query(host, rdtype, timeout)``, or a :class:`Failure` once ``timeout`` has passed."""
+    try:
+        return await asyncio.wait_for(query(host, rdtype, timeout), timeout)
+    except asyncio.TimeoutError:
+        return Failure(f"timed out after {timeout:g}s", source)
 
 
 def describe(exc: BaseException) -> str:

@@ -34,6 +34,8 @@ from outlast.dns._events import (
     CacheFileFailed,
     CacheHit,
     CacheMiss,
+    EmptyAnswerAccepted,
+    LastKnownGoodEnded,
     StaleServed,
     StaticServed,
 )
@@ -50,7 +52,13 @@ from outlast.dns._providers import (
 )
 from outlast.dns._shared import SharedAnswer, SharedAnswers
 from outlast.dns._snapshot import NameState, ResolverSnapshot
-from outlast.dns._table import NEVER, Entry, NameTable
+from outlast.dns._table import (
+    FAILURE_BACKOFF,
+    FAILURE_BACKOFF_MAX,
+    NEVER,
+    Entry,
+    NameTable,
+)
 
 __all__ = ["CACHE_FILE_INTERVAL", "Resolver"]
 
@@ -58,6 +66,10 @@ logger = logging.getLogger("outlast.dns")
 
 #: The cache file is written at most this often (seconds), and at close.
 CACHE_FILE_INTERVAL: Final = 2.0
+#: While writes fail, the interval doubles up to this (seconds); one WARNING per streak.
+CACHE_FILE_BACKOFF_MAX: Final = 300.0
+#: Negatives about the whole name (not one family's NODATA).
+_WHOLE: Final = frozenset({"NXDOMAIN", "NODATA"})
 #: How many spellings of names ("API.Example.com.") are remembered for the hot path.
 ALIASES_MAX: Final = 1024
 _FROM_FILE: Final = "cache file: "
@@ -154,6 +166,7 @@ class Resolver:
             max_ttl=max_ttl_s,
             keep_on_empty=keep_s,
             negative_ttl=negative_s,
+            stale_ttl=self._stale_ttl,
         )
         self._inflight: dict[str, concurrent.futures.Future[Outcome]] = {}
         self._runner = LoopThread("outlast-dns")
@@ -167,6 +180,11 @@ class Resolver:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = NEVER
         self._cache_file_writable = True
+        self._cache_file_failures = 0
+        #: Names whose empty answer was believed: written to the file as deletions.
+        self._dropped: dict[str, float] = {}
+        #: Names served from OUTLAST_DNS_STATIC: [since, next refresh, refreshes, logged].
+        self._static_mode: dict[str, list[float]] = {}
         self._closed = False
         self._shared = None if disable else shared
         if disable:
@@ -242,7 +260,7 @@ class Resolver:
             return step
         name, future = step
         if self._runner.in_loop_thread():
-            future.cancel()
+            # Refuse this caller alone: others may wait on the same lookup.
             raise ResolveError(
                 host,
                 "resolve() was called on the resolver's own thread (from a listener or a "
@@ -398,6 +416,9 @@ class Resolver:
                 negative: str | None = entry.negative
             else:
                 negative = None
+            if answer is None and negative is None and name in self._static_mode:
+                # Already served from OUTLAST_DNS_STATIC: at once, refreshed in the background.
+                answer = self._static_answer(name, now)
             future = None if answer is not None or negative else self._refresh(name, now)
         if answer is not None:
             if answer.stale:
@@ -417,12 +438,14 @@ class Resolver:
         """What may be served from ``entry`` now, starting a refresh when one is due."""
         if entry is None or not entry.has_addresses:
             return None
+        if now >= entry.kept_until:
+            self._table.drop_kept(entry, now)  # a kept family grew too old to serve
         if refresh and now >= entry.next_refresh_at:
             self._refresh(entry.name, now)
         if entry.suspect is None and now < entry.expires_at:
             return entry.answer
-        if entry.suspect is None and now - entry.expires_at > self._stale_ttl:
-            return None  # too old to serve: the caller waits for a refresh
+        if now - entry.expires_at > self._stale_ttl:
+            return None  # too old to serve, distrusted or not: the caller waits
         if entry.suspect is not None:
             held = now - entry.suspect_since
             why = f"last-known-good: {entry.suspect} distrusted for {held:.0f}s"
@@ -437,7 +460,10 @@ class Resolver:
         now = self._clock()
         with self._lock:
             entry = self._table.get(name)
-            answer = self._serve(entry, now, refresh=False)
+            if entry is not None and entry.origin is outcome and entry.has_addresses:
+                answer: Answer | None = entry.answer  # the answer waited for, TTL 0 or not
+            else:
+                answer = self._serve(entry, now, refresh=False)
         if answer is not None:
             if answer.stale:
                 self._emit_stale(answer, entry, now)
@@ -458,8 +484,33 @@ class Resolver:
         static = self._static.get(name)
         if static is None:
             raise ResolveError(host, reason)
-        self._emitter.emit(StaticServed(name, reason))
-        return Answer(name, static, stale=True, source=f"static; no answer: {reason}", ttl=0.0)
+        now = self._clock()
+        with self._lock:
+            first = name not in self._static_mode
+            if first:  # from now on served at once, refreshed in the background
+                first = self._table.may_warn(name, now)  # rate-limited like outages
+                self._static_mode[name] = [now, now + FAILURE_BACKOFF, 1.0, float(first)]
+        answer = Answer(name, static, stale=True, source=f"static; no answer: {reason}", ttl=0.0)
+        if first:  # one WARNING per name until a provider answers again
+            self._emitter.emit(StaticServed(name, reason))
+        elif self._emitter.enabled:
+            self._emitter.emit(StaleServed(name, answer.source, 0.0))
+        return answer
+
+    def _static_answer(self, name: str, now: float) -> Answer | None:
+        """The static addresses of a name in static mode, starting a refresh when due.
+
+        Call with the lock held."""
+        static = self._static.get(name)
+        if static is None:
+            return None
+        state = self._static_mode[name]
+        if now >= state[1]:
+            self._refresh(name, now)
+            state[2] += 1
+            state[1] = now + min(FAILURE_BACKOFF * 2 ** (state[2] - 1), FAILURE_BACKOFF_MAX)
+        source = f"static; no answer for {now - state[0]:.0f}s"
+        return Answer(name, static, stale=True, source=source, ttl=0.0)
 
     def _emit_stale(self, answer: Answer, entry: Entry | None, now: float) -> None:
         if self._emitter.enabled:
@@ -472,7 +523,14 @@ class Resolver:
         """The lookup for ``name`` in flight, starting one if none is. Call with the lock held."""
         future = self._inflight.get(name)
         if future is None or future.done():
-            future = self._runner.submit(self._lookup(name, generation=now))
+            try:
+                if self._closed:
+                    raise RuntimeError("closed")
+                future = self._runner.submit(self._lookup(name, generation=now))
+            except RuntimeError:  # closed: what is held is still served, nothing is asked
+                future = concurrent.futures.Future()
+                future.set_result(Failure("the resolver is closed", "resolver"))
+                return future
             self._inflight[name] = future
         return future
 
@@ -495,6 +553,15 @@ class Resolver:
             self._inflight.pop(name, None)
             events = self._table.apply(name, generation, outcome, now)
             held = self._table.get(name)
+            static = None
+            if isinstance(outcome, Positive) and held is not None and held.has_addresses:
+                static = self._static_mode.pop(name, None)
+            if self._cache_file is not None:
+                for event in events:
+                    if isinstance(event, EmptyAnswerAccepted) and event.negative in _WHOLE:
+                        self._remember_dropped(name)
+        if static is not None and static[3]:
+            events.append(LastKnownGoodEnded(name, now - static[0], outcome.source))
         if (
             self._shared is not None
             and isinstance(outcome, Positive)
@@ -563,7 +630,7 @@ class Resolver:
         source: str,
         learned_at: float,
         now: float,
-    ) -> None:
+    ) -> Entry | None:
         """Hold another process's answer as stale last-known-good. Call with the lock held."""
         entry = self._table.positive(
             name,
@@ -574,35 +641,69 @@ class Resolver:
             learned_at=learned_at,
         )
         if now - entry.expires_at > self._stale_ttl:
-            return
+            return None
         # Not fresh until a provider confirms it: served stale, refreshed at first use.
         entry.fresh_until = NEVER
         entry.next_refresh_at = now
         entry.answer = dataclasses.replace(entry.answer, stale=True)
         self._table.put(entry)
+        return entry
 
     # -- the cache file ---------------------------------------------------------------
 
     def _load_cache_file(self, path: Path) -> None:
-        """Hold the file's answers as stale last-known-good, each refreshed on first use."""
+        """Hold the file's answers as stale last-known-good, each refreshed on first use.
+
+        Raises ConfigError for a file that is not outlast's: it is never written over.
+        """
         try:
-            records = load(path)
+            records, skipped = load(path)
         except CacheFileError as exc:
+            if exc.foreign:
+                raise ConfigError(
+                    "OUTLAST_DNS_CACHE_FILE",
+                    str(path),
+                    "a path for outlast's own cache file; this file exists and is not one, "
+                    "so it is left untouched (point the variable at another path)",
+                ) from None
             self._cache_file_writable = exc.replaceable
             self._emitter.emit(CacheFileFailed(str(path), str(exc)))
             return
+        if skipped:
+            error = f"{skipped} malformed entries ignored"
+            self._emitter.emit(CacheFileFailed(str(path), error))
         now, wall = self._clock(), time.time()
         for record in records:
+            if not record.addresses:  # a believed deletion: remembered, not served
+                self._dropped[record.host] = record.learned_at
+                continue
             learned_at = now - max(wall - record.learned_at, 0.0)
             source = _FROM_FILE + record.source.removeprefix(_FROM_FILE)
-            self._hold_stale(record.host, record.addresses, record.ttl, source, learned_at, now)
+            entry = self._hold_stale(
+                record.host, record.addresses, record.ttl, source, learned_at, now
+            )
+            if entry is not None and record.suspect is not None:
+                assert record.suspect_since is not None
+                entry.suspect = record.suspect  # the distrust clock survives a restart
+                entry.suspect_since = now - max(wall - record.suspect_since, 0.0)
+                entry.outage_since = now
+
+    def _remember_dropped(self, name: str) -> None:
+        """A name's empty answer was believed: the file says so. Call with the lock held."""
+        self._dropped.pop(name, None)
+        self._dropped[name] = time.time()
+        while len(self._dropped) > self._table.maxsize:
+            del self._dropped[next(iter(self._dropped))]
 
     def _schedule_cache_file(self) -> None:
-        """Called on the loop: write the file soon, at most every CACHE_FILE_INTERVAL."""
+        """Called on the loop: write the file soon, at most every CACHE_FILE_INTERVAL.
+
+        While writes fail the interval doubles, up to CACHE_FILE_BACKOFF_MAX."""
         if self._flush_handle is not None or self._closed:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, self._last_flush + CACHE_FILE_INTERVAL - self._clock())
+        interval = min(CACHE_FILE_INTERVAL * 2**self._cache_file_failures, CACHE_FILE_BACKOFF_MAX)
+        delay = max(0.0, self._last_flush + interval - self._clock())
         self._flush_handle = loop.call_later(delay, self._flush_cache_file, loop)
 
     def _flush_cache_file(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -615,22 +716,54 @@ class Resolver:
         if not self._cache_file_writable:
             return
         now, wall = self._clock(), time.time()
-        with self._lock:
-            records = [
-                Record(
+        with self._lock:  # copy only; the records are built and serialised outside
+            rows = [
+                (
                     e.name,
                     e.addresses,
                     e.ttl,
-                    wall - (now - e.learned_at),
-                    e.source.removeprefix(_FROM_FILE),
+                    # a kept family is as old as it is, not as old as the other's answer
+                    min(k.learned_at for k in e.kept) if e.kept else e.learned_at,
+                    e.source,
+                    e.suspect,
+                    e.suspect_since,
                 )
                 for e in self._table
                 if e.has_addresses
             ]
+            dropped = list(self._dropped.items())
+        records = [
+            Record(
+                name,
+                addresses,
+                ttl,
+                wall - (now - learned_at),
+                source.removeprefix(_FROM_FILE),
+                suspect,
+                None if suspect is None else wall - (now - suspect_since),
+            )
+            for name, addresses, ttl, learned_at, source, suspect, suspect_since in rows
+        ]
+        held = {record.host for record in records}
+        records.extend(
+            Record(name, (), 0.0, when, "deleted") for name, when in dropped if name not in held
+        )
         try:
-            save(self._cache_file, records, now=wall)
+            save(
+                self._cache_file,
+                records,
+                now=wall,
+                stale_ttl=self._stale_ttl + self._table.max_ttl,
+                limit=self._table.maxsize,
+            )
         except CacheFileError as exc:
-            self._emitter.emit(CacheFileFailed(str(self._cache_file), str(exc)))
+            self._cache_file_failures += 1
+            if self._cache_file_failures == 1:  # once per failure streak
+                self._emitter.emit(CacheFileFailed(str(self._cache_file), str(exc)))
+            return
+        if self._cache_file_failures:
+            logger.info("outlast: the cache file %s is written again", self._cache_file)
+            self._cache_file_failures = 0
 
     # -- process lifecycle ------------------------------------------------------------
 
@@ -701,6 +834,9 @@ def _static_table(static: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, .
 
 
 def _getaddrinfo(host: str) -> Answer:
+    literal = ip_literal(host)
+    if literal is not None:  # "[::1]" as the enabled resolver takes it
+        return Answer(literal, (literal,), stale=False, source="literal", ttl=0.0)
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:

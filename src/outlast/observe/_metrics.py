@@ -151,6 +151,8 @@ METRICS: Final[Mapping[str, Row]] = MappingProxyType(
             _STALE_NAMES,
         ),
         "dns.answer_updated": _NOT_STALE,
+        "dns.lkg_serving": _STALE_NAMES,
+        "dns.lkg_ended": _NOT_STALE,
         "dns.empty_distrusted": Metric(
             "dns.empty_distrusted",
             "Empty or NXDOMAIN answers for a name with a last-known-good answer, not believed",

@@ -49,13 +49,17 @@ __all__ = ["DNSServer", "FailMode"]
 
 logger = logging.getLogger("outlast.testing")
 
-FailMode: TypeAlias = Literal["servfail", "drop", "refused"]
-"""How `DNSServer.fail` makes the server misbehave."""
+FailMode: TypeAlias = Literal["servfail", "drop", "refused", "malformed", "truncate"]
+"""How `DNSServer.fail` makes the server misbehave.
+
+``"malformed"`` answers with bytes that are not a DNS message (the query's id, then
+junk); ``"truncate"`` answers UDP with the TC bit and no records (TCP stays complete).
+"""
 
 DEFAULT_TTL = 60
 DEFAULT_NEGATIVE_TTL = 5
 
-_FAIL_MODES: frozenset[str] = frozenset({"servfail", "drop", "refused"})
+_FAIL_MODES: frozenset[str] = frozenset({"servfail", "drop", "refused", "malformed", "truncate"})
 _POLL_INTERVAL = 0.1  # the longest any serving loop sleeps before checking for close
 _TCP_IDLE_TIMEOUT = 10.0  # a TCP connection with no query for this long is closed
 _UDP_BURST = 64  # datagrams read per wakeup before looking at the TCP listener again
@@ -197,8 +201,11 @@ class DNSServer:
         self._records: dict[dns.name.Name, _Records] = {}
         self._fail_all: FailMode | None = None
         self._fail_names: dict[dns.name.Name, FailMode] = {}
+        #: Faults for one record type: (name or None for every name, type) -> mode.
+        self._fail_types: dict[tuple[dns.name.Name | None, int], FailMode] = {}
         self._delay_all = 0.0
         self._delay_names: dict[dns.name.Name, float] = {}
+        self._delay_types: dict[tuple[dns.name.Name | None, int], float] = {}
         self._truncate = False
         self._queries = 0
         self._tcp_queries = 0
@@ -355,42 +362,66 @@ class DNSServer:
         with self._lock:
             self._records[key] = _NXDOMAIN
 
-    def fail(self, mode: FailMode | None, name: str | None = None) -> None:
-        """Misbehave for every name, or for *name* only.
+    def fail(
+        self, mode: FailMode | None, name: str | None = None, rdtype: str | int | None = None
+    ) -> None:
+        """Misbehave for every name, or for *name* only; for every type, or *rdtype* only.
 
         *mode* is ``"servfail"`` (answer SERVFAIL), ``"refused"`` (answer REFUSED),
-        ``"drop"`` (never answer: a blackhole) or ``None`` to heal. ``fail(None)``
-        without a name heals every name, including those failed one by one.
+        ``"drop"`` (never answer: a blackhole), ``"malformed"`` (answer junk),
+        ``"truncate"`` (UDP answers truncated, TCP complete) or ``None`` to heal.
+        ``fail(None)`` without a name or type heals everything, including the faults
+        set one by one. With *rdtype* (``"A"``, ``"AAAA"``) only queries of that type
+        misbehave (an AAAA-dropping middlebox: ``fail("drop", rdtype="AAAA")``); a
+        per-type fault wins over a per-name one.
 
         Added in 0.1.0.
         """
         if mode is not None and mode not in _FAIL_MODES:
             raise ValueError(f"mode must be one of {sorted(_FAIL_MODES)} or None, got {mode!r}")
         with self._lock:
+            if rdtype is not None:
+                key = (None if name is None else _name(name), _rdtype(rdtype))
+                if mode is None:
+                    self._fail_types.pop(key, None)
+                else:
+                    self._fail_types[key] = mode
+                return
             if name is None:
                 self._fail_all = mode
                 if mode is None:
                     self._fail_names.clear()
+                    self._fail_types.clear()
             elif mode is None:
                 self._fail_names.pop(_name(name), None)
             else:
                 self._fail_names[_name(name)] = mode
 
-    def delay(self, seconds: float, name: str | None = None) -> None:
-        """Send every answer (or *name*'s answers) *seconds* late; ``0`` for none.
+    def delay(
+        self, seconds: float, name: str | None = None, rdtype: str | int | None = None
+    ) -> None:
+        """Send every answer (or *name*'s, or *rdtype*'s) *seconds* late; ``0`` for none.
 
-        A delayed answer holds up no other query. ``delay(0)`` without a name
-        clears every delay.
+        A delayed answer holds up no other query. ``delay(0)`` without a name or
+        type clears every delay.
 
         Added in 0.1.0.
         """
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         with self._lock:
+            if rdtype is not None:
+                key = (None if name is None else _name(name), _rdtype(rdtype))
+                if seconds:
+                    self._delay_types[key] = float(seconds)
+                else:
+                    self._delay_types.pop(key, None)
+                return
             if name is None:
                 self._delay_all = float(seconds)
                 if not seconds:
                     self._delay_names.clear()
+                    self._delay_types.clear()
             elif not seconds:
                 self._delay_names.pop(_name(name), None)
             else:
@@ -569,11 +600,20 @@ class DNSServer:
             if tcp:
                 self._tcp_queries += 1
             self._counts[(qname, qtype)] += 1
-            mode = self._fail_names.get(qname, self._fail_all)
-            delay = self._delay_names.get(qname, self._delay_all)
+            mode = self._fail_types.get(
+                (qname, qtype),
+                self._fail_types.get((None, qtype), self._fail_names.get(qname, self._fail_all)),
+            )
+            delay = self._delay_types.get(
+                (qname, qtype),
+                self._delay_types.get((None, qtype), self._delay_names.get(qname, self._delay_all)),
+            )
             records = self._records.get(qname, _NXDOMAIN)
-            truncate = self._truncate and not tcp
+            truncate = (self._truncate or mode == "truncate") and not tcp
         if mode == "drop":
+            return
+        if mode == "malformed":
+            send(wire[:2] + b"\x81\x80\x00\x01\x00\x05" + b"\xff" * 7)
             return
         reply = self._reply(query, qname, qtype, mode, records, truncate, tcp)
         if delay > 0 and self._scheduler is not None:
