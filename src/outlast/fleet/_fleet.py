@@ -21,9 +21,11 @@ once.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -53,7 +55,7 @@ from outlast.fleet._events import LOGGER, FleetAnswerFound
 from outlast.fleet._lkg import PUBLISH_SCRIPT, AnswerStore
 from outlast.policy import BreakerLink, CircuitBreaker
 
-__all__ = ["RESYNC_INTERVAL", "Fleet", "connect"]
+__all__ = ["FLUSH_TIMEOUT", "RESYNC_INTERVAL", "Fleet", "connect"]
 
 #: Seconds between snapshots of the fleet's breakers.
 RESYNC_INTERVAL: Final = 1.0
@@ -64,6 +66,10 @@ BATCH: Final = 500
 DEFAULT_NAMESPACE: Final = "outlast"
 DEFAULT_ANSWER_KEEP: Final = 86400.0
 DEFAULT_BREAKER_KEEP: Final = 3600.0
+#: Seconds a process waits, before its first call, for what the fleet knows (not on a loop).
+CONNECT_WAIT: Final = 0.2
+#: Seconds :meth:`Fleet.close` (and interpreter exit) spends at most writing what is queued.
+FLUSH_TIMEOUT: Final = 1.0
 
 
 class Fleet:
@@ -75,7 +81,11 @@ class Fleet:
     answers expire ``answer_keep`` seconds after they were last written, breakers
     ``breaker_keep`` seconds after their last change. ``listeners`` receive the fleet's
     events. The constructor waits up to ``connect_wait`` seconds for a first snapshot
-    of the fleet's breakers (0: not at all); it never fails because Redis is down.
+    of the fleet's breakers (0: not at all), so a process's first call already knows
+    which breakers the fleet holds open; on an event loop's thread (asyncio or trio) it
+    does not wait, and the first breaker linked off the loop waits for what is left of
+    that time instead. It never fails because Redis is down. :meth:`close` (also run
+    at interpreter exit) writes what is still queued, for at most a second.
 
     Pass it as ``Resolver(shared=fleet)`` and ``Policy(shared=fleet)``; with
     ``OUTLAST_REDIS_URL`` set, ``from_env`` does so through :func:`connect`.
@@ -92,7 +102,7 @@ class Fleet:
         answer_keep: float | timedelta = DEFAULT_ANSWER_KEEP,
         breaker_keep: float | timedelta = DEFAULT_BREAKER_KEEP,
         listeners: Iterable[Listener] = (),
-        connect_wait: float | timedelta = 0.2,
+        connect_wait: float | timedelta = CONNECT_WAIT,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("url", "<not shown>", "a redis://, rediss:// or unix:// URL")
@@ -103,7 +113,7 @@ class Fleet:
             raise ConfigError("timeout", timeout, "at most 0.05 s: Redis must never be waited on")
         keep = seconds_arg("answer_keep", answer_keep, DEFAULT_ANSWER_KEEP, allow_zero=False)
         bkeep = seconds_arg("breaker_keep", breaker_keep, DEFAULT_BREAKER_KEEP, allow_zero=False)
-        wait = seconds_arg("connect_wait", connect_wait, 0.2, allow_zero=True)
+        wait = seconds_arg("connect_wait", connect_wait, CONNECT_WAIT, allow_zero=True)
         self._listeners: tuple[Listener, ...] = tuple(listeners)
         self._emitter = Emitter(LOGGER, self._listeners)
         self._clock = time.monotonic
@@ -124,7 +134,10 @@ class Fleet:
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
         weakref.finalize(self, self._stop.set)
-        if wait:
+        atexit.register(_close_at_exit, ref)
+        #: Until then (monotonic), a breaker linked off an event loop waits for a snapshot.
+        self._ready_by = self._clock() + wait
+        if wait and not on_event_loop():
             self._ready.wait(wait)
 
     def _register_scripts(self) -> dict[str, Any]:
@@ -181,10 +194,19 @@ class Fleet:
     def _emit(self, event: Event) -> None:
         self._emitter.emit(event)
 
-    def close(self) -> None:
-        """Stop the threads (answers not yet written are dropped). Idempotent."""
+    def close(self, timeout: float | timedelta = FLUSH_TIMEOUT) -> None:
+        """Write what is queued, then stop the threads. Idempotent.
+
+        Answers and breaker operations not yet written are sent first, for at most
+        ``timeout`` seconds in all (default 1 s); while Redis is down or backing off
+        nothing is waited for and they are dropped. Called at interpreter exit too, so
+        a process that lives a moment (a CLI job, a cron task) still shares what it
+        learned.
+        """
         if self._closed:
             return
+        limit = seconds_arg("timeout", timeout, FLUSH_TIMEOUT, allow_zero=True)
+        deadline = self._clock() + limit
         self._closed = True
         self._stop.set()
         with self._cond:
@@ -192,8 +214,33 @@ class Fleet:
         self._reads.put(None)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(2.0)
+                thread.join(max(0.0, deadline - self._clock()))
+        self._flush(deadline)
         self._link.close()
+
+    def _flush(self, deadline: float) -> None:
+        """Write what is queued on this thread, in batches, until ``deadline`` (monotonic)."""
+        while self._clock() < deadline and self._link.usable():
+            with self._cond:
+                answers = [self._pending.pop(h) for h in list(self._pending)[:BATCH]]
+                ops = [self._ops.popleft() for _ in range(min(len(self._ops), BATCH))]
+            if not (answers or ops):
+                return
+            try:
+                self._link.run(functools.partial(self._write, answers=answers, ops=ops))
+            except Down:
+                break
+            except Rejected as exc:
+                LOGGER.debug("outlast: Redis refused the fleet's last writes: %s", exc)
+            except Exception:
+                LOGGER.debug("outlast: the fleet's last writes failed", exc_info=True)
+        with self._cond:
+            left = len(self._pending) + len(self._ops)
+            self._pending.clear()
+            self._ops.clear()
+        if left:
+            self.dropped += left
+            LOGGER.debug("outlast: %d fleet writes dropped at close", left)
 
     # -- answers (outlast.dns.SharedAnswers) ------------------------------------------
 
@@ -241,6 +288,10 @@ class Fleet:
         self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]
     ) -> BreakerLink:
         """Share the breaker ``name``; ``apply`` hears of the fleet's changes to it."""
+        if not self._ready.is_set():
+            left = self._ready_by - self._clock()
+            if left > 0 and not on_event_loop():
+                self._ready.wait(left)
         origin = self._breakers.attach(name, config, apply)
         return _Link(self, name, origin, config.failures)
 
@@ -433,6 +484,12 @@ class _Link:
         self._fleet._queue(Op("close", self._name, self._origin))
 
 
+def _close_at_exit(ref: weakref.ref[Fleet]) -> None:
+    fleet = ref()
+    if fleet is not None:
+        fleet.close()
+
+
 def _after_fork_in_child(ref: weakref.ref[Fleet]) -> None:
     fleet = ref()
     if fleet is not None:
@@ -459,20 +516,48 @@ def connect(url: str, *, listeners: Iterable[Listener] = ()) -> Fleet:
     ``Resolver.from_env`` and ``Policy.from_env`` call it when ``OUTLAST_REDIS_URL`` is
     set, so a process's resolvers and policies share one connection. ``listeners`` are
     added to the fleet's. Called on an event loop's thread (an ``AsyncClient`` made in
-    a coroutine), it does not wait for the first snapshot: the loop is never blocked.
+    a coroutine, under asyncio or trio), it does not wait for the first snapshot: the
+    loop is never blocked.
 
     Added in 0.1.0.
     """
     with _connect_lock:
         fleet = _connected.get(url)
         if fleet is None or fleet._closed:
-            try:
-                asyncio.get_running_loop()
-                wait = 0.0
-            except RuntimeError:  # no loop on this thread: a short wait is harmless
-                wait = 0.2
-            fleet = Fleet(url, listeners=listeners, connect_wait=wait)
+            fleet = Fleet(url, listeners=listeners, connect_wait=CONNECT_WAIT)
             _connected[url] = fleet
         else:
             fleet.add_listeners(listeners)
         return fleet
+
+
+def on_event_loop() -> bool:
+    """True on a thread that runs an event loop (asyncio or trio): it must never block.
+
+    Uses sniffio (which knows asyncio, trio and the libraries that register with it),
+    and asks asyncio and trio directly as well: a callback run by ``loop.call_soon`` is
+    on the loop's thread but in no task.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            return True
+    try:
+        import sniffio
+    except ImportError:  # pragma: no cover - sniffio comes with outlast[redis]
+        return False
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+    return True
