@@ -12,6 +12,11 @@ Each script increments and checks (or changes state) atomically on the server, t
 the time from the server (``TIME``), so every process times the reset from the same
 clock, and refreshes the keys' expiry, so abandoned breakers vanish. Processes learn of
 changes by subscription and by a periodic snapshot, never on the call path.
+
+Versions are milliseconds on the server's clock. A held version more than
+:data:`MAX_AHEAD_MS` ahead of the server's time (a forged ``HSET``) is ignored when the
+next change is made, and a reader ignores a change whose version is that far ahead of
+its own clock (a forged ``PUBLISH``): one write cannot pin a breaker's state.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable
@@ -29,6 +36,7 @@ from outlast.policy import CircuitBreaker
 
 __all__ = [
     "CLOSE_SCRIPT",
+    "MAX_AHEAD_MS",
     "FAIL_SCRIPT",
     "OPEN_SCRIPT",
     "SNAPSHOT_SCRIPT",
@@ -37,7 +45,11 @@ __all__ = [
     "Op",
 ]
 
-_OPEN_IT: Final = """
+#: Milliseconds a version may be ahead of the clock that checks it (server's or reader's).
+MAX_AHEAD_MS: Final = 60_000
+
+_OPEN_IT: Final = (
+    """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -61,7 +73,13 @@ local function open_it(origin)
              now=now, version=v, origin=origin}))
   return 1
 end
+-- A state whose version is far ahead of this server's clock was forged or written by
+-- a runaway clock: it is forgotten, so it neither blocks nor outranks what comes next.
+local held_v = tonumber(redis.call('HGET', KEYS[1], 'version'))
+if held_v and held_v > now_ms() + %d then redis.call('DEL', KEYS[1]) end
 """
+    % MAX_AHEAD_MS
+)
 
 #: KEYS: hash, failures, open index. ARGV: expire ms, name, channel, threshold.
 FAIL_SCRIPT: Final = (
@@ -136,7 +154,13 @@ class Change:
     origin: str
 
     @classmethod
-    def parse(cls, text: str) -> Change | None:
+    def parse(cls, text: str, *, now_ms: float | None = None) -> Change | None:
+        """The change a message or snapshot row tells; None if malformed or from the future.
+
+        ``now_ms`` is the reader's Unix time in milliseconds (default: now): a version
+        more than :data:`MAX_AHEAD_MS` ahead of it is forged or runaway and ignored.
+        """
+        limit = (time.time() * 1000 if now_ms is None else now_ms) + MAX_AHEAD_MS
         try:
             data = json.loads(text)
             state = str(data["state"])
@@ -147,7 +171,9 @@ class Change:
                 version=int(data["version"]),
                 origin=str(data.get("origin", "")),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        if not change.version <= limit or not math.isfinite(change.opened_ago):
             return None
         return change if state in ("open", "closed") else None
 
