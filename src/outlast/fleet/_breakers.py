@@ -220,12 +220,15 @@ class BreakerStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._known: dict[str, _Known] = {}
-        #: name -> (origin token of the local breaker, a weak reference to its apply)
+        #: name -> (id of the local breaker, a weak reference to its apply)
         self._appliers: dict[str, list[tuple[str, _Ref]]] = {}
+        self._process = uuid.uuid4().hex[:16]
 
     def after_fork_in_child(self) -> None:
-        """A lock held by another thread at fork time would never be released here."""
+        """A lock held by another thread at fork time would never be released here, and
+        the child is a process of its own: its changes carry a new origin."""
         self._lock = threading.Lock()
+        self._process = uuid.uuid4().hex[:16]
 
     def keys(self, name: str) -> list[str]:
         base = self.prefix + name
@@ -249,8 +252,8 @@ class BreakerStore:
     # -- what the fleet says ----------------------------------------------------------
 
     def attach(self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]) -> str:
-        """Register a local breaker; returns the origin token its own changes carry."""
-        origin = uuid.uuid4().hex
+        """Register a local breaker; returns its id (its changes carry :meth:`origin` of it)."""
+        local = uuid.uuid4().hex[:12]
         ref: _Ref
         try:
             ref = weakref.WeakMethod(apply)
@@ -258,14 +261,22 @@ class BreakerStore:
             ref = functools.partial(_same, apply)
         with self._lock:
             refs = [(o, r) for o, r in self._appliers.get(name, []) if r() is not None]
-            refs.append((origin, ref))
+            refs.append((local, ref))
             self._appliers[name] = refs
             known = self._known.get(name)
             if known is None or known.state != "open":
-                return origin
+                return local
             ago = known.opened_ago + (self._clock() - known.seen_at)
         apply("open", ago)
-        return origin
+        return local
+
+    def origin(self, local: str) -> str:
+        """The origin token a local breaker's changes carry: this process's, then its id.
+
+        The process part is new in a forked child, so workers forked from one parent
+        (gunicorn ``--preload``, multiprocessing) hear each other's changes.
+        """
+        return f"{self._process}.{local}"
 
     def names(self) -> list[str]:
         """Names of the breakers this process holds (for snapshots), at most 1000."""
@@ -291,7 +302,8 @@ class BreakerStore:
                     del self._known[stale]
             refs = self._appliers.get(change.name, [])
             # A breaker's own change is not applied back to it; other local ones hear it.
-            appliers = [r() for origin, r in refs if origin != change.origin]
+            mine = f"{self._process}."
+            appliers = [r() for local, r in refs if change.origin != mine + local]
         for apply in appliers:
             if apply is not None:
                 apply(change.state, change.opened_ago)

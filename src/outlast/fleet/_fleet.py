@@ -292,8 +292,8 @@ class Fleet:
             left = self._ready_by - self._clock()
             if left > 0 and not on_event_loop():
                 self._ready.wait(left)
-        origin = self._breakers.attach(name, config, apply)
-        return _Link(self, name, origin, config.failures)
+        local = self._breakers.attach(name, config, apply)
+        return _Link(self, name, local, config.failures)
 
     def _queue(self, op: Op) -> None:
         if self._link.down:
@@ -463,13 +463,17 @@ class _Read(NamedTuple):
 class _Link:
     """One local breaker's line to the fleet: every method queues and returns."""
 
-    __slots__ = ("_fleet", "_name", "_origin", "_threshold")
+    __slots__ = ("_fleet", "_local", "_name", "_threshold")
 
-    def __init__(self, fleet: Fleet, name: str, origin: str, threshold: int) -> None:
+    def __init__(self, fleet: Fleet, name: str, local: str, threshold: int) -> None:
         self._fleet = fleet
         self._name = name
-        self._origin = origin
+        self._local = local
         self._threshold = threshold
+
+    @property
+    def _origin(self) -> str:  # read at each change: a forked child's is its own
+        return self._fleet._breakers.origin(self._local)
 
     def failed(self) -> None:
         self._fleet._queue(Op("fail", self._name, self._origin, self._threshold))
