@@ -48,8 +48,7 @@ __all__ = [
 #: Milliseconds a version may be ahead of the clock that checks it (server's or reader's).
 MAX_AHEAD_MS: Final = 60_000
 
-_OPEN_IT: Final = (
-    """
+_OPEN_IT: Final = """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -76,10 +75,8 @@ end
 -- A state whose version is far ahead of this server's clock was forged or written by
 -- a runaway clock: it is forgotten, so it neither blocks nor outranks what comes next.
 local held_v = tonumber(redis.call('HGET', KEYS[1], 'version'))
-if held_v and held_v > now_ms() + %d then redis.call('DEL', KEYS[1]) end
-"""
-    % MAX_AHEAD_MS
-)
+if held_v and held_v > now_ms() + AHEAD_MS then redis.call('DEL', KEYS[1]) end
+""".replace("AHEAD_MS", str(MAX_AHEAD_MS))
 
 #: KEYS: hash, failures, open index. ARGV: expire ms, name, channel, threshold.
 FAIL_SCRIPT: Final = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import os
 import queue
@@ -50,7 +51,7 @@ from outlast.fleet._breakers import (
     Change,
     Op,
 )
-from outlast.fleet._client import DEFAULT_TIMEOUT, OUTAGE, Down, Link, Rejected
+from outlast.fleet._client import DEFAULT_TIMEOUT, OUTAGE, Down, Link, Rejected, is_refusal
 from outlast.fleet._events import LOGGER, FleetAnswerFound
 from outlast.fleet._lkg import PUBLISH_SCRIPT, AnswerStore
 from outlast.policy import BreakerLink, CircuitBreaker
@@ -66,6 +67,8 @@ BATCH: Final = 500
 DEFAULT_NAMESPACE: Final = "outlast"
 DEFAULT_ANSWER_KEEP: Final = 86400.0
 DEFAULT_BREAKER_KEEP: Final = 3600.0
+#: Seconds between reports of a failure that repeats, at most.
+LOG_BACKOFF_MAX: Final = 300.0
 #: Seconds a process waits, before its first call, for what the fleet knows (not on a loop).
 CONNECT_WAIT: Final = 0.2
 #: Seconds :meth:`Fleet.close` (and interpreter exit) spends at most writing what is queued.
@@ -117,7 +120,11 @@ class Fleet:
         self._listeners: tuple[Listener, ...] = tuple(listeners)
         self._emitter = Emitter(LOGGER, self._listeners)
         self._clock = time.monotonic
-        self._link = Link(url, timeout=timeout_s, emit=self._emit, clock=self._clock)
+        self._link = Link(
+            url, timeout=timeout_s, emit=self._emit, clock=self._clock, check=self._check
+        )
+        self._log_write = _BackedOffLog()
+        self._log_listen = _BackedOffLog()
         self._answers = AnswerStore(namespace, keep)
         self._breakers = BreakerStore(namespace, bkeep, self._clock)
         self._cond = threading.Condition()
@@ -325,7 +332,7 @@ class Fleet:
                     for answer in answers:
                         self._pending.setdefault(answer.host, answer)
             except Rejected as exc:  # e.g. loading the scripts refused: retrying would be too
-                LOGGER.warning(
+                self._log_write.log(
                     "outlast: Redis refused a fleet write; %d answers and %d breaker"
                     " operations dropped: %s",
                     len(answers),
@@ -333,7 +340,7 @@ class Fleet:
                     exc,
                 )
             except Exception:
-                LOGGER.exception("outlast: fleet writer failed")
+                self._log_write.log("outlast: fleet writer failed", exc_info=True)
 
     def _write(
         self,
@@ -353,6 +360,9 @@ class Fleet:
         replies = pipe.execute(raise_on_error=False)
         items: list[SharedAnswer | Op] = [*answers, *ops]
         for item, reply in zip(items, replies, strict=False):
+            if isinstance(reply, redis.ResponseError) and is_refusal(reply):
+                self._link.refused(reply)  # every later write would be refused too
+                return
             if isinstance(reply, redis.ResponseError):
                 what = (
                     f"the answer for {item.host!r}"
@@ -360,7 +370,7 @@ class Fleet:
                     else f"breaker {item.name!r} ({item.kind})"
                 )
                 error = self._link.scrub(f"{type(reply).__name__}: {reply}")[:300]
-                LOGGER.warning("outlast: Redis refused %s; dropped: %s", what, error)
+                self._log_write.log("outlast: Redis refused %s; dropped: %s", what, error)
 
     # -- the reader thread ------------------------------------------------------------
 
@@ -393,7 +403,7 @@ class Fleet:
             except Down:
                 self._ready.set()  # nobody waits for a Redis that is down
             except Exception:
-                LOGGER.exception("outlast: fleet listener failed")
+                self._log_listen.log("outlast: fleet listener failed", exc_info=True)
                 stop.wait(1.0)
 
     def _listen(self, stop: threading.Event) -> None:
@@ -402,18 +412,18 @@ class Fleet:
         try:
             try:
                 pubsub.subscribe(self._breakers.channel)
-            except OUTAGE as exc:
-                self._link.failed(exc)
-                raise Down(str(exc)) from None
+            except Exception as exc:
+                self._listen_failed(exc)
+                raise
             self._snapshot()
             self._ready.set()
             synced = self._clock()
             while not stop.is_set():
                 try:
                     message = pubsub.get_message(timeout=0.1)
-                except OUTAGE as exc:
-                    self._link.failed(exc)
-                    raise Down(str(exc)) from None
+                except Exception as exc:
+                    self._listen_failed(exc)
+                    raise
                 if message is not None and message.get("type") == "message":
                     change = Change.parse(str(message.get("data")))
                     if change is not None:
@@ -427,12 +437,38 @@ class Fleet:
             except Exception:
                 LOGGER.debug("outlast: closing the fleet subscription failed", exc_info=True)
 
+    def _listen_failed(self, exc: Exception) -> None:
+        """The subscription failed: an outage or a refusal marks Redis down (raises Down)."""
+        if is_refusal(exc):
+            self._link.refused(exc)
+        elif isinstance(exc, OUTAGE):
+            self._link.failed(exc)
+        else:
+            return
+        raise Down(self._link.scrub(str(exc))) from None
+
+    def _check(self, client: redis.Redis) -> None:
+        """After a refusal: raise unless this client may do all the fleet does.
+
+        Runs a script that reads the breakers' keys (scripting, key rights, the
+        database) and subscribes to the breakers' channel (pub/sub rights).
+        """
+        keys, args = self._breakers.snapshot_args()
+        self._scripts["snapshot"](keys=keys, args=args[:2], client=client)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(self._breakers.channel)
+            pubsub.get_message(timeout=self._link.timeout)
+        finally:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
     def _snapshot(self) -> None:
         keys, args = self._breakers.snapshot_args()
         try:
             rows = self._link.run(lambda client: self._scripts["snapshot"](keys=keys, args=args))
         except Rejected as exc:  # Redis is up; the subscription still brings changes
-            LOGGER.warning("outlast: Redis refused the fleet's breaker snapshot: %s", exc)
+            self._log_listen.log("outlast: Redis refused the fleet's breaker snapshot: %s", exc)
             return
         for row in list(rows)[1:]:
             change = Change.parse(str(row))
@@ -451,6 +487,37 @@ class Fleet:
         self._scripts = self._register_scripts()
         if not self._closed:
             self._start()
+
+
+class _BackedOffLog:
+    """A failure that repeats is logged (WARNING) at most once per interval: 1 s at
+    first, doubling up to 5 minutes, with the count of the others; those go to DEBUG."""
+
+    __slots__ = ("_interval", "_lock", "_next", "_suppressed")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._interval = 1.0
+        self._suppressed = 0
+
+    def log(self, message: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            loud = now >= self._next
+            if loud:
+                suppressed, self._suppressed = self._suppressed, 0
+                self._next = now + self._interval
+                self._interval = min(self._interval * 2, LOG_BACKOFF_MAX)
+            else:
+                self._suppressed += 1
+        if not loud:
+            LOGGER.debug(message, *args, exc_info=exc_info)
+            return
+        if suppressed:
+            message += " (and %d more like it since the last report)"
+            args = (*args, suppressed)
+        LOGGER.warning(message, *args, exc_info=exc_info)
 
 
 class _Read(NamedTuple):

@@ -36,15 +36,14 @@ MAX_AHEAD: Final = 60.0
 
 #: KEYS[1] the name's hash; ARGV: generation, learned_at, ttl, addresses, source, expire ms.
 #: Returns 1 when written, 0 when a newer generation was held.
-PUBLISH_SCRIPT: Final = (
-    """
+PUBLISH_SCRIPT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local limit = now + %(ahead)s
+local limit = now + MAX_AHEAD
 local gen, gen_s = tonumber(ARGV[1]), ARGV[1]
 local learned_s = ARGV[2]
-if gen > limit then gen, gen_s = now, string.format('%%.17g', now) end
-if tonumber(learned_s) > limit then learned_s = string.format('%%.17g', now) end
+if gen > limit then gen, gen_s = now, string.format('%.17g', now) end
+if tonumber(learned_s) > limit then learned_s = string.format('%.17g', now) end
 local held = tonumber(redis.call('HGET', KEYS[1], 'generation'))
 if held and held <= limit and held > gen then
   return 0
@@ -53,9 +52,7 @@ redis.call('HSET', KEYS[1], 'generation', gen_s, 'learned_at', learned_s, 'ttl',
            'addresses', ARGV[4], 'source', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
-"""
-    % {"ahead": repr(MAX_AHEAD)}
-)
+""".replace("MAX_AHEAD", repr(MAX_AHEAD))
 
 
 class AnswerStore:
