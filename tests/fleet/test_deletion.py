@@ -66,9 +66,12 @@ def test_an_accepted_deletion_is_not_re_adopted_and_reaches_the_fleet(
         # The fleet agrees: the shared copy is a deletion now.
         assert wait_for(lambda: held(redis_server, name).get("addresses") == "[]", 5)
     # A fresh process, its providers saying NXDOMAIN too, does not adopt the old address.
-    with Fleet(redis_server.url) as fresh, resolver(fault_dns, fresh, keep_on_empty=3600) as b:
-        with pytest.raises(outlast.ResolveError):
-            b.resolve(name)
+    with (
+        Fleet(redis_server.url) as fresh,
+        resolver(fault_dns, fresh, keep_on_empty=3600) as b,
+        pytest.raises(outlast.ResolveError),
+    ):
+        b.resolve(name)
 
 
 def test_an_older_shared_answer_never_beats_a_local_deletion(

@@ -10,7 +10,6 @@ import time
 
 import redis
 
-import outlast
 from outlast.dns import SharedAnswer
 from outlast.fleet import Fleet
 from outlast.fleet._fleet import on_event_loop

@@ -5,6 +5,8 @@ Per breaker name (``{ns}`` is the namespace):
 - ``{ns}:breaker:{name}``, a hash: ``state`` (``open`` / ``closed``), ``opened_at``
   (milliseconds on the Redis server's clock) and ``version`` (grows with each change);
 - ``{ns}:breaker:{name}:failures``: the fleet's count of consecutive failures;
+- ``{ns}:breaker:{name}:probe``: the probe lease, held by the one process that probes
+  after a reset (``SET NX PX``, for ``reset`` seconds: one probe per reset);
 - ``{ns}:breakers:open``: a sorted set of the open breakers, for a joining process;
 - channel ``{ns}:breakers``: every change, as JSON.
 
@@ -36,6 +38,7 @@ from outlast.policy import CircuitBreaker
 
 __all__ = [
     "CLOSE_SCRIPT",
+    "LEASE_SCRIPT",
     "MAX_AHEAD_MS",
     "FAIL_SCRIPT",
     "OPEN_SCRIPT",
@@ -116,6 +119,21 @@ return 1
 """
 )
 
+#: KEYS: the probe lease. ARGV: origin, lease ms. Returns 0 when this origin got it (or
+#: already holds it), else the milliseconds the holder keeps it (at least 1).
+LEASE_SCRIPT: Final = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left < 1 then return 1 end
+return left
+"""
+
+#: Seconds a caller fails fast while the fleet is asked for the probe lease.
+LEASE_ASK_WAIT: Final = 0.05
+#: Seconds after which a lease asked for and not answered is asked for again.
+LEASE_ASK_TIMEOUT: Final = 0.5
+
 #: KEYS: open index. ARGV: expire ms, key prefix, names to read besides the open ones.
 #: Returns the server time (ms) and one JSON object per breaker found.
 SNAPSHOT_SCRIPT: Final = """
@@ -193,6 +211,14 @@ def _same(apply: Callable[[str, float], None]) -> Callable[[str, float], None]:
 
 
 @dataclasses.dataclass(slots=True)
+class _Lease:
+    """This process's standing for a breaker's probe lease."""
+
+    status: str  # "asking", "granted", "denied", "used"
+    until: float  # monotonic: when an "asking" or "denied" standing lapses
+
+
+@dataclasses.dataclass(slots=True)
 class _Known:
     state: str
     opened_ago: float
@@ -220,12 +246,16 @@ class BreakerStore:
         #: name -> (id of the local breaker, a weak reference to its apply)
         self._appliers: dict[str, list[tuple[str, _Ref]]] = {}
         self._process = uuid.uuid4().hex[:16]
+        self._leases: dict[str, _Lease] = {}
+        self._leased = threading.Condition(self._lock)
 
     def after_fork_in_child(self) -> None:
         """A lock held by another thread at fork time would never be released here, and
         the child is a process of its own: its changes carry a new origin."""
         self._lock = threading.Lock()
         self._process = uuid.uuid4().hex[:16]
+        self._leases = {}
+        self._leased = threading.Condition(self._lock)
 
     def keys(self, name: str) -> list[str]:
         base = self.prefix + name
@@ -245,6 +275,69 @@ class BreakerStore:
             scripts["close"](keys=keys, args=[*common, origin], client=pipe)
         elif op.kind == "succeed":
             pipe.delete(keys[1])
+        elif op.kind == "lease":
+            scripts["lease"](keys=[keys[0] + ":probe"], args=[origin, arg], client=pipe)
+
+    # -- the probe lease ----------------------------------------------------------------
+
+    def probe_wait(self, name: str, ask: Callable[[], None], wait: float) -> float:
+        """Seconds to fail fast before a local breaker of ``name`` may probe; 0: now.
+
+        The first caller after a reset calls ``ask`` (which queues the request for the
+        lease) and waits up to ``wait`` seconds for Redis's answer (0: not at all). A
+        granted lease is used up by the probe it lets through.
+        """
+        now = self._clock()
+        with self._lock:
+            held = self._leases.get(name)
+            if held is None or held.status == "used" or now >= held.until:
+                lease = _Lease("asking", now + LEASE_ASK_TIMEOUT)
+                self._leases[name] = lease
+                if len(self._leases) > 10_000:
+                    for stale in list(self._leases)[:1000]:
+                        del self._leases[stale]
+                ask()
+            else:
+                lease = held
+            if lease.status == "asking" and wait > 0:
+                self._leased.wait_for(lambda: lease.status != "asking", wait)
+                lease = self._leases.get(name, lease)
+            if lease.status == "granted":
+                lease.status = "used"
+                return 0.0
+            if lease.status == "denied":
+                return max(lease.until - self._clock(), 0.001)
+            return LEASE_ASK_WAIT
+
+    def leased(self, name: str, reply: object) -> None:
+        """The fleet's answer to asking for ``name``'s lease (0: granted; else ms held)."""
+        now = self._clock()
+        with self._lock:
+            lease = self._leases.get(name)
+            if lease is None or lease.status != "asking":
+                return  # the state changed meanwhile: asked again when due
+            if reply == 0:
+                lease.status, lease.until = "granted", now + LEASE_ASK_TIMEOUT
+            else:
+                try:
+                    held_ms = float(reply)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    held_ms = 0.0
+                lease.status, lease.until = "denied", now + max(held_ms, 1.0) / 1000
+            self._leased.notify_all()
+
+    def lease_failed(self, name: str) -> None:
+        """Asking for the lease failed (Redis refused it): this process may probe."""
+        with self._lock:
+            lease = self._leases.get(name)
+            if lease is not None and lease.status == "asking":
+                lease.status, lease.until = "granted", self._clock() + LEASE_ASK_TIMEOUT
+            self._leased.notify_all()
+
+    def forget_lease(self, name: str) -> None:
+        """The breaker opened again or closed: a new reset, a new lease."""
+        with self._lock:
+            self._leases.pop(name, None)
 
     # -- what the fleet says ----------------------------------------------------------
 
@@ -294,6 +387,7 @@ class BreakerStore:
             if known is not None and change.version <= known.version:
                 return
             self._known[change.name] = _Known(change.state, change.opened_ago, change.version, now)
+            self._leases.pop(change.name, None)
             if len(self._known) > 10_000:  # forget the oldest names seen
                 for stale in list(self._known)[:1000]:
                     del self._known[stale]

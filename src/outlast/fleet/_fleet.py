@@ -45,6 +45,7 @@ from outlast.dns import SharedAnswer
 from outlast.fleet._breakers import (
     CLOSE_SCRIPT,
     FAIL_SCRIPT,
+    LEASE_SCRIPT,
     OPEN_SCRIPT,
     SNAPSHOT_SCRIPT,
     BreakerStore,
@@ -154,6 +155,7 @@ class Fleet:
             "fail": client.register_script(FAIL_SCRIPT),
             "open": client.register_script(OPEN_SCRIPT),
             "close": client.register_script(CLOSE_SCRIPT),
+            "lease": client.register_script(LEASE_SCRIPT),
             "snapshot": client.register_script(SNAPSHOT_SCRIPT),
         }
 
@@ -300,7 +302,7 @@ class Fleet:
             if left > 0 and not on_event_loop():
                 self._ready.wait(left)
         local = self._breakers.attach(name, config, apply)
-        return _Link(self, name, local, config.failures)
+        return _Link(self, name, local, config.failures, config.reset)
 
     def _queue(self, op: Op) -> None:
         if self._link.down:
@@ -360,6 +362,11 @@ class Fleet:
         replies = pipe.execute(raise_on_error=False)
         items: list[SharedAnswer | Op] = [*answers, *ops]
         for item, reply in zip(items, replies, strict=False):
+            if isinstance(item, Op) and item.kind == "lease":
+                if isinstance(reply, Exception):
+                    self._breakers.lease_failed(item.name)
+                else:
+                    self._breakers.leased(item.name, reply)
             if isinstance(reply, redis.ResponseError) and is_refusal(reply):
                 self._link.refused(reply)  # every later write would be refused too
                 return
@@ -530,13 +537,14 @@ class _Read(NamedTuple):
 class _Link:
     """One local breaker's line to the fleet: every method queues and returns."""
 
-    __slots__ = ("_fleet", "_local", "_name", "_threshold")
+    __slots__ = ("_fleet", "_lease_ms", "_local", "_name", "_threshold")
 
-    def __init__(self, fleet: Fleet, name: str, local: str, threshold: int) -> None:
+    def __init__(self, fleet: Fleet, name: str, local: str, threshold: int, reset: float) -> None:
         self._fleet = fleet
         self._name = name
         self._local = local
         self._threshold = threshold
+        self._lease_ms = max(1, int(reset * 1000))
 
     @property
     def _origin(self) -> str:  # read at each change: a forked child's is its own
@@ -549,10 +557,25 @@ class _Link:
         self._fleet._queue(Op("succeed", self._name, self._origin))
 
     def opened(self, *, probe: bool) -> None:
+        self._fleet._breakers.forget_lease(self._name)
         self._fleet._queue(Op("open", self._name, self._origin, 1 if probe else 0))
 
     def closed(self) -> None:
+        self._fleet._breakers.forget_lease(self._name)
         self._fleet._queue(Op("close", self._name, self._origin))
+
+    def probe_wait(self) -> float:
+        """0 if this process may probe now; else seconds to fail fast (see BreakerLink).
+
+        The probe is leased from Redis for ``reset`` seconds: one process of the fleet
+        probes per reset. While Redis is unavailable every process decides alone.
+        """
+        fleet = self._fleet
+        if fleet._closed or fleet._link.down:
+            return 0.0
+        op = Op("lease", self._name, self._origin, self._lease_ms)
+        wait = 0.0 if on_event_loop() else 2 * fleet._link.timeout
+        return fleet._breakers.probe_wait(self._name, functools.partial(fleet._queue, op), wait)
 
 
 def _close_at_exit(ref: weakref.ref[Fleet]) -> None:
