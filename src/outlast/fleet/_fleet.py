@@ -38,7 +38,7 @@ from typing import Any, Final, NamedTuple
 
 import redis
 
-from outlast._config import seconds_arg
+from outlast._config import _redis_url, seconds_arg
 from outlast._events import Emitter, Event, Listener
 from outlast._exceptions import ConfigError
 from outlast.dns import SharedAnswer
@@ -110,6 +110,7 @@ class Fleet:
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("url", "<not shown>", "a redis://, rediss:// or unix:// URL")
+        _redis_url("url", url)  # malformed (an unescaped # ? / in the password), bad port
         if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
             raise ConfigError("namespace", namespace, "a non-empty name without spaces")
         timeout_s = seconds_arg("timeout", timeout, DEFAULT_TIMEOUT, allow_zero=False)
