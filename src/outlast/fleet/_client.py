@@ -73,6 +73,7 @@ OUTAGE: Final = (redis.ConnectionError, redis.TimeoutError, OSError)
 _REFUSALS: Final = (
     "noperm",
     "no permissions",
+    "the user executing the script can't run",
     "db index is out of range",
     "invalid db index",
     "unknown command",
