@@ -6,6 +6,8 @@ import json
 import time
 
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import outlast
 from outlast.dns import SharedAnswer
@@ -122,3 +124,60 @@ def test_resolver_ignores_a_forged_answer_when_providers_are_dark(
         except outlast.ResolveError:
             return
         raise AssertionError(f"a forged answer was served: {answer}")
+
+
+# -- the invariant, over any sequence of writes ---------------------------------------
+
+# Offsets from now: in the past (honest, older), or far ahead (forged or runaway). One
+# a little ahead but within the allowance is believed and would rightly win.
+_OFFSET = st.floats(-1e6, 0) | st.floats(120, 1e6) | st.floats(1e6, 1e18)
+_WRITE = st.tuples(st.sampled_from(["publish", "hset"]), _OFFSET)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(writes=st.lists(_WRITE, max_size=8))
+def test_after_any_writes_an_honest_newer_answer_wins(redis_server, writes) -> None:
+    # Whatever was written before (honest or forged, any clock skew, directly or through
+    # the script), no time held is far ahead of the server's clock once the script has
+    # run, the reader never returns one that far ahead, and a later honest answer wins.
+    from outlast.fleet._lkg import MAX_AHEAD, PUBLISH_SCRIPT, AnswerStore
+
+    r = raw(redis_server)
+    store = AnswerStore("prop", 60.0)
+    script = r.register_script(PUBLISH_SCRIPT)
+    name = "prop.outlast.test"
+    r.delete(store.key(name))
+    try:
+        for i, (kind, offset) in enumerate(writes):
+            now = time.time()
+            answer = SharedAnswer(name, (f"127.0.3.{i}",), 60.0, now, now + offset, "t")
+            if kind == "publish":
+                store.write(r, script, answer)
+            else:
+                r.hset(
+                    store.key(name),
+                    mapping={
+                        "generation": repr(answer.generation),
+                        "learned_at": repr(now + offset),
+                        "ttl": "60",
+                        "addresses": json.dumps(list(answer.addresses)),
+                        "source": "forged",
+                    },
+                )
+            read = store.read(r, name)
+            assert read is None or read.generation <= time.time() + MAX_AHEAD
+        time.sleep(0.002)
+        now = time.time()
+        honest = SharedAnswer(name, ("127.0.0.99",), 60.0, now, now, "udp")
+        store.write(r, script, honest)
+        held = float(r.hget(store.key(name), "generation") or "nan")
+        assert held <= time.time() + MAX_AHEAD
+        read = store.read(r, name)
+        assert read is not None
+        assert read.addresses == ("127.0.0.99",), writes
+    finally:
+        r.close()
