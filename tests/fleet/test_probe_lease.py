@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import threading
+import time
 
+import pytest
+
+import outlast
 from outlast.fleet import Fleet
 
 from .helpers import SRC, Backend, http_policy, subprocess_env, wait_for
@@ -86,3 +92,51 @@ def test_four_processes_send_one_probe_per_reset(redis_server) -> None:
         assert sum(sent for sent, _ in results) == probes
         assert 1 <= probes <= resets, f"{probes} probes in 3.5 s: {results}"
         assert all(fast > 50 for _, fast in results)
+
+
+def test_a_lease_whose_holder_never_settles_lets_another_probe_after_reset(
+    redis_server,
+) -> None:
+    def boom() -> None:
+        raise ConnectionError("down")
+
+    release = threading.Event()
+
+    def hang() -> None:  # a probe whose process stalls (or died) mid-call
+        release.wait(10)
+        raise ConnectionError("down")
+
+    with Fleet(redis_server.url) as fa, Fleet(redis_server.url) as fb:
+        breaker = outlast.CircuitBreaker(failures=1, reset=0.5)
+        pa = outlast.Policy(retry=None, breaker=breaker, shared=fa).for_key("lease")
+        pb = outlast.Policy(retry=None, breaker=breaker, shared=fb).for_key("lease")
+        with pytest.raises(ConnectionError):
+            pa.call(boom)
+        assert wait_for(lambda: pb.state == "open", 5)
+        time.sleep(0.6)  # the reset passes for both
+        holder = threading.Thread(target=_swallow, args=(pa, hang))
+        holder.start()
+        try:
+            assert wait_for(lambda: pa.state == "half-open", 5), "A never took the probe"
+            with pytest.raises(outlast.CircuitOpenError):
+                pb.call(lambda: None)  # A holds the fleet's probe: B fails fast
+            # A never settles; once its lease has run out (one reset), B may probe.
+            probed = wait_for(lambda: _probes(pb), 3)
+            assert probed, "B never probed after A's lease ran out"
+            assert pb.state == "closed"
+        finally:
+            release.set()
+            holder.join(10)
+
+
+def _swallow(policy: outlast.Policy, fn) -> None:
+    with contextlib.suppress(ConnectionError):
+        policy.call(fn)
+
+
+def _probes(policy: outlast.Policy) -> bool:
+    try:
+        policy.call(lambda: None)
+    except outlast.CircuitOpenError:
+        return False
+    return True
