@@ -16,6 +16,7 @@ import dataclasses
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -115,20 +116,45 @@ def _split_host_port(rest: str, default_port: int, setting: str, text: str) -> t
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password (in the user part or the query) replaced by ``***``."""
+    """``url`` with any password (in the user part or the query) replaced by ``***``.
+
+    A URL that is not well formed shows no part of its credentials: a password holding
+    ``#``, ``?`` or ``/`` (common in base64) ends the authority early, so an ``@`` found
+    past it means the split cannot be trusted; then only the scheme and what follows
+    the last ``@`` (the host) are shown.
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
-        return "<not shown: not a valid URL>"
+        return _masked_malformed(url)
+    if parts.fragment or url.count("@") != parts.netloc.count("@"):
+        return _masked_malformed(url)
+    try:
+        parts.port  # noqa: B018 - a port that is no number may be a password's tail
+    except ValueError:
+        return _masked_malformed(url)
     netloc = parts.netloc
     if password is not None:
         netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    elif "@" in netloc:
+        netloc = f"***@{netloc.rpartition('@')[2]}"
     query = "&".join(
         f"{key}=***" if key.lower() in _SECRET_PARAMS else f"{key}{sep}{value}"
         for key, sep, value in (item.partition("=") for item in parts.query.split("&") if item)
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _masked_malformed(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest or not scheme.isalnum():
+        return "<not shown: not a valid URL>"
+    host = re.split(r"[/?#]", rest.rpartition("@")[2], maxsplit=1)[0]
+    name, colon, port = host.rpartition(":")
+    if colon and not port.isdigit():  # not a port: perhaps a password's tail
+        host = name if "]" not in port else host
+    return f"{scheme}://***@{host}"
 
 
 _SECRET_PARAMS: Final = frozenset({"password", "pass", "pwd", "token", "secret"})
@@ -234,14 +260,41 @@ def _path(name: str, raw: str) -> Path | None:
 
 
 def _redis_url(name: str, raw: str) -> str | None:
+    """A Redis URL redis-py will read as written, or ConfigError showing no credentials."""
     if not raw.strip():
         return None
-    parts = urlsplit(raw)
+    expected = "a redis://, rediss:// or unix:// URL"
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        raise ConfigError(name, mask_url(raw), expected) from None
+    shown = mask_url(raw)
+    if parts.scheme in ("redis", "rediss", "unix") and (
+        parts.fragment or raw.count("@") != parts.netloc.count("@")
+    ):
+        raise ConfigError(
+            name,
+            shown,
+            f"{expected} whose password has its reserved characters (# ? / @ :) "
+            "percent-encoded (%23 %3F %2F %40 %3A)",
+        )
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
         # A value with no recognisable URL shape may hold a password where it cannot be
         # found and masked: it is not shown at all.
-        shown = mask_url(raw) if parts.scheme and parts.netloc else "<not shown>"
-        raise ConfigError(name, shown, "a redis://, rediss:// or unix:// URL")
+        shown = shown if parts.scheme and parts.netloc else "<not shown>"
+        raise ConfigError(name, shown, expected)
+    if parts.scheme == "unix":
+        return raw
+    if not parts.hostname:
+        raise ConfigError(name, shown, f"{expected} with a host (redis://HOST:6379/0)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if (port is not None and not 0 < port < 65536) or parts.netloc.endswith(":"):
+        raise ConfigError(name, shown, "a port from 1 to 65535 after the host")
+    if parts.path not in ("", "/") and not parts.path[1:].isdigit():
+        raise ConfigError(name, shown, "a database number after the host (redis://HOST:6379/0)")
     return raw
 
 

@@ -108,7 +108,7 @@ def test_an_older_generation_never_overwrites_a_newer_answer(redis_server) -> No
     # Two processes' writers race: every answer carries its generation; the newest wins.
     now = time.time()
     answers = [
-        SharedAnswer("race.outlast.test", (f"127.0.1.{i % 250}",), 60.0, now, now + i, "t")
+        SharedAnswer("race.outlast.test", (f"127.0.1.{i % 250}",), 60.0, now, now - 200 + i, "t")
         for i in range(200)
     ]
     newest = answers[-1]

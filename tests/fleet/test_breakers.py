@@ -16,6 +16,7 @@ import outlast
 from outlast.fleet import Fleet
 
 from .helpers import Backend, client, http_policy, subprocess_env, wait_for
+from .redis_server import RedisServer
 
 
 def origin(backend: Backend) -> str:
@@ -168,3 +169,62 @@ def test_breaker_keys_are_namespaced_and_expire(redis_server) -> None:
             assert 0 < check.pttl("outlast:breakers:open") <= 60_000
         finally:
             check.close()
+
+
+def test_two_forked_workers_share_a_breaker_made_before_the_fork(redis_server) -> None:
+    # gunicorn --preload: the policy and its breaker are made in the parent, then each
+    # worker is forked. Worker A's probe closes it; worker B must hear it, not drop the
+    # change as its own (a token copied from the parent would be the same in both).
+    import os
+    import warnings
+
+    def boom() -> None:
+        raise ConnectionError("backend down")
+
+    with Fleet(redis_server.url) as fleet:
+        policy = outlast.Policy(
+            retry=None,
+            breaker=outlast.CircuitBreaker(failures=1, reset=0.3),
+            shared=fleet,
+            name="forked",
+        ).for_key("backend")
+        with pytest.raises(ConnectionError):
+            policy.call(boom)
+        assert policy.state == "open"
+        assert wait_for(lambda: raw_state(redis_server, "backend") == "open", 5)
+        read_a, write_a = os.pipe()
+        pids = []
+        for role in ("a", "b"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+                pid = os.fork()
+            if pid == 0:  # a worker: never returns into pytest
+                code = 1
+                try:
+                    if role == "a":
+                        time.sleep(0.4)  # past the reset: A's call is the probe
+                        policy.call(lambda: None)
+                        fleet.close()  # writes the closing before the worker exits
+                        code = 0 if policy.state == "closed" else 3
+                    else:
+                        os.read(read_a, 1)  # A has closed it
+                        code = 0 if wait_for(lambda: policy.state == "closed", 5) else 4
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+            if role == "a":
+                code_a = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                os.write(write_a, b"x")
+        code_b = os.waitstatus_to_exitcode(os.waitpid(pids[1], 0)[1])
+        os.close(read_a)
+        os.close(write_a)
+        assert code_a == 0
+        assert code_b == 0, "worker B never heard that worker A's probe closed the breaker"
+
+
+def raw_state(server: RedisServer, name: str) -> str | None:
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        return client.hget(f"outlast:breaker:{name}", "state")
+    finally:
+        client.close()

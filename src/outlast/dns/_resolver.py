@@ -35,6 +35,7 @@ from outlast.dns._events import (
     CacheHit,
     CacheMiss,
     EmptyAnswerAccepted,
+    EmptyAnswerDistrusted,
     LastKnownGoodEnded,
     StaleServed,
     StaticServed,
@@ -541,7 +542,7 @@ class Resolver:
             logger.exception("outlast: lookup of %r failed unexpectedly", name)
             outcome = Failure(f"{type(exc).__name__}: {exc}", "providers")
         if self._shared is not None and not isinstance(outcome, Positive):
-            await self._adopt_shared(name)
+            await self._adopt_shared(name, outcome)
         events = self._record(name, generation, outcome)
         for event in events:
             self._emitter.emit(event)
@@ -570,6 +571,8 @@ class Resolver:
             and held.addresses == outcome.addresses
         ):
             self._publish(held, now)
+        elif self._shared is not None and any(isinstance(e, EmptyAnswerAccepted) for e in events):
+            self._publish_deletion(name, generation, outcome.source, now)
         if self._cache_file is not None and not isinstance(outcome, Failure):
             self._schedule_cache_file()  # a confirmed answer moves learned_at on, too
         return events
@@ -593,8 +596,27 @@ class Resolver:
         except Exception:
             logger.exception("outlast: publishing %r to the fleet failed", entry.name)
 
-    async def _adopt_shared(self, name: str) -> None:
-        """Providers gave nothing usable: hold the fleet's answer if this process has none."""
+    def _publish_deletion(self, name: str, generation: float, source: str, now: float) -> None:
+        """Tell the fleet a negative was accepted: an answer with no addresses, so older
+        shared answers are not adopted again (here or by a fresh process)."""
+        assert self._shared is not None
+        wall = time.time()
+        deletion = SharedAnswer(name, (), 0.0, wall, wall - (now - generation), source)
+        try:
+            self._shared.publish(deletion)
+        except Exception:
+            logger.exception("outlast: publishing %r to the fleet failed", name)
+
+    async def _adopt_shared(self, name: str, outcome: Outcome) -> None:
+        """Providers gave nothing usable: hold the fleet's answer if this process has none.
+
+        An answer older than what this process holds for the name (an accepted negative
+        included) is not adopted. When the providers said the name is gone, the
+        fleet's answer is held as last-known-good with that negative distrusted since
+        the fleet last confirmed the answer, not since now: adopting never restarts the
+        ``keep_on_empty`` clock, and an answer confirmed longer ago than that is given
+        up at once (the negative is accepted, and published).
+        """
         assert self._shared is not None
         with self._lock:
             entry = self._table.get(name)
@@ -609,18 +631,32 @@ class Resolver:
         if shared is None or not shared.addresses:
             return
         now, wall = self._clock(), time.time()
+        learned_at = now - max(wall - shared.learned_at, 0.0)
+        event: Event | None = None
         with self._lock:
             entry = self._table.get(name)
-            if entry is not None and entry.has_addresses:
-                return
-            self._hold_stale(
+            if entry is not None and (
+                entry.has_addresses or entry.generation >= now - (wall - shared.generation)
+            ):
+                return  # this process knows as much or newer (a deletion it accepted)
+            held = self._hold_stale(
                 name,
                 shared.addresses,
                 shared.ttl,
                 _FROM_FLEET + shared.source.removeprefix(_FROM_FLEET),
-                now - max(wall - shared.learned_at, 0.0),
+                learned_at,
                 now,
             )
+            if held is not None and isinstance(outcome, Negative):
+                held.suspect = outcome.kind
+                held.suspect_since = min(learned_at, now)
+                keep = self._table.keep_on_empty
+                if now - held.suspect_since < keep:
+                    event = EmptyAnswerDistrusted(
+                        name, outcome.kind, held.addresses, now - held.suspect_since, keep
+                    )
+        if event is not None:
+            self._emitter.emit(event)
 
     def _hold_stale(
         self,
@@ -631,7 +667,10 @@ class Resolver:
         learned_at: float,
         now: float,
     ) -> Entry | None:
-        """Hold another process's answer as stale last-known-good. Call with the lock held."""
+        """Hold another process's answer as stale last-known-good. Call with the lock held.
+
+        Returns the entry held, or None when the answer is too old to serve.
+        """
         entry = self._table.positive(
             name,
             order_addresses(addresses),

@@ -25,6 +25,10 @@ class SharedAnswer:
     it started (both Unix time); an answer of an older generation never replaces a
     newer one. ``ttl`` is the record's TTL as learned (clamped).
 
+    An answer with no ``addresses`` is a deletion: the writer accepted a negative (it
+    held for ``keep_on_empty``). It replaces older answers like any other, and a lookup
+    returns None for it, so nobody adopts the address the name used to have.
+
     Added in 0.1.0.
     """
 
@@ -43,7 +47,7 @@ class SharedAnswers(Protocol):
     """
 
     def publish(self, answer: SharedAnswer, /) -> None:
-        """Share ``answer``. Must return at once (it is called on the resolver's loop)."""
+        """Share ``answer`` (or a deletion). Must return at once (called on the resolver's loop)."""
 
     def lookup(self, host: str, /) -> SharedAnswer | None:
         """The shared answer for ``host``, or None. May block for a short, bounded time."""

@@ -9,6 +9,13 @@ connection. The first success after that emits the event that says sharing resum
 An error reply (a key of the wrong type, OOM, NOSCRIPT) is not an outage: Redis
 answered, so the operation fails with :class:`Rejected` and Redis stays up.
 
+A *refusal* is different: an error that every later operation would get too (an ACL
+user without scripting, pub/sub or key rights: ``NOPERM``; a wrong password; a database
+index the server does not have; a command renamed away). Redis is then marked
+unavailable (the same event), backs off longer (5 s, doubling up to 60 s), and is
+trusted again only once a check of everything the fleet needs passes, so a user that
+may read but not run scripts does not flap between the two.
+
 The URL's password (in the netloc or as a ``password`` / ``username`` query
 parameter) never appears in a repr, an event or a log line.
 """
@@ -35,9 +42,12 @@ __all__ = [
     "BACKOFF_MIN",
     "DEFAULT_TIMEOUT",
     "OUTAGE",
+    "REFUSED_BACKOFF_MAX",
+    "REFUSED_BACKOFF_MIN",
     "Down",
     "Link",
     "Rejected",
+    "is_refusal",
     "mask",
     "scrub",
 ]
@@ -51,8 +61,37 @@ BACKOFF_MIN: Final = 0.25
 BACKOFF_MAX: Final = 5.0
 
 
+#: After a refusal (NOPERM, bad credentials, no such database), Redis is left alone this
+#: long, doubling up to REFUSED_BACKOFF_MAX: asking again soon would only be refused.
+REFUSED_BACKOFF_MIN: Final = 5.0
+REFUSED_BACKOFF_MAX: Final = 60.0
+
 #: The errors that mean Redis could not be reached in time (it is then marked down).
 OUTAGE: Final = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+#: Error replies, by their first words, that every later operation would get too.
+_REFUSALS: Final = (
+    "noperm",
+    "no permissions",
+    "the user executing the script can't run",
+    "db index is out of range",
+    "invalid db index",
+    "unknown command",
+    "err unknown command",
+    "noauth",
+    "wrongpass",
+    "invalid username-password",
+    "err invalid password",
+)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """True for an error that means this client may not do what the fleet needs."""
+    if isinstance(exc, (redis.exceptions.NoPermissionError, redis.AuthenticationError)):
+        return True
+    if not isinstance(exc, redis.RedisError):
+        return False
+    return str(exc).strip().lower().startswith(_REFUSALS)
 
 
 class Down(Exception):
@@ -114,8 +153,13 @@ class Link:
         timeout: float,
         emit: Callable[[Event], None],
         clock: Callable[[], float] = time.monotonic,
+        check: Callable[[redis.Redis], object] | None = None,
     ) -> None:
         self._url = url
+        #: Run before trusting Redis again after a refusal; raises if still refused.
+        self.check = check
+        #: The refusal Redis is marked down for, or None.
+        self.refused_with: str | None = None
         self.shown_url = mask(url)
         self.timeout = timeout
         self._emit = emit
@@ -161,39 +205,66 @@ class Link:
         """``operation(client)``, or :class:`Down` at once while Redis is backing off."""
         if not self.usable():
             raise Down(f"redis at {self.shown_url} is down")
-        try:
-            result = operation(self.client)
-        except OUTAGE as exc:
-            self.failed(exc)
-            raise Down(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
-        except redis.RedisError as exc:  # an error reply: Redis itself is up
-            self.succeeded()
-            raise Rejected(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+        if self.refused_with is not None:
+            if self.check is not None:
+                self._call(self.check)  # still refused: Down again, for longer
+            with self._lock:
+                self.refused_with = None
+        result = self._call(operation)
         self.succeeded()
         return result
 
+    def _call(self, operation: Callable[[redis.Redis], T]) -> T:
+        try:
+            return operation(self.client)
+        except Exception as exc:
+            if is_refusal(exc):
+                self.refused(exc)
+                raise Down(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+            if isinstance(exc, OUTAGE):
+                self.failed(exc)
+                raise Down(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+            if isinstance(exc, redis.RedisError):  # an error reply: Redis itself is up
+                self.succeeded()
+                raise Rejected(scrub(f"{type(exc).__name__}: {exc}", self._url)) from None
+            raise
+
     def failed(self, exc: BaseException) -> None:
         """Record a failed operation: mark Redis down and back off."""
+        self._down(exc, refused=False)
+
+    def refused(self, exc: BaseException) -> None:
+        """Record a refusal (NOPERM, bad credentials, no such database): down for longer."""
+        self._down(exc, refused=True)
+
+    def _down(self, exc: BaseException, *, refused: bool) -> None:
         now = self._clock()
+        error = scrub(f"{type(exc).__name__}: {exc}", self._url)[:300]
         with self._lock:
             first = self._down_since is None
+            newly_refused = refused and self.refused_with is None
             if first:
                 self._down_since = now
-                self._backoff = BACKOFF_MIN
+            if first or newly_refused:
+                self._backoff = REFUSED_BACKOFF_MIN if refused else BACKOFF_MIN
             else:
-                self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+                ceiling = REFUSED_BACKOFF_MAX if self.refused_with or refused else BACKOFF_MAX
+                self._backoff = min(self._backoff * 2, ceiling)
+            if refused:
+                self.refused_with = error
             self._retry_at = now + self._backoff
             retry_in = self._backoff
-        if first:
-            error = scrub(f"{type(exc).__name__}: {exc}", self._url)[:300]
+        if first or newly_refused:
             self._emit(FleetUnavailable(self.shown_url, error, retry_in))
 
     def succeeded(self) -> None:
         """Record a successful operation: sharing resumes if Redis was down."""
         self.connected = True
-        if self._down_since is None:
-            return
+        if self._down_since is None or self.refused_with is not None:
+            return  # a refusal is cleared only by a passing check (in run)
         with self._lock:
+            if self.refused_with is not None:
+                return
             since = self._down_since
             self._down_since = None
             self._backoff = BACKOFF_MIN

@@ -21,9 +21,12 @@ once.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import functools
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -35,25 +38,26 @@ from typing import Any, Final, NamedTuple
 
 import redis
 
-from outlast._config import seconds_arg
+from outlast._config import _redis_url, seconds_arg
 from outlast._events import Emitter, Event, Listener
 from outlast._exceptions import ConfigError
 from outlast.dns import SharedAnswer
 from outlast.fleet._breakers import (
     CLOSE_SCRIPT,
     FAIL_SCRIPT,
+    LEASE_SCRIPT,
     OPEN_SCRIPT,
     SNAPSHOT_SCRIPT,
     BreakerStore,
     Change,
     Op,
 )
-from outlast.fleet._client import DEFAULT_TIMEOUT, OUTAGE, Down, Link, Rejected
+from outlast.fleet._client import DEFAULT_TIMEOUT, OUTAGE, Down, Link, Rejected, is_refusal
 from outlast.fleet._events import LOGGER, FleetAnswerFound
 from outlast.fleet._lkg import PUBLISH_SCRIPT, AnswerStore
 from outlast.policy import BreakerLink, CircuitBreaker
 
-__all__ = ["RESYNC_INTERVAL", "Fleet", "connect"]
+__all__ = ["FLUSH_TIMEOUT", "RESYNC_INTERVAL", "Fleet", "connect"]
 
 #: Seconds between snapshots of the fleet's breakers.
 RESYNC_INTERVAL: Final = 1.0
@@ -64,6 +68,12 @@ BATCH: Final = 500
 DEFAULT_NAMESPACE: Final = "outlast"
 DEFAULT_ANSWER_KEEP: Final = 86400.0
 DEFAULT_BREAKER_KEEP: Final = 3600.0
+#: Seconds between reports of a failure that repeats, at most.
+LOG_BACKOFF_MAX: Final = 300.0
+#: Seconds a process waits, before its first call, for what the fleet knows (not on a loop).
+CONNECT_WAIT: Final = 0.2
+#: Seconds :meth:`Fleet.close` (and interpreter exit) spends at most writing what is queued.
+FLUSH_TIMEOUT: Final = 1.0
 
 
 class Fleet:
@@ -75,7 +85,11 @@ class Fleet:
     answers expire ``answer_keep`` seconds after they were last written, breakers
     ``breaker_keep`` seconds after their last change. ``listeners`` receive the fleet's
     events. The constructor waits up to ``connect_wait`` seconds for a first snapshot
-    of the fleet's breakers (0: not at all); it never fails because Redis is down.
+    of the fleet's breakers (0: not at all), so a process's first call already knows
+    which breakers the fleet holds open; on an event loop's thread (asyncio or trio) it
+    does not wait, and the first breaker linked off the loop waits for what is left of
+    that time instead. It never fails because Redis is down. :meth:`close` (also run
+    at interpreter exit) writes what is still queued, for at most a second.
 
     Pass it as ``Resolver(shared=fleet)`` and ``Policy(shared=fleet)``; with
     ``OUTLAST_REDIS_URL`` set, ``from_env`` does so through :func:`connect`.
@@ -92,10 +106,11 @@ class Fleet:
         answer_keep: float | timedelta = DEFAULT_ANSWER_KEEP,
         breaker_keep: float | timedelta = DEFAULT_BREAKER_KEEP,
         listeners: Iterable[Listener] = (),
-        connect_wait: float | timedelta = 0.2,
+        connect_wait: float | timedelta = CONNECT_WAIT,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("url", "<not shown>", "a redis://, rediss:// or unix:// URL")
+        _redis_url("url", url)  # malformed (an unescaped # ? / in the password), bad port
         if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
             raise ConfigError("namespace", namespace, "a non-empty name without spaces")
         timeout_s = seconds_arg("timeout", timeout, DEFAULT_TIMEOUT, allow_zero=False)
@@ -103,11 +118,15 @@ class Fleet:
             raise ConfigError("timeout", timeout, "at most 0.05 s: Redis must never be waited on")
         keep = seconds_arg("answer_keep", answer_keep, DEFAULT_ANSWER_KEEP, allow_zero=False)
         bkeep = seconds_arg("breaker_keep", breaker_keep, DEFAULT_BREAKER_KEEP, allow_zero=False)
-        wait = seconds_arg("connect_wait", connect_wait, 0.2, allow_zero=True)
+        wait = seconds_arg("connect_wait", connect_wait, CONNECT_WAIT, allow_zero=True)
         self._listeners: tuple[Listener, ...] = tuple(listeners)
         self._emitter = Emitter(LOGGER, self._listeners)
         self._clock = time.monotonic
-        self._link = Link(url, timeout=timeout_s, emit=self._emit, clock=self._clock)
+        self._link = Link(
+            url, timeout=timeout_s, emit=self._emit, clock=self._clock, check=self._check
+        )
+        self._log_write = _BackedOffLog()
+        self._log_listen = _BackedOffLog()
         self._answers = AnswerStore(namespace, keep)
         self._breakers = BreakerStore(namespace, bkeep, self._clock)
         self._cond = threading.Condition()
@@ -124,7 +143,10 @@ class Fleet:
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
         weakref.finalize(self, self._stop.set)
-        if wait:
+        atexit.register(_close_at_exit, ref)
+        #: Until then (monotonic), a breaker linked off an event loop waits for a snapshot.
+        self._ready_by = self._clock() + wait
+        if wait and not on_event_loop():
             self._ready.wait(wait)
 
     def _register_scripts(self) -> dict[str, Any]:
@@ -134,6 +156,7 @@ class Fleet:
             "fail": client.register_script(FAIL_SCRIPT),
             "open": client.register_script(OPEN_SCRIPT),
             "close": client.register_script(CLOSE_SCRIPT),
+            "lease": client.register_script(LEASE_SCRIPT),
             "snapshot": client.register_script(SNAPSHOT_SCRIPT),
         }
 
@@ -181,10 +204,19 @@ class Fleet:
     def _emit(self, event: Event) -> None:
         self._emitter.emit(event)
 
-    def close(self) -> None:
-        """Stop the threads (answers not yet written are dropped). Idempotent."""
+    def close(self, timeout: float | timedelta = FLUSH_TIMEOUT) -> None:
+        """Write what is queued, then stop the threads. Idempotent.
+
+        Answers and breaker operations not yet written are sent first, for at most
+        ``timeout`` seconds in all (default 1 s); while Redis is down or backing off
+        nothing is waited for and they are dropped. Called at interpreter exit too, so
+        a process that lives a moment (a CLI job, a cron task) still shares what it
+        learned.
+        """
         if self._closed:
             return
+        limit = seconds_arg("timeout", timeout, FLUSH_TIMEOUT, allow_zero=True)
+        deadline = self._clock() + limit
         self._closed = True
         self._stop.set()
         with self._cond:
@@ -192,8 +224,33 @@ class Fleet:
         self._reads.put(None)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(2.0)
+                thread.join(max(0.0, deadline - self._clock()))
+        self._flush(deadline)
         self._link.close()
+
+    def _flush(self, deadline: float) -> None:
+        """Write what is queued on this thread, in batches, until ``deadline`` (monotonic)."""
+        while self._clock() < deadline and self._link.usable():
+            with self._cond:
+                answers = [self._pending.pop(h) for h in list(self._pending)[:BATCH]]
+                ops = [self._ops.popleft() for _ in range(min(len(self._ops), BATCH))]
+            if not (answers or ops):
+                return
+            try:
+                self._link.run(functools.partial(self._write, answers=answers, ops=ops))
+            except Down:
+                break
+            except Rejected as exc:
+                LOGGER.debug("outlast: Redis refused the fleet's last writes: %s", exc)
+            except Exception:
+                LOGGER.debug("outlast: the fleet's last writes failed", exc_info=True)
+        with self._cond:
+            left = len(self._pending) + len(self._ops)
+            self._pending.clear()
+            self._ops.clear()
+        if left:
+            self.dropped += left
+            LOGGER.debug("outlast: %d fleet writes dropped at close", left)
 
     # -- answers (outlast.dns.SharedAnswers) ------------------------------------------
 
@@ -241,8 +298,12 @@ class Fleet:
         self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]
     ) -> BreakerLink:
         """Share the breaker ``name``; ``apply`` hears of the fleet's changes to it."""
-        origin = self._breakers.attach(name, config, apply)
-        return _Link(self, name, origin, config.failures)
+        if not self._ready.is_set():
+            left = self._ready_by - self._clock()
+            if left > 0 and not on_event_loop():
+                self._ready.wait(left)
+        local = self._breakers.attach(name, config, apply)
+        return _Link(self, name, local, config.failures, config.reset)
 
     def _queue(self, op: Op) -> None:
         if self._link.down:
@@ -274,7 +335,7 @@ class Fleet:
                     for answer in answers:
                         self._pending.setdefault(answer.host, answer)
             except Rejected as exc:  # e.g. loading the scripts refused: retrying would be too
-                LOGGER.warning(
+                self._log_write.log(
                     "outlast: Redis refused a fleet write; %d answers and %d breaker"
                     " operations dropped: %s",
                     len(answers),
@@ -282,7 +343,7 @@ class Fleet:
                     exc,
                 )
             except Exception:
-                LOGGER.exception("outlast: fleet writer failed")
+                self._log_write.log("outlast: fleet writer failed", exc_info=True)
 
     def _write(
         self,
@@ -302,6 +363,14 @@ class Fleet:
         replies = pipe.execute(raise_on_error=False)
         items: list[SharedAnswer | Op] = [*answers, *ops]
         for item, reply in zip(items, replies, strict=False):
+            if isinstance(item, Op) and item.kind == "lease":
+                if isinstance(reply, Exception):
+                    self._breakers.lease_failed(item.name)
+                else:
+                    self._breakers.leased(item.name, reply)
+            if isinstance(reply, redis.ResponseError) and is_refusal(reply):
+                self._link.refused(reply)  # every later write would be refused too
+                return
             if isinstance(reply, redis.ResponseError):
                 what = (
                     f"the answer for {item.host!r}"
@@ -309,7 +378,7 @@ class Fleet:
                     else f"breaker {item.name!r} ({item.kind})"
                 )
                 error = self._link.scrub(f"{type(reply).__name__}: {reply}")[:300]
-                LOGGER.warning("outlast: Redis refused %s; dropped: %s", what, error)
+                self._log_write.log("outlast: Redis refused %s; dropped: %s", what, error)
 
     # -- the reader thread ------------------------------------------------------------
 
@@ -342,7 +411,7 @@ class Fleet:
             except Down:
                 self._ready.set()  # nobody waits for a Redis that is down
             except Exception:
-                LOGGER.exception("outlast: fleet listener failed")
+                self._log_listen.log("outlast: fleet listener failed", exc_info=True)
                 stop.wait(1.0)
 
     def _listen(self, stop: threading.Event) -> None:
@@ -351,18 +420,18 @@ class Fleet:
         try:
             try:
                 pubsub.subscribe(self._breakers.channel)
-            except OUTAGE as exc:
-                self._link.failed(exc)
-                raise Down(str(exc)) from None
+            except Exception as exc:
+                self._listen_failed(exc)
+                raise
             self._snapshot()
             self._ready.set()
             synced = self._clock()
             while not stop.is_set():
                 try:
                     message = pubsub.get_message(timeout=0.1)
-                except OUTAGE as exc:
-                    self._link.failed(exc)
-                    raise Down(str(exc)) from None
+                except Exception as exc:
+                    self._listen_failed(exc)
+                    raise
                 if message is not None and message.get("type") == "message":
                     change = Change.parse(str(message.get("data")))
                     if change is not None:
@@ -376,12 +445,38 @@ class Fleet:
             except Exception:
                 LOGGER.debug("outlast: closing the fleet subscription failed", exc_info=True)
 
+    def _listen_failed(self, exc: Exception) -> None:
+        """The subscription failed: an outage or a refusal marks Redis down (raises Down)."""
+        if is_refusal(exc):
+            self._link.refused(exc)
+        elif isinstance(exc, OUTAGE):
+            self._link.failed(exc)
+        else:
+            return
+        raise Down(self._link.scrub(str(exc))) from None
+
+    def _check(self, client: redis.Redis) -> None:
+        """After a refusal: raise unless this client may do all the fleet does.
+
+        Runs a script that reads the breakers' keys (scripting, key rights, the
+        database) and subscribes to the breakers' channel (pub/sub rights).
+        """
+        keys, args = self._breakers.snapshot_args()
+        self._scripts["snapshot"](keys=keys, args=args[:2], client=client)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(self._breakers.channel)
+            pubsub.get_message(timeout=self._link.timeout)
+        finally:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
     def _snapshot(self) -> None:
         keys, args = self._breakers.snapshot_args()
         try:
             rows = self._link.run(lambda client: self._scripts["snapshot"](keys=keys, args=args))
         except Rejected as exc:  # Redis is up; the subscription still brings changes
-            LOGGER.warning("outlast: Redis refused the fleet's breaker snapshot: %s", exc)
+            self._log_listen.log("outlast: Redis refused the fleet's breaker snapshot: %s", exc)
             return
         for row in list(rows)[1:]:
             change = Change.parse(str(row))
@@ -402,6 +497,37 @@ class Fleet:
             self._start()
 
 
+class _BackedOffLog:
+    """A failure that repeats is logged (WARNING) at most once per interval: 1 s at
+    first, doubling up to 5 minutes, with the count of the others; those go to DEBUG."""
+
+    __slots__ = ("_interval", "_lock", "_next", "_suppressed")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._interval = 1.0
+        self._suppressed = 0
+
+    def log(self, message: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            loud = now >= self._next
+            if loud:
+                suppressed, self._suppressed = self._suppressed, 0
+                self._next = now + self._interval
+                self._interval = min(self._interval * 2, LOG_BACKOFF_MAX)
+            else:
+                self._suppressed += 1
+        if not loud:
+            LOGGER.debug(message, *args, exc_info=exc_info)
+            return
+        if suppressed:
+            message += " (and %d more like it since the last report)"
+            args = (*args, suppressed)
+        LOGGER.warning(message, *args, exc_info=exc_info)
+
+
 class _Read(NamedTuple):
     """A look-up for the reader thread; its caller waits on ``future``."""
 
@@ -412,13 +538,18 @@ class _Read(NamedTuple):
 class _Link:
     """One local breaker's line to the fleet: every method queues and returns."""
 
-    __slots__ = ("_fleet", "_name", "_origin", "_threshold")
+    __slots__ = ("_fleet", "_lease_ms", "_local", "_name", "_threshold")
 
-    def __init__(self, fleet: Fleet, name: str, origin: str, threshold: int) -> None:
+    def __init__(self, fleet: Fleet, name: str, local: str, threshold: int, reset: float) -> None:
         self._fleet = fleet
         self._name = name
-        self._origin = origin
+        self._local = local
         self._threshold = threshold
+        self._lease_ms = max(1, int(reset * 1000))
+
+    @property
+    def _origin(self) -> str:  # read at each change: a forked child's is its own
+        return self._fleet._breakers.origin(self._local)
 
     def failed(self) -> None:
         self._fleet._queue(Op("fail", self._name, self._origin, self._threshold))
@@ -427,10 +558,31 @@ class _Link:
         self._fleet._queue(Op("succeed", self._name, self._origin))
 
     def opened(self, *, probe: bool) -> None:
+        self._fleet._breakers.forget_lease(self._name)
         self._fleet._queue(Op("open", self._name, self._origin, 1 if probe else 0))
 
     def closed(self) -> None:
+        self._fleet._breakers.forget_lease(self._name)
         self._fleet._queue(Op("close", self._name, self._origin))
+
+    def probe_wait(self) -> float:
+        """0 if this process may probe now; else seconds to fail fast (see BreakerLink).
+
+        The probe is leased from Redis for ``reset`` seconds: one process of the fleet
+        probes per reset. While Redis is unavailable every process decides alone.
+        """
+        fleet = self._fleet
+        if fleet._closed or fleet._link.down:
+            return 0.0
+        op = Op("lease", self._name, self._origin, self._lease_ms)
+        wait = 0.0 if on_event_loop() else 2 * fleet._link.timeout
+        return fleet._breakers.probe_wait(self._name, functools.partial(fleet._queue, op), wait)
+
+
+def _close_at_exit(ref: weakref.ref[Fleet]) -> None:
+    fleet = ref()
+    if fleet is not None:
+        fleet.close()
 
 
 def _after_fork_in_child(ref: weakref.ref[Fleet]) -> None:
@@ -459,20 +611,48 @@ def connect(url: str, *, listeners: Iterable[Listener] = ()) -> Fleet:
     ``Resolver.from_env`` and ``Policy.from_env`` call it when ``OUTLAST_REDIS_URL`` is
     set, so a process's resolvers and policies share one connection. ``listeners`` are
     added to the fleet's. Called on an event loop's thread (an ``AsyncClient`` made in
-    a coroutine), it does not wait for the first snapshot: the loop is never blocked.
+    a coroutine, under asyncio or trio), it does not wait for the first snapshot: the
+    loop is never blocked.
 
     Added in 0.1.0.
     """
     with _connect_lock:
         fleet = _connected.get(url)
         if fleet is None or fleet._closed:
-            try:
-                asyncio.get_running_loop()
-                wait = 0.0
-            except RuntimeError:  # no loop on this thread: a short wait is harmless
-                wait = 0.2
-            fleet = Fleet(url, listeners=listeners, connect_wait=wait)
+            fleet = Fleet(url, listeners=listeners, connect_wait=CONNECT_WAIT)
             _connected[url] = fleet
         else:
             fleet.add_listeners(listeners)
         return fleet
+
+
+def on_event_loop() -> bool:
+    """True on a thread that runs an event loop (asyncio or trio): it must never block.
+
+    Uses sniffio (which knows asyncio, trio and the libraries that register with it),
+    and asks asyncio and trio directly as well: a callback run by ``loop.call_soon`` is
+    on the loop's thread but in no task.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            return True
+    try:
+        import sniffio
+    except ImportError:  # pragma: no cover - sniffio comes with outlast[redis]
+        return False
+    try:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
+    return True

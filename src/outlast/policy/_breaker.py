@@ -19,7 +19,10 @@ A breaker may be shared with other processes through a :class:`SharedBreakers` h
 (``outlast.fleet`` implements it over Redis): the breaker tells its :class:`BreakerLink`
 what happened here (each method returns at once), and the hook calls
 :meth:`BreakerState.apply_shared` when the fleet's state changes, giving the time since
-the fleet opened it so every process times the reset from the same moment.
+the fleet opened it so every process times the reset from the same moment. A link
+may also offer ``probe_wait()`` (see :class:`BreakerLink`): then, when the reset has
+passed, the probe is the fleet's to give, so one process probes per reset and the
+others fail fast until it settles.
 """
 
 from __future__ import annotations
@@ -134,6 +137,12 @@ class CircuitBreaker:
 class BreakerLink(Protocol):
     """One breaker's line to the other processes sharing it. Every method returns at once.
 
+    A link may also have a method ``probe_wait() -> float``, called (not under the
+    breaker's lock) when the reset has passed and this process would probe: 0 lets it
+    probe; a positive number is the seconds to fail fast for, because another process
+    holds the fleet's probe or it is still being asked for. It may wait briefly for
+    the answer, but never on an event loop's thread.
+
     Added in 0.1.0.
     """
 
@@ -189,6 +198,7 @@ class _Relay(pybreaker.CircuitBreakerListener):
 
 
 _NEVER: Final = -(2**62)  # the epoch of a bucket that holds nothing
+_ASK_LEASE: Final = -1  # _admit: the reset has passed; ask the fleet for the probe first
 
 
 class _Window:
@@ -264,6 +274,7 @@ class BreakerState:
         "_config",
         "_emitter",
         "_forced",
+        "_lease",
         "_link",
         "_lock",
         "_opened_at",
@@ -308,8 +319,10 @@ class BreakerState:
         self.window = None if config.ratio is None else _Window(config.window, clock)
         emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
         self._link: BreakerLink | None = None
+        self._lease: Callable[[], float] | None = None
         if shared is not None:  # last: the hook may apply the fleet's state at once
             self._link = shared.link(name, config, self.apply_shared)
+            self._lease = getattr(self._link, "probe_wait", None)
 
     @property
     def config(self) -> CircuitBreaker:
@@ -336,11 +349,19 @@ class BreakerState:
             return 0
         try:
             with self._lock:
-                return self._admit()
+                token = self._admit(leased=False)
+            if token == _ASK_LEASE:  # off the lock: the fleet's answer may take a moment
+                assert self._lease is not None
+                wait = self._lease()
+                if wait > 0:
+                    raise CircuitOpenError(self.name, wait)
+                with self._lock:
+                    token = self._admit(leased=True)
+            return token
         finally:
             self._flush()
 
-    def _admit(self) -> int:
+    def _admit(self, *, leased: bool) -> int:
         state = self._storage.state
         if state == CLOSED:
             return 0
@@ -354,6 +375,8 @@ class BreakerState:
             wait = self._opened_at + config.reset - now
             if wait > 0:
                 raise CircuitOpenError(self.name, wait)
+            if self._lease is not None and not leased:  # one probe per reset in the fleet
+                return _ASK_LEASE
             self._pb.half_open()
         elif self._probe and self._probe_since is not None:
             # Half-open with a probe in flight: only a probe silent for probe_timeout
