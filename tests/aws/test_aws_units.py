@@ -82,9 +82,17 @@ def test_outlast_disable_leaves_the_client_alone(monkeypatch: pytest.MonkeyPatch
         ("dynamodb", "TransactWriteItems", False),
         ("s3", "HeadObject", True),
         ("s3", "PutObject", False),
-        ("sqs", "ListQueues", True),
+        ("s3", "ListObjectsV2", True),
+        ("secretsmanager", "GetSecretValue", True),
+        ("sts", "GetCallerIdentity", True),
+        ("sqs", "ListQueues", False),
         ("sqs", "SendMessage", False),
-        ("ec2", "DescribeInstances", True),
+        ("ec2", "DescribeInstances", False),
+        # Reads by name that are region-local or act: never by default.
+        ("ssm", "GetParameter", False),
+        ("cognito-identity", "GetId", False),
+        ("redshift", "GetClusterCredentials", False),
+        ("dynamodb", "TransactGetItems", False),
     ],
 )
 def test_the_default_allow_list_is_read_only(service: str, operation: str, expected: bool) -> None:

@@ -21,6 +21,7 @@ from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.aws._events import LOGGER
 from outlast.aws._failover import Failover, Fallback, allow_list
+from outlast.aws._handlers import carry_handlers
 from outlast.aws._retries import (
     Retrier,
     default_policy,
@@ -117,6 +118,7 @@ def _region_builder(primary: Any, region: str, wrap_options: dict[str, Any]) -> 
         if credentials is not None:
             # Share the primary's credentials object, so that refreshes reach both.
             made._request_signer._credentials = credentials
+        carry_handlers(primary, made)
         return wrap(made, **wrap_options)
 
     return build
@@ -130,6 +132,7 @@ def wrap(
     fallback_regions: Iterable[str] = (),
     fallback_clients: Iterable[Any] = (),
     failover_operations: Iterable[str] | None = None,
+    failover_consistent_reads: bool = False,
     listeners: Iterable[Listener] = (),
     eject_for: float = DEFAULT_EJECT_FOR,
 ) -> Any:
@@ -150,7 +153,14 @@ def wrap(
       standard endpoint for that region): where allow-listed operations go when the
       primary cannot be reached.
     - ``failover_operations``: operation names (``GetItem`` or ``get_item``) that may
-      fail over; default: read-only ones (see :func:`read_only`).
+      fail over; default: the per-service allow-list of safe reads
+      (:data:`DEFAULT_FAILOVER_OPERATIONS`, see :func:`read_only`). A fallback's
+      "not found" raises the primary's connection error; a body that cannot be
+      rewound never fails over; a fallback never fails over again.
+    - ``failover_consistent_reads``: strongly consistent DynamoDB reads
+      (``ConsistentRead=True``, ``TransactGetItems``) stay on the primary unless True;
+      an answer from a fallback says where it came from in
+      ``ResponseMetadata["OutlastFailover"]``.
     - ``listeners`` receive the client's ``aws.*`` and address events.
 
     With ``OUTLAST_DISABLE=1`` the client is returned untouched.
@@ -176,6 +186,8 @@ def wrap(
         if other.meta.service_model.service_name != service:
             raise ConfigError("fallback_clients", other, f"clients of the same service ({service})")
     allowed = allow_list(client, failover_operations)
+    if not isinstance(failover_consistent_reads, bool):
+        raise ConfigError("failover_consistent_reads", failover_consistent_reads, "True or False")
     listeners = tuple(listeners)
     if Settings.from_env().disable:
         return client
@@ -208,7 +220,9 @@ def wrap(
         for region in regions
     ]
     if fallbacks:
-        client._make_api_call = Failover(client, fallbacks, allowed, emitter).make_api_call
+        client._make_api_call = Failover(
+            client, fallbacks, allowed, emitter, consistent_reads=failover_consistent_reads
+        ).make_api_call
     setattr(client, _MARK, Wrapped(chosen_resolver, chosen_policy, tuple(fallbacks)))
     return client
 
@@ -221,6 +235,7 @@ def client(
     fallback_regions: Iterable[str] = (),
     fallback_clients: Iterable[Any] = (),
     failover_operations: Iterable[str] | None = None,
+    failover_consistent_reads: bool = False,
     listeners: Iterable[Listener] = (),
     eject_for: float = DEFAULT_EJECT_FOR,
     session: Any = None,
@@ -243,6 +258,7 @@ def client(
         fallback_regions=fallback_regions,
         fallback_clients=fallback_clients,
         failover_operations=failover_operations,
+        failover_consistent_reads=failover_consistent_reads,
         listeners=listeners,
         eject_for=eject_for,
     )
