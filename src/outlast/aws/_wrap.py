@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from outlast._config import Settings
 from outlast._dial import DEFAULT_EJECT_FOR, Outliers
@@ -33,6 +33,9 @@ from outlast.aws._retries import (
 from outlast.aws._session import Dialer, install
 from outlast.dns import Resolver
 from outlast.policy import Policy
+
+if TYPE_CHECKING:
+    from outlast.chaos._urllib3 import Injector
 
 __all__ = ["Wrapped", "client", "wrap", "wrapped"]
 
@@ -69,6 +72,15 @@ def _default_resolver() -> Resolver:
         if _shared_resolver is None or _shared_resolver[0] != key:
             _shared_resolver = (key, Resolver.from_env(environ))
         return _shared_resolver[1]
+
+
+def _chaos(settings: Settings, listeners: tuple[Listener, ...]) -> Injector | None:
+    """``OUTLAST_CHAOS``'s connect and HTTP faults for this client's urllib3 classes."""
+    if settings.chaos is None:
+        return None  # nothing imported, nothing on the hot path
+    from outlast.chaos._urllib3 import urllib3_chaos
+
+    return urllib3_chaos(settings, listeners)
 
 
 def wrapped(client: Any) -> Wrapped | None:
@@ -189,7 +201,8 @@ def wrap(
     if not isinstance(failover_consistent_reads, bool):
         raise ConfigError("failover_consistent_reads", failover_consistent_reads, "True or False")
     listeners = tuple(listeners)
-    if Settings.from_env().disable:
+    settings = Settings.from_env()
+    if settings.disable:
         return client
 
     chosen_resolver = resolver if resolver is not None else _default_resolver()
@@ -201,7 +214,9 @@ def wrap(
     emitter = Emitter(LOGGER, listeners)
     install(
         client._endpoint.http_session,
-        Dialer(chosen_resolver, Outliers(eject_for=eject_for), emitter),
+        Dialer(
+            chosen_resolver, Outliers(eject_for=eject_for), emitter, _chaos(settings, listeners)
+        ),
     )
     disable_botocore_retries(client)
     client._endpoint.make_request = Retrier(client, chosen_policy).make_request

@@ -10,6 +10,8 @@ them as real faults:
   :mod:`outlast.chaos._http` stands in for httpcore's backend under an outlast
   transport's dialler; the address is reported and ejected, the request retried.
 - Around each HTTP attempt, inside the policy (``http_503``, ``latency``).
+- Under botocore (:mod:`outlast.chaos._urllib3`): the same connect and HTTP faults
+  where a wrapped boto3 client's urllib3 connection dials and its pool sends.
 
 Every injected fault emits :class:`FaultInjected` (logger ``outlast.chaos``). When
 ``OUTLAST_CHAOS`` is unset nothing here is imported by the layers and the hot paths
