@@ -154,7 +154,8 @@ def wrap(
       ``Resolver.from_env()``); the client's addresses are dialled healthy-first, and an
       address that refused or timed out is tried last for ``eject_for`` seconds.
     - ``policy``: retries, retry budget and breaker, one breaker and budget per endpoint
-      (``service:region:host``). Default: one shared ``Policy`` from ``OUTLAST_*`` with
+      (``service:region:scheme://host:port``, never a bucket's host). Default: one
+      shared ``Policy`` from ``OUTLAST_*`` with
       :func:`classify_error` / :func:`classify_result`, attempts capped by a botocore
       ``max_attempts`` the user set explicitly. botocore's own retries are turned off on
       the client. A policy you pass keeps its retry, budget and breakers; a classifier
