@@ -97,6 +97,9 @@ class Reply:
     http_response: Any
     parsed: Any
     operation_model: Any
+    #: What the classifier reads instead of ``http_response`` (an aiobotocore response,
+    #: whose ``content`` is awaited, read into a plain one); None: ``http_response``.
+    judged: Any = None
 
 
 def _retry_after(http_response: Any) -> float | None:
@@ -122,7 +125,7 @@ def classify_result(outcome: Outcome, /) -> Decision:
     reply = outcome.result
     if not isinstance(reply, Reply):
         return Decision.ACCEPT
-    http_response = reply.http_response
+    http_response = reply.http_response if reply.judged is None else reply.judged
     service = reply.operation_model.service_model.service_name
     if http_response.status_code < 300:
         if service != "dynamodb":

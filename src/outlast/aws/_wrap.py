@@ -83,6 +83,33 @@ def _chaos(settings: Settings, listeners: tuple[Listener, ...]) -> Injector | No
     return urllib3_chaos(settings, listeners)
 
 
+def is_aio(client: Any) -> bool:
+    """Whether ``client`` is an aiobotocore client (without importing aiobotocore)."""
+    return any(klass.__module__.startswith("aiobotocore.") for klass in type(client).__mro__)
+
+
+def _wrap_aio(
+    client: Any, resolver: Resolver, policy: Policy, eject_for: float, settings: Settings
+) -> None:
+    """DNS and retries for an aiobotocore client (:mod:`outlast.aws._aio`)."""
+    plan = settings.chaos
+    if plan is not None and not settings.disable:
+        from outlast.chaos._spec import CONNECT_FAULTS, HTTP_FAULTS
+
+        if plan.has_any(CONNECT_FAULTS + HTTP_FAULTS):
+            raise ConfigError(
+                "OUTLAST_CHAOS",
+                plan.text,
+                "only dns_* faults for an aiobotocore client (connect_*, http_503 and "
+                "latency are injected under botocore's urllib3, which aiobotocore does not use)",
+            )
+    from outlast.aws._aio import AsyncRetrier, install_aio
+
+    install_aio(client, resolver, Outliers(eject_for=eject_for))
+    disable_botocore_retries(client)
+    client._endpoint.make_request = AsyncRetrier(client, policy).make_request
+
+
 def wrapped(client: Any) -> Wrapped | None:
     """What :func:`wrap` installed on ``client``; None if it was not wrapped (or disabled).
 
@@ -150,6 +177,10 @@ def wrap(
 ) -> Any:
     """Instrument a boto3/botocore client in place and return it. Any service.
 
+    An aiobotocore client (extra ``outlast[aiobotocore]``) gets the same, awaited (see
+    :mod:`outlast.aws._aio`): wrap it before its first request; ``fallback_regions``
+    and ``OUTLAST_CHAOS`` connect/HTTP faults are a ``ConfigError`` for it.
+
     - ``resolver``: resolves the endpoint's name (default: one shared
       ``Resolver.from_env()``); the client's addresses are dialled healthy-first, and an
       address that refused or timed out is tried last for ``eject_for`` seconds.
@@ -198,6 +229,17 @@ def wrap(
         service = client.meta.service_model.service_name
         if other.meta.service_model.service_name != service:
             raise ConfigError("fallback_clients", other, f"clients of the same service ({service})")
+    aio = is_aio(client)
+    for other in others:
+        if is_aio(other) != aio:
+            expected = "aiobotocore clients" if aio else "boto3/botocore clients, not aiobotocore"
+            raise ConfigError("fallback_clients", other, expected)
+    if aio and regions:
+        raise ConfigError(
+            "fallback_regions",
+            regions,
+            "no regions for an aiobotocore client: pass fallback_clients you enter and close",
+        )
     allowed = allow_list(client, failover_operations)
     if not isinstance(failover_consistent_reads, bool):
         raise ConfigError("failover_consistent_reads", failover_consistent_reads, "True or False")
@@ -213,14 +255,17 @@ def wrap(
         else default_policy(explicit_max_attempts(client))
     )
     emitter = Emitter(LOGGER, listeners)
-    install(
-        client._endpoint.http_session,
-        Dialer(
-            chosen_resolver, Outliers(eject_for=eject_for), emitter, _chaos(settings, listeners)
-        ),
-    )
-    disable_botocore_retries(client)
-    client._endpoint.make_request = Retrier(client, chosen_policy).make_request
+    if aio:
+        _wrap_aio(client, chosen_resolver, chosen_policy, eject_for, settings)
+    else:
+        install(
+            client._endpoint.http_session,
+            Dialer(
+                chosen_resolver, Outliers(eject_for=eject_for), emitter, _chaos(settings, listeners)
+            ),
+        )
+        disable_botocore_retries(client)
+        client._endpoint.make_request = Retrier(client, chosen_policy).make_request
 
     fallbacks = [
         Fallback(client=other, label=f"client {index + 1}") for index, other in enumerate(others)
@@ -236,7 +281,12 @@ def wrap(
         for region in regions
     ]
     if fallbacks:
-        client._make_api_call = Failover(
+        kind = Failover
+        if aio:
+            from outlast.aws._aio import AsyncFailover
+
+            kind = AsyncFailover
+        client._make_api_call = kind(
             client, fallbacks, allowed, emitter, consistent_reads=failover_consistent_reads
         ).make_api_call
     setattr(client, _MARK, Wrapped(chosen_resolver, chosen_policy, tuple(fallbacks)))
