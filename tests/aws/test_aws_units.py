@@ -126,3 +126,21 @@ def test_default_parts_follow_a_changed_outlast_environment(
         assert seen[0].resolver is not seen[1].resolver
         assert seen[0].policy is not seen[1].policy
         assert http.hits == 2
+
+
+@pytest.mark.parametrize(
+    ("retries", "expected"),
+    [
+        ({"mode": "legacy"}, "legacy retry mode, up to 10 attempts per DynamoDB call"),
+        ({"mode": "standard"}, "standard retry mode, up to 3 attempts per DynamoDB call"),
+        (
+            {"mode": "standard", "total_max_attempts": 5},
+            "standard retry mode, up to 5 attempts per DynamoDB call",
+        ),
+    ],
+)
+def test_the_drill_names_its_boto3_baseline(retries: dict[str, object], expected: str) -> None:
+    from outlast.cli._drill._aws import baseline
+
+    client = raw_client("dynamodb", "http://127.0.0.1:1", retries=retries)
+    assert baseline(client) == f"botocore {botocore.__version__}, {expected}"
