@@ -189,3 +189,21 @@ def test_the_injector_rolls_per_attempt() -> None:
     ]
     assert 5 < statuses.count("str") < 35
     assert not slept
+
+
+def test_without_chaos_the_urllib3_injector_is_not_loaded() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, boto3, outlast.aws\n"
+        "os.environ.pop('OUTLAST_CHAOS', None)\n"
+        "client = boto3.session.Session().client('dynamodb', endpoint_url='http://127.0.0.1:1',"
+        " region_name='us-east-1', aws_access_key_id='a', aws_secret_access_key='b')\n"
+        "outlast.aws.wrap(client, resolver=outlast.Resolver(providers=['udp://127.0.0.1:1']))\n"
+        "print('outlast.chaos._urllib3' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False"]
