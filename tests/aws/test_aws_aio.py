@@ -211,15 +211,54 @@ def test_failover_rules_hold_for_aiobotocore(
     assert kinds == ["aws.failover", "aws.failover", "aws.fallback_failed"]
 
 
-def test_what_aiobotocore_cannot_have_is_a_config_error(
-    resolver_for: Callable[..., Resolver], monkeypatch: pytest.MonkeyPatch
+def test_fallback_regions_are_a_config_error_for_aiobotocore(
+    resolver_for: Callable[..., Resolver],
 ) -> None:
     async def main() -> None:
         async with _client(f"http://127.0.0.1:{refused_port()}") as client:
             with pytest.raises(outlast.ConfigError, match="fallback_regions"):
                 outlast.aws.wrap(client, resolver=resolver_for(), fallback_regions=["us-west-2"])
-            monkeypatch.setenv("OUTLAST_CHAOS", "http_503=1.0")
-            with pytest.raises(outlast.ConfigError, match="OUTLAST_CHAOS"):
-                outlast.aws.wrap(client, resolver=resolver_for())
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("chaos", "error", "fault"),
+    [
+        ("connect_refused=1.0", botocore.exceptions.EndpointConnectionError, "connect_refused"),
+        ("connect_timeout=1.0", botocore.exceptions.ConnectTimeoutError, "connect_timeout"),
+        ("http_503=1.0", botocore.exceptions.ClientError, "http_503"),
+        ("latency=5@1.0", botocore.exceptions.ReadTimeoutError, "latency"),
+    ],
+)
+def test_chaos_reaches_aiobotocore(
+    fault_dns: DNSServer,
+    resolver_for: Callable[..., Resolver],
+    unique_name: Callable[[str], str],
+    moto_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    chaos: str,
+    error: type[Exception],
+    fault: str,
+) -> None:
+    name = unique_name("ddb")
+    fault_dns.set(name, ["127.0.0.1"], ttl=60)
+    monkeypatch.setenv("OUTLAST_CHAOS", chaos)
+    monkeypatch.setenv("OUTLAST_RETRY_BASE", "0.01")
+    events: list[Event] = []
+
+    async def main() -> None:
+        config = aiobotocore_config.AioConfig(connect_timeout=0.2, read_timeout=0.2)
+        async with aiobotocore_session.get_session().create_client(
+            "dynamodb", endpoint_url=f"http://{name}:{moto_port}", config=config
+        ) as client:
+            outlast.aws.wrap(client, resolver=resolver_for(), listeners=[events.append])
+            with pytest.raises(error) as caught:
+                await client.list_tables()
+            if isinstance(caught.value, botocore.exceptions.ClientError):
+                assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+
+    asyncio.run(main())
+    injected = [e for e in events if e.kind == "chaos.injected"]
+    assert len(injected) >= 2  # the policy retried: every attempt met the fault
+    assert {e.fault for e in injected} == {fault}  # type: ignore[attr-defined]

@@ -15,7 +15,9 @@ connector is built on the first request from the session's connector arguments:
   :meth:`outlast.Policy.acall` (one layer: attempts, budget and breaker per endpoint);
 - failover: :class:`AsyncFailover`, the rules of :class:`~outlast.aws._failover.Failover`
   awaited (``fallback_clients`` only: a region's aiobotocore client has to be entered
-  and closed by its owner).
+  and closed by its owner);
+- chaos: ``OUTLAST_CHAOS`` connect and HTTP faults around the session's ``send``
+  (:mod:`outlast.chaos._aiobotocore`, plugged in by ``wrap``).
 
 Imported only for an aiobotocore client; nothing here imports aiobotocore at load.
 """

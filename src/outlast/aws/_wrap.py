@@ -89,23 +89,29 @@ def is_aio(client: Any) -> bool:
 
 
 def _wrap_aio(
-    client: Any, resolver: Resolver, policy: Policy, eject_for: float, settings: Settings
+    client: Any,
+    resolver: Resolver,
+    policy: Policy,
+    eject_for: float,
+    settings: Settings,
+    listeners: tuple[Listener, ...],
 ) -> None:
-    """DNS and retries for an aiobotocore client (:mod:`outlast.aws._aio`)."""
-    plan = settings.chaos
-    if plan is not None and not settings.disable:
-        from outlast.chaos._spec import CONNECT_FAULTS, HTTP_FAULTS
-
-        if plan.has_any(CONNECT_FAULTS + HTTP_FAULTS):
-            raise ConfigError(
-                "OUTLAST_CHAOS",
-                plan.text,
-                "only dns_* faults for an aiobotocore client (connect_*, http_503 and "
-                "latency are injected under botocore's urllib3, which aiobotocore does not use)",
-            )
+    """DNS, retries and chaos for an aiobotocore client (:mod:`outlast.aws._aio`)."""
     from outlast.aws._aio import AsyncRetrier, install_aio
 
     install_aio(client, resolver, Outliers(eject_for=eject_for))
+    if settings.chaos is not None:  # nothing imported without OUTLAST_CHAOS
+        from outlast.chaos._aiobotocore import aiobotocore_chaos
+
+        chaos = aiobotocore_chaos(settings, listeners)
+        if chaos is not None:
+            session = client._endpoint.http_session
+            timeout = getattr(session, "_timeout", None)
+            session.send = chaos.wrap(
+                session.send,
+                connect=getattr(timeout, "sock_connect", None),
+                read=getattr(timeout, "sock_read", None),
+            )
     disable_botocore_retries(client)
     client._endpoint.make_request = AsyncRetrier(client, policy).make_request
 
@@ -179,7 +185,7 @@ def wrap(
 
     An aiobotocore client (extra ``outlast[aiobotocore]``) gets the same, awaited (see
     :mod:`outlast.aws._aio`): wrap it before its first request; ``fallback_regions``
-    and ``OUTLAST_CHAOS`` connect/HTTP faults are a ``ConfigError`` for it.
+    is a ``ConfigError`` for it.
 
     - ``resolver``: resolves the endpoint's name (default: one shared
       ``Resolver.from_env()``); the client's addresses are dialled healthy-first, and an
@@ -256,7 +262,7 @@ def wrap(
     )
     emitter = Emitter(LOGGER, listeners)
     if aio:
-        _wrap_aio(client, chosen_resolver, chosen_policy, eject_for, settings)
+        _wrap_aio(client, chosen_resolver, chosen_policy, eject_for, settings, listeners)
     else:
         install(
             client._endpoint.http_session,

@@ -11,7 +11,9 @@ them as real faults:
   transport's dialler; the address is reported and ejected, the request retried.
 - Around each HTTP attempt, inside the policy (``http_503``, ``latency``).
 - Under botocore (:mod:`outlast.chaos._urllib3`): the same connect and HTTP faults
-  where a wrapped boto3 client's urllib3 connection dials and its pool sends.
+  where a wrapped boto3 client's urllib3 connection dials and its pool sends; for an
+  aiobotocore client (:mod:`outlast.chaos._aiobotocore`), around its aiohttp session's
+  send.
 
 Every injected fault emits :class:`FaultInjected` (logger ``outlast.chaos``). When
 ``OUTLAST_CHAOS`` is unset nothing here is imported by the layers and the hot paths
