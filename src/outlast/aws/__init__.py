@@ -1,7 +1,8 @@
 """outlast.aws: one call makes a boto3/botocore client outlast DNS and endpoint faults.
 
-Needs the extra ``outlast[aws]`` (boto3). This package is the only place outlast
-imports boto3 or botocore; ``import outlast`` does not import it.
+Needs the extra ``outlast[aws]`` (boto3); aiobotocore clients need
+``outlast[aiobotocore]``. This package is the only place outlast imports boto3,
+botocore or aiobotocore; ``import outlast`` does not import it.
 
 Owns :func:`wrap` and :func:`client`: a wrapped client resolves its endpoint with
 :class:`outlast.Resolver` on its own HTTP session (address failover and ejection, TLS
