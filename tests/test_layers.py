@@ -53,6 +53,12 @@ APART: set[tuple[str, str]] = {
     ("chaos", "fleet"),
     ("observe", "fleet"),
     ("observe", "chaos"),
+    # Integrations get the fleet and chaos from the composition root, never directly.
+    *(
+        (integration, plugged)
+        for integration in ("http", "aws", "requests", "aiohttp")
+        for plugged in ("fleet", "chaos")
+    ),
     ("aws", "http"),
     ("http", "aws"),
     ("requests", "http"),

@@ -13,7 +13,9 @@ This is the one place that knows every layer. It
   clients it makes; a resolver (thread, sockets) is freed with the last client holding
   it, a policy (plain state) lives for the process so its breakers outlive a client.
   A component a user constructs (``Resolver.from_env()``, ``Policy(...)``) is theirs;
-- builds the chaos injectors an integration hosts (:func:`http_chaos`).
+- builds the chaos injectors an integration hosts (:func:`http_chaos`,
+  :func:`urllib3_chaos`, :func:`aiobotocore_chaos`): integrations never import
+  ``outlast.chaos`` or ``outlast.fleet`` themselves.
 
 Layers: imports ``outlast._config``, ``outlast.dns``, ``outlast.policy``; ``outlast.fleet``
 and ``outlast.chaos`` only when configured. The integrations (``http``, ``aws``,
@@ -38,14 +40,18 @@ from outlast.policy._breaker import SharedBreakers
 from outlast.policy._classify import Classifier
 
 if TYPE_CHECKING:
+    from outlast.chaos._aiobotocore import AioInjector
     from outlast.chaos._http import Injector
+    from outlast.chaos._urllib3 import Injector as Urllib3Injector
 
 __all__ = [
     "EnvKey",
     "build_policy",
     "forget_shared",
     "environ_key",
+    "aiobotocore_chaos",
     "http_chaos",
+    "urllib3_chaos",
     "outlast_environ",
     "shared_policy",
     "shared_resolver",
@@ -247,3 +253,21 @@ def http_chaos(settings: Settings, listeners: Iterable[Listener] = ()) -> Inject
     from outlast.chaos._http import Injector  # imported only for a rehearsal
 
     return Injector(settings.chaos, listeners)
+
+
+def urllib3_chaos(settings: Settings, listeners: Iterable[Listener] = ()) -> Urllib3Injector | None:
+    """Connect and HTTP faults under botocore's urllib3 (``outlast.aws``), or None."""
+    if settings.chaos is None or settings.disable:
+        return None
+    from outlast.chaos._urllib3 import urllib3_chaos as build  # only for a rehearsal
+
+    return build(settings, listeners)
+
+
+def aiobotocore_chaos(settings: Settings, listeners: Iterable[Listener] = ()) -> AioInjector | None:
+    """Connect and HTTP faults around an aiobotocore client's aiohttp session, or None."""
+    if settings.chaos is None or settings.disable:
+        return None
+    from outlast.chaos._aiobotocore import aiobotocore_chaos as build  # only for a rehearsal
+
+    return build(settings, listeners)

@@ -84,3 +84,66 @@ class CountingServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+
+
+class DroppingServer:
+    """A TCP server on 127.0.0.1 that reads each request whole, then closes without answering.
+
+    ``received`` holds the size of each request body it read.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                self._drain(conn)
+
+    def _drain(self, conn: socket.socket) -> None:
+        conn.settimeout(2)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (
+                    line.decode("latin-1").partition(":") for line in head.split(b"\r\n")[1:]
+                )
+            }
+            if headers.get("expect", "").lower() == "100-continue":
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            length = int(headers.get("content-length") or 0)
+            while len(body) < length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+            self.received.append(len(body))
+        except OSError:
+            return
+
+    def __enter__(self) -> DroppingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()

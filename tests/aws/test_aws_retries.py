@@ -60,7 +60,7 @@ def test_botocore_and_outlast_retries_do_not_multiply(
             with pytest.raises(botocore.exceptions.ClientError) as caught:
                 client.get_item(TableName="t", Key=_KEY)
             assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-        # botocore alone makes 4 attempts for DynamoDB; 4 x 3 would be 12 per call.
+        # botocore alone makes up to 10 attempts for DynamoDB (legacy mode); multiplied, 30.
         assert server.hits == 3 * 3
 
 
@@ -104,7 +104,7 @@ def test_budget_and_breaker_hold_backend_hits_per_call_down(
         refusal = refusals[-1]
         assert isinstance(refusal, botocore.exceptions.EndpointConnectionError)
         assert isinstance(refusal, outlast.OutlastError)
-        assert refusal.name == f"dynamodb:us-east-1:{name}:{server.port}"
+        assert refusal.name == f"dynamodb:us-east-1:http://{name}:{server.port}"
         assert server.hits / calls <= 1.2, server.hits
 
 
@@ -229,7 +229,7 @@ def test_a_policy_without_classifiers_gets_botocores_judgement(
             client.get_item(TableName="t", Key=_KEY)
         # 500 retried, and the failures opened the user's own breaker (shared, not copied).
         assert server.hits == 2
-        assert policy.for_key(f"dynamodb:us-east-1:{name}:{server.port}").state == "open"
+        assert policy.for_key(f"dynamodb:us-east-1:http://{name}:{server.port}").state == "open"
         with pytest.raises(outlast.aws.CircuitOpenError):
             client.get_item(TableName="t", Key=_KEY)
         assert server.hits == 2

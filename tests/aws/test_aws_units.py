@@ -82,9 +82,17 @@ def test_outlast_disable_leaves_the_client_alone(monkeypatch: pytest.MonkeyPatch
         ("dynamodb", "TransactWriteItems", False),
         ("s3", "HeadObject", True),
         ("s3", "PutObject", False),
-        ("sqs", "ListQueues", True),
+        ("s3", "ListObjectsV2", True),
+        ("secretsmanager", "GetSecretValue", True),
+        ("sts", "GetCallerIdentity", True),
+        ("sqs", "ListQueues", False),
         ("sqs", "SendMessage", False),
-        ("ec2", "DescribeInstances", True),
+        ("ec2", "DescribeInstances", False),
+        # Reads by name that are region-local or act: never by default.
+        ("ssm", "GetParameter", False),
+        ("cognito-identity", "GetId", False),
+        ("redshift", "GetClusterCredentials", False),
+        ("dynamodb", "TransactGetItems", False),
     ],
 )
 def test_the_default_allow_list_is_read_only(service: str, operation: str, expected: bool) -> None:
@@ -118,3 +126,21 @@ def test_default_parts_follow_a_changed_outlast_environment(
         assert seen[0].resolver is not seen[1].resolver
         assert seen[0].policy is not seen[1].policy
         assert http.hits == 2
+
+
+@pytest.mark.parametrize(
+    ("retries", "expected"),
+    [
+        ({"mode": "legacy"}, "legacy retry mode, up to 10 attempts per DynamoDB call"),
+        ({"mode": "standard"}, "standard retry mode, up to 3 attempts per DynamoDB call"),
+        (
+            {"mode": "standard", "total_max_attempts": 5},
+            "standard retry mode, up to 5 attempts per DynamoDB call",
+        ),
+    ],
+)
+def test_the_drill_names_its_boto3_baseline(retries: dict[str, object], expected: str) -> None:
+    from outlast.cli._drill._aws import baseline
+
+    client = raw_client("dynamodb", "http://127.0.0.1:1", retries=retries)
+    assert baseline(client) == f"botocore {botocore.__version__}, {expected}"

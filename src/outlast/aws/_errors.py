@@ -29,8 +29,8 @@ class CircuitOpenError(EndpointConnectionError, _OutlastCircuitOpenError):  # ty
     It is a ``botocore.exceptions.EndpointConnectionError`` (so an existing
     ``except EndpointConnectionError`` or ``except botocore.exceptions.ConnectionError``
     catches it) and an ``outlast.CircuitOpenError``: ``name`` is the breaker's key
-    (``service:region:host``), ``retry_after`` the seconds until a probe is let through,
-    ``endpoint_url`` the URL that was not contacted.
+    (``service:region:scheme://host:port``), ``retry_after`` the seconds until a probe
+    is let through, ``endpoint_url`` the URL that was not contacted.
 
     Added in 0.1.0.
     """

@@ -5,8 +5,9 @@ after every attempt. :func:`disable_botocore_retries` unregisters that handler (
 ``retry-config-SERVICE`` id, the same for the standard, adaptive and legacy modes), so
 ``Endpoint.make_request`` makes exactly one attempt. :class:`Retrier` then calls
 ``make_request`` through an :class:`outlast.Policy` bound to the endpoint's key
-``service:region:host``: one breaker and one retry budget per endpoint, outlast's
-attempts and full jitter. Each attempt goes through botocore's whole request pipeline
+``service:region:scheme://host:port`` (the endpoint's host, never a bucket's): one
+breaker, one retry budget and one metric series per endpoint, outlast's attempts and
+full jitter. Each attempt goes through botocore's whole request pipeline
 again (``request-created`` events, a fresh SigV4 signature, a rewound body), as a
 botocore retry does.
 
@@ -92,6 +93,9 @@ class Reply:
     http_response: Any
     parsed: Any
     operation_model: Any
+    #: What the classifier reads instead of ``http_response`` (an aiobotocore response,
+    #: whose ``content`` is awaited, read into a plain one); None: ``http_response``.
+    judged: Any = None
 
 
 def _retry_after(http_response: Any) -> float | None:
@@ -117,7 +121,7 @@ def classify_result(outcome: Outcome, /) -> Decision:
     reply = outcome.result
     if not isinstance(reply, Reply):
         return Decision.ACCEPT
-    http_response = reply.http_response
+    http_response = reply.http_response if reply.judged is None else reply.judged
     service = reply.operation_model.service_model.service_name
     if http_response.status_code < 300:
         if service != "dynamodb":
@@ -235,9 +239,38 @@ def disable_botocore_retries(client: Any) -> None:
     client.meta.events.unregister(f"needs-retry.{name}", unique_id=f"retry-config-{name}")
 
 
-def endpoint_key(service: str, region: str | None, url: str) -> str:
-    """The key of an endpoint's breaker and budget: ``service:region:host[:port]``."""
-    return f"{service}:{region or '-'}:{urlsplit(url).netloc}"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _endpoint_host(service: str, host: str, base: str | None) -> str:
+    """``host`` without a bucket (or access point) label: the endpoint it belongs to."""
+    if base and host != base and host.endswith("." + base):
+        return base  # bucket.s3.us-east-1.amazonaws.com under the client's endpoint
+    if service == "s3":
+        labels = host.split(".")
+        for index in range(1, len(labels)):
+            if labels[index].startswith("s3"):  # s3, s3-accesspoint, s3express-...
+                return ".".join(labels[index:])
+    return host
+
+
+def endpoint_key(service: str, region: str | None, url: str, base_url: str | None = None) -> str:
+    """The key of an endpoint's breaker, budget and metric series.
+
+    ``service:region:scheme://host:port``, where ``host`` is the endpoint's, not a
+    bucket's: a virtual-host S3 URL (``https://BUCKET.s3.us-east-1.amazonaws.com``)
+    keys as its endpoint (``s3.us-east-1.amazonaws.com``, or the client's own
+    ``base_url`` host it is under), so that keys stay as few as the endpoints a
+    process calls, however many buckets it names.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    base = urlsplit(base_url).hostname if base_url else None
+    host = _endpoint_host(service, host, base.lower() if base else None)
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+    return f"{service}:{region or '-'}:{parts.scheme}://{host}:{port}"
 
 
 class _Attempts:
@@ -286,17 +319,19 @@ class Retrier:
     Added in 0.1.0.
     """
 
-    __slots__ = ("_policy", "_region", "_send", "_service")
+    __slots__ = ("_base", "_policy", "_region", "_send", "_service")
 
     def __init__(self, client: Any, policy: Policy) -> None:
         self._send = client._endpoint.make_request
         self._policy = policy
         self._service: str = client.meta.service_model.service_name
         self._region: str | None = client.meta.region_name
+        self._base: str | None = getattr(client._endpoint, "host", None)
 
     def make_request(self, operation_model: Any, request_dict: Any) -> Any:
         url: str = request_dict["url"]
-        policy = self._policy.for_key(endpoint_key(self._service, self._region, url))
+        key = endpoint_key(self._service, self._region, url, self._base)
+        policy = self._policy.for_key(key)
         try:
             reply = policy.call(_Attempts(self._send, operation_model, request_dict))
         except _PolicyCircuitOpen as exc:

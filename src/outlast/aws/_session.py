@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.awsrequest import (
     AWSHTTPConnection,
@@ -31,21 +31,32 @@ from botocore.awsrequest import (
 from botocore.httpsession import URLLib3Session
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from outlast._dial import AllAddressesFailed, Outliers, create_connection
+from outlast._dial import (
+    AllAddressesFailed,
+    Outliers,
+    Report,
+    create_connection,
+    dial_serial,
+    plan,
+)
 from outlast._events import Emitter
 from outlast._exceptions import ConfigError, ResolveError
 from outlast.dns import Resolver
+
+if TYPE_CHECKING:
+    from outlast.chaos._urllib3 import Injector
 
 __all__ = ["Dialer", "install", "installed"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Dialer:
-    """What a wrapped client's connections dial with."""
+    """What a wrapped client's connections dial with (``chaos``: ``OUTLAST_CHAOS``'s injector)."""
 
     resolver: Resolver
     outliers: Outliers
     emitter: Emitter
+    chaos: Injector | None = None
 
 
 def _connect_timeout(timeout: object) -> float | None:
@@ -64,16 +75,19 @@ def _new_conn(conn: Any, dialer: Dialer) -> socket.socket:
         reason = socket.gaierror(socket.EAI_NONAME, str(exc))
         raise NameResolutionError(host, conn, reason) from exc
     try:
-        sock = create_connection(
-            host,
-            answer.addresses,
-            port,
-            timeout=_connect_timeout(conn.timeout),
-            outliers=dialer.outliers,
-            emitter=dialer.emitter,
-            source_address=conn.source_address,
-            socket_options=conn.socket_options or (),
-        )
+        if dialer.chaos is not None and dialer.chaos.connects:
+            sock = _chaotic_connection(conn, dialer, host, answer.addresses, port)
+        else:
+            sock = create_connection(
+                host,
+                answer.addresses,
+                port,
+                timeout=_connect_timeout(conn.timeout),
+                outliers=dialer.outliers,
+                emitter=dialer.emitter,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options or (),
+            )
     except AllAddressesFailed as exc:
         cause = exc.errors[-1][1] if exc.errors else exc
         if exc.timed_out or (
@@ -83,6 +97,30 @@ def _new_conn(conn: Any, dialer: Dialer) -> socket.socket:
         raise NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from cause
     sys.audit("http.client.connect", conn, host, port)
     return sock
+
+
+def _chaotic_connection(
+    conn: Any, dialer: Dialer, host: str, addresses: tuple[str, ...], port: int
+) -> socket.socket:
+    """:func:`outlast._dial.create_connection`, asking the chaos injector before each address."""
+    chaos = dialer.chaos
+    assert chaos is not None
+    options = tuple(conn.socket_options or ())
+
+    def connect(address: str, timeout: float | None) -> socket.socket:
+        chaos.connect(host, address, port, timeout)
+        sock = socket.create_connection((address, port), timeout, conn.source_address)
+        try:
+            for option in options:
+                sock.setsockopt(*option)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    report = Report(dialer.emitter, host, dialer.outliers)
+    ordered = plan(addresses, port, dialer.outliers)
+    return dial_serial(ordered, port, _connect_timeout(conn.timeout), connect, (OSError,), report)
 
 
 class _DiallingHTTPConnection(AWSHTTPConnection):  # type: ignore[misc]
@@ -103,16 +141,50 @@ class _DiallingHTTPSConnection(AWSHTTPSConnection):  # type: ignore[misc]
         return _new_conn(self, self.outlast_dialer)
 
 
+class _ChaoticHTTPConnectionPool(AWSHTTPConnectionPool):  # type: ignore[misc]
+    """botocore's HTTP pool, each attempt going through ``OUTLAST_CHAOS``'s injector."""
+
+    outlast_chaos: Injector
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        return self.outlast_chaos.urlopen(
+            self,
+            method,
+            url,
+            lambda: super(_ChaoticHTTPConnectionPool, self).urlopen(method, url, *args, **kwargs),
+        )
+
+
+class _ChaoticHTTPSConnectionPool(AWSHTTPSConnectionPool):  # type: ignore[misc]
+    """botocore's HTTPS pool, each attempt going through ``OUTLAST_CHAOS``'s injector."""
+
+    outlast_chaos: Injector
+
+    def urlopen(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        return self.outlast_chaos.urlopen(
+            self,
+            method,
+            url,
+            lambda: super(_ChaoticHTTPSConnectionPool, self).urlopen(method, url, *args, **kwargs),
+        )
+
+
 def _pool_classes(dialer: Dialer) -> dict[str, type[Any]]:
     """Pool classes for one client: its dialer is a class attribute of its own classes."""
     attrs: dict[str, Any] = {"outlast_dialer": dialer}
     http_conn = type("OutlastHTTPConnection", (_DiallingHTTPConnection,), attrs)
     https_conn = type("OutlastHTTPSConnection", (_DiallingHTTPSConnection,), attrs)
+    http_base: type[Any] = AWSHTTPConnectionPool
+    https_base: type[Any] = AWSHTTPSConnectionPool
+    pool_attrs: dict[str, Any] = {}
+    if dialer.chaos is not None and dialer.chaos.responds:
+        http_base, https_base = _ChaoticHTTPConnectionPool, _ChaoticHTTPSConnectionPool
+        pool_attrs["outlast_chaos"] = dialer.chaos
     http_pool = type(
-        "OutlastHTTPConnectionPool", (AWSHTTPConnectionPool,), {"ConnectionCls": http_conn}
+        "OutlastHTTPConnectionPool", (http_base,), {"ConnectionCls": http_conn, **pool_attrs}
     )
     https_pool = type(
-        "OutlastHTTPSConnectionPool", (AWSHTTPSConnectionPool,), {"ConnectionCls": https_conn}
+        "OutlastHTTPSConnectionPool", (https_base,), {"ConnectionCls": https_conn, **pool_attrs}
     )
     return {"http": http_pool, "https": https_pool}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from outlast import _root
 from outlast._config import Settings
@@ -21,6 +21,7 @@ from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.aws._events import LOGGER
 from outlast.aws._failover import Failover, Fallback, allow_list
+from outlast.aws._handlers import carry_handlers
 from outlast.aws._retries import (
     Retrier,
     default_policy,
@@ -31,6 +32,9 @@ from outlast.aws._retries import (
 from outlast.aws._session import Dialer, install
 from outlast.dns import Resolver
 from outlast.policy import Policy
+
+if TYPE_CHECKING:
+    from outlast.chaos._urllib3 import Injector
 
 __all__ = ["Wrapped", "client", "wrap", "wrapped"]
 
@@ -57,6 +61,42 @@ def _default_resolver() -> Resolver:
     built from the new values.
     """
     return _root.shared_resolver()
+
+
+def _chaos(settings: Settings, listeners: tuple[Listener, ...]) -> Injector | None:
+    """``OUTLAST_CHAOS``'s connect and HTTP faults for this client's urllib3 classes."""
+    return _root.urllib3_chaos(settings, listeners)  # None, and nothing imported, when off
+
+
+def is_aio(client: Any) -> bool:
+    """Whether ``client`` is an aiobotocore client (without importing aiobotocore)."""
+    return any(klass.__module__.startswith("aiobotocore.") for klass in type(client).__mro__)
+
+
+def _wrap_aio(
+    client: Any,
+    resolver: Resolver,
+    policy: Policy,
+    eject_for: float,
+    settings: Settings,
+    listeners: tuple[Listener, ...],
+) -> None:
+    """DNS, retries and chaos for an aiobotocore client (:mod:`outlast.aws._aio`)."""
+    from outlast.aws._aio import AsyncRetrier, install_aio
+
+    install_aio(client, resolver, Outliers(eject_for=eject_for))
+    if settings.chaos is not None:  # nothing imported without OUTLAST_CHAOS
+        chaos = _root.aiobotocore_chaos(settings, listeners)
+        if chaos is not None:
+            session = client._endpoint.http_session
+            timeout = getattr(session, "_timeout", None)
+            session.send = chaos.wrap(
+                session.send,
+                connect=getattr(timeout, "sock_connect", None),
+                read=getattr(timeout, "sock_read", None),
+            )
+    disable_botocore_retries(client)
+    client._endpoint.make_request = AsyncRetrier(client, policy).make_request
 
 
 def wrapped(client: Any) -> Wrapped | None:
@@ -106,6 +146,7 @@ def _region_builder(primary: Any, region: str, wrap_options: dict[str, Any]) -> 
         if credentials is not None:
             # Share the primary's credentials object, so that refreshes reach both.
             made._request_signer._credentials = credentials
+        carry_handlers(primary, made)
         return wrap(made, **wrap_options)
 
     return build
@@ -119,16 +160,22 @@ def wrap(
     fallback_regions: Iterable[str] = (),
     fallback_clients: Iterable[Any] = (),
     failover_operations: Iterable[str] | None = None,
+    failover_consistent_reads: bool = False,
     listeners: Iterable[Listener] = (),
     eject_for: float = DEFAULT_EJECT_FOR,
 ) -> Any:
     """Instrument a boto3/botocore client in place and return it. Any service.
 
+    An aiobotocore client (extra ``outlast[aiobotocore]``) gets the same, awaited (see
+    :mod:`outlast.aws._aio`): wrap it before its first request; ``fallback_regions``
+    is a ``ConfigError`` for it.
+
     - ``resolver``: resolves the endpoint's name (default: one shared
       ``Resolver.from_env()``); the client's addresses are dialled healthy-first, and an
       address that refused or timed out is tried last for ``eject_for`` seconds.
     - ``policy``: retries, retry budget and breaker, one breaker and budget per endpoint
-      (``service:region:host``). Default: one shared ``Policy`` from ``OUTLAST_*`` with
+      (``service:region:scheme://host:port``, never a bucket's host). Default: one
+      shared ``Policy`` from ``OUTLAST_*`` with
       :func:`classify_error` / :func:`classify_result`, attempts capped by a botocore
       ``max_attempts`` the user set explicitly. botocore's own retries are turned off on
       the client. A policy you pass keeps its retry, budget and breakers; a classifier
@@ -139,7 +186,14 @@ def wrap(
       standard endpoint for that region): where allow-listed operations go when the
       primary cannot be reached.
     - ``failover_operations``: operation names (``GetItem`` or ``get_item``) that may
-      fail over; default: read-only ones (see :func:`read_only`).
+      fail over; default: the per-service allow-list of safe reads
+      (:data:`DEFAULT_FAILOVER_OPERATIONS`, see :func:`read_only`). A fallback's
+      "not found" raises the primary's connection error; a body that cannot be
+      rewound never fails over; a fallback never fails over again.
+    - ``failover_consistent_reads``: strongly consistent DynamoDB reads
+      (``ConsistentRead=True``, ``TransactGetItems``) stay on the primary unless True;
+      an answer from a fallback says where it came from in
+      ``ResponseMetadata["OutlastFailover"]``.
     - ``listeners`` receive the client's ``aws.*`` and address events.
 
     With ``OUTLAST_DISABLE=1`` the client is returned untouched.
@@ -164,9 +218,23 @@ def wrap(
         service = client.meta.service_model.service_name
         if other.meta.service_model.service_name != service:
             raise ConfigError("fallback_clients", other, f"clients of the same service ({service})")
+    aio = is_aio(client)
+    for other in others:
+        if is_aio(other) != aio:
+            expected = "aiobotocore clients" if aio else "boto3/botocore clients, not aiobotocore"
+            raise ConfigError("fallback_clients", other, expected)
+    if aio and regions:
+        raise ConfigError(
+            "fallback_regions",
+            regions,
+            "no regions for an aiobotocore client: pass fallback_clients you enter and close",
+        )
     allowed = allow_list(client, failover_operations)
+    if not isinstance(failover_consistent_reads, bool):
+        raise ConfigError("failover_consistent_reads", failover_consistent_reads, "True or False")
     listeners = tuple(listeners)
-    if Settings.from_env().disable:
+    settings = Settings.from_env()
+    if settings.disable:
         return client
 
     chosen_resolver = resolver if resolver is not None else _default_resolver()
@@ -176,12 +244,17 @@ def wrap(
         else default_policy(explicit_max_attempts(client))
     )
     emitter = Emitter(LOGGER, listeners)
-    install(
-        client._endpoint.http_session,
-        Dialer(chosen_resolver, Outliers(eject_for=eject_for), emitter),
-    )
-    disable_botocore_retries(client)
-    client._endpoint.make_request = Retrier(client, chosen_policy).make_request
+    if aio:
+        _wrap_aio(client, chosen_resolver, chosen_policy, eject_for, settings, listeners)
+    else:
+        install(
+            client._endpoint.http_session,
+            Dialer(
+                chosen_resolver, Outliers(eject_for=eject_for), emitter, _chaos(settings, listeners)
+            ),
+        )
+        disable_botocore_retries(client)
+        client._endpoint.make_request = Retrier(client, chosen_policy).make_request
 
     fallbacks = [
         Fallback(client=other, label=f"client {index + 1}") for index, other in enumerate(others)
@@ -197,7 +270,14 @@ def wrap(
         for region in regions
     ]
     if fallbacks:
-        client._make_api_call = Failover(client, fallbacks, allowed, emitter).make_api_call
+        kind = Failover
+        if aio:
+            from outlast.aws._aio import AsyncFailover
+
+            kind = AsyncFailover
+        client._make_api_call = kind(
+            client, fallbacks, allowed, emitter, consistent_reads=failover_consistent_reads
+        ).make_api_call
     setattr(client, _MARK, Wrapped(chosen_resolver, chosen_policy, tuple(fallbacks)))
     return client
 
@@ -210,6 +290,7 @@ def client(
     fallback_regions: Iterable[str] = (),
     fallback_clients: Iterable[Any] = (),
     failover_operations: Iterable[str] | None = None,
+    failover_consistent_reads: bool = False,
     listeners: Iterable[Listener] = (),
     eject_for: float = DEFAULT_EJECT_FOR,
     session: Any = None,
@@ -232,6 +313,7 @@ def client(
         fallback_regions=fallback_regions,
         fallback_clients=fallback_clients,
         failover_operations=failover_operations,
+        failover_consistent_reads=failover_consistent_reads,
         listeners=listeners,
         eject_for=eject_for,
     )

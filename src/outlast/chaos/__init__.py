@@ -10,6 +10,10 @@ them as real faults:
   :mod:`outlast.chaos._http` stands in for httpcore's backend under an outlast
   transport's dialler; the address is reported and ejected, the request retried.
 - Around each HTTP attempt, inside the policy (``http_503``, ``latency``).
+- Under botocore (:mod:`outlast.chaos._urllib3`): the same connect and HTTP faults
+  where a wrapped boto3 client's urllib3 connection dials and its pool sends; for an
+  aiobotocore client (:mod:`outlast.chaos._aiobotocore`), around its aiohttp session's
+  send.
 
 Every component built with a plan emits :class:`ChaosArmed` once, and every injected
 fault :class:`FaultInjected` (logger ``outlast.chaos``, both at WARNING). When

@@ -12,7 +12,9 @@ run otherwise. Nothing here asks anything of the machine's own resolver or of AW
   and ``AWS_EC2_METADATA_DISABLED``;
 - the plain client (:class:`Boto3Client`) resolves with dnspython's stub resolver at
   the drill's DNS server with no cache, installed on its own HTTP session only, and
-  keeps botocore's default retries; the outlast one (:class:`OutlastBoto3Client`) is
+  keeps botocore's default retries (their mode and attempts depend on the installed
+  botocore: :func:`baseline` says which, and the drill prints it on stderr); the
+  outlast one (:class:`OutlastBoto3Client`) is
   ``outlast.aws.wrap`` with a resolver on the same DNS server.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -33,7 +36,7 @@ from outlast.cli._drill._clients import SLO, DrillClient, Result
 from outlast.cli._drill._service import CLIENT_HEADER
 from outlast.dns import Resolver
 
-__all__ = ["REGION", "TABLE", "Boto3Client", "Moto", "OutlastBoto3Client", "missing"]
+__all__ = ["REGION", "TABLE", "Boto3Client", "Moto", "OutlastBoto3Client", "baseline", "missing"]
 
 REGION = "us-east-1"
 TABLE = "drill"
@@ -212,12 +215,44 @@ class _Boto3DrillClient(DrillClient):
         self._boto3.close()
 
 
+def _max_attempts(client: Any) -> int | None:
+    """The attempts per call botocore's retry handler on ``client`` allows (None: unknown)."""
+    name = client.meta.service_model.service_id.hyphenize()
+    item = client.meta.events._emitter._unique_id_handlers.get(f"retry-config-{name}")
+    handler = item.get("handler") if isinstance(item, dict) else None
+    owner = getattr(handler, "__self__", handler)
+    legacy = getattr(getattr(owner, "_checker", None), "_max_attempts", None)  # retryhandler
+    if isinstance(legacy, int):
+        return legacy
+    policy = getattr(owner, "_retry_policy", None)  # retries.standard (standard, adaptive)
+    checker = getattr(getattr(policy, "_retry_checker", None), "_max_attempts_checker", None)
+    standard = getattr(checker, "_max_attempts", None)
+    return standard if isinstance(standard, int) else None
+
+
+def baseline(client: Any) -> str:
+    """What the plain boto3 client retries with: botocore's version, retry mode, attempts."""
+    import botocore
+
+    mode = (client.meta.config.retries or {}).get("mode", "unknown")
+    attempts = _max_attempts(client)
+    most = "an unknown number of" if attempts is None else f"up to {attempts}"
+    service = client.meta.service_model.service_id
+    return f"botocore {botocore.__version__}, {mode} retry mode, {most} attempts per {service} call"
+
+
 class Boto3Client(_Boto3DrillClient):
-    """Plain boto3: dnspython's stub resolver with no cache, botocore's default retries."""
+    """Plain boto3: dnspython's stub resolver with no cache, botocore's default retries.
+
+    ``baseline`` says which botocore and retry mode that is (it changes between
+    releases); the drill prints it.
+    """
 
     def __init__(self, name: str, moto: Moto, host: str, servers: list[tuple[str, int]]) -> None:
         client = _new_client(name, f"http://{host}:{moto.port}")
         _install_dnspython(client, servers)
+        self.baseline = baseline(client)
+        print(f"drill: the {name} client: {self.baseline}", file=sys.stderr)
         super().__init__(name, client, moto)
 
 
