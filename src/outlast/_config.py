@@ -13,9 +13,12 @@ reads ``os.environ`` for an ``OUTLAST_*`` name. This module imports no layer (th
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
+import logging
 import math
 import os
+import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -32,9 +35,13 @@ __all__ = [
     "Settings",
     "Variable",
     "count_arg",
+    "disabled",
     "mask_url",
     "seconds_arg",
+    "unknown_variables",
 ]
+
+LOGGER: Final = logging.getLogger("outlast.config")
 
 _SCHEMES: Final = ("udp", "tcp", "tls", "https")
 _DEFAULT_PORTS: Final = {"udp": 53, "tcp": 53, "tls": 853}
@@ -72,7 +79,12 @@ class ProviderSpec:
         if not sep or scheme not in _SCHEMES or not rest:
             raise ConfigError(setting, text, expected)
         if scheme == "https":
-            parts = urlsplit(entry)
+            try:
+                parts = urlsplit(entry)
+            except ValueError as exc:  # e.g. an unclosed '[' around an IPv6 address
+                raise ConfigError(
+                    setting, text, f"a DoH URL such as https://HOST/dns-query ({exc})"
+                ) from None
             if not parts.hostname:
                 raise ConfigError(setting, text, "a DoH URL such as https://HOST/dns-query")
             try:
@@ -313,14 +325,31 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every ``OUTLAST_*`` variable (``os.environ`` by default)."""
+        """Read and validate every ``OUTLAST_*`` variable (``os.environ`` by default).
+
+        ``OUTLAST_DISABLE`` is read first and alone: when it is set, every other variable
+        is ignored (a bad value included) and the defaults are returned with
+        ``disable=True``, so the kill switch works whatever else is wrong. An unknown
+        ``OUTLAST_*`` name is logged once as a WARNING on ``outlast.config``, naming the
+        closest known one.
+        """
         env = os.environ if environ is None else environ
+        if disabled(env):
+            return dataclasses.replace(cls.from_env({}), disable=True)
+        _warn_unknown(env)
         values: dict[str, Any] = {}
         for var in VARIABLES:
             raw = env.get(var.name)
             if raw is None:
                 raw = var.default or ""
-            values[var.field] = var.parse(var.name, raw)
+            try:
+                values[var.field] = var.parse(var.name, raw)
+            except ConfigError:
+                raise
+            except ValueError:  # a parser's gap: the value may hold a secret, so it is not shown
+                raise ConfigError(
+                    var.name, "<not shown>", "a valid value (docs/configuration.md)"
+                ) from None
         if values["dns_min_ttl"] > values["dns_max_ttl"]:
             raise ConfigError(
                 "OUTLAST_DNS_MIN_TTL",
@@ -343,6 +372,46 @@ class Settings:
         )
         redis = None if self.redis_url is None else mask_url(self.redis_url)
         return f"Settings({shown}, redis_url={redis!r})"
+
+
+def disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``OUTLAST_DISABLE`` is set, read alone: no other variable can stop the switch.
+
+    Raises :class:`ConfigError` only for a bad ``OUTLAST_DISABLE`` itself.
+    """
+    env = os.environ if environ is None else environ
+    return bool(_flag("OUTLAST_DISABLE", env.get("OUTLAST_DISABLE", "0")))
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One message per ``OUTLAST_*`` name in ``environ`` that outlast does not read.
+
+    Each names the closest known variable when one is close (a misspelling).
+    """
+    env = os.environ if environ is None else environ
+    known = [var.name for var in VARIABLES]
+    suffixes = [name.removeprefix("OUTLAST_") for name in known]
+    messages = []
+    for name in sorted(env):
+        if not name.startswith("OUTLAST_") or name in known:
+            continue
+        close = difflib.get_close_matches(name.removeprefix("OUTLAST_"), suffixes, n=1, cutoff=0.6)
+        hint = f"; did you mean OUTLAST_{close[0]}?" if close else " (see docs/configuration.md)"
+        messages.append(f"unknown variable {name} is ignored{hint}")
+    return messages
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    for message in unknown_variables(env):
+        with _warned_lock:
+            if message in _warned:
+                continue
+            _warned.add(message)
+        LOGGER.warning("%s", message)
 
 
 def seconds_arg(

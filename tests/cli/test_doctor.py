@@ -14,12 +14,15 @@ from .conftest import outlast
 TIMEOUT = "0.3"
 
 
-def doctor_json(providers: list[str], *names: str, **env: str) -> tuple[int, dict[str, object]]:
+def doctor_json(
+    providers: list[str], *names: str, strict: bool = False, **env: str
+) -> tuple[int, dict[str, object]]:
     done = outlast(
         "doctor",
         "--json",
         "--timeout",
         TIMEOUT,
+        *(["--strict"] if strict else []),
         *names,
         env={"OUTLAST_DNS_PROVIDERS": ",".join(providers), **env},
     )
@@ -70,10 +73,10 @@ def test_exit_1_when_a_name_resolves_through_no_provider(
     assert [p["ok"] for p in report["providers"]] == [False, True]  # type: ignore[attr-defined]
 
 
-def test_without_names_the_exit_code_says_whether_any_provider_answers(
+def test_without_names_strict_says_whether_any_provider_answers(
     fault_dns: DNSServer, blackhole: DNSServer
 ) -> None:
-    code, report = doctor_json([blackhole.provider])
+    code, report = doctor_json([blackhole.provider], strict=True)
     assert code == 1
     assert report == {
         "providers": [
@@ -85,8 +88,12 @@ def test_without_names_the_exit_code_says_whether_any_provider_answers(
             }
         ],
         "names": [],
+        "fleet": None,
+        "chaos": None,
     }
-    code, report = doctor_json([blackhole.provider, fault_dns.provider])
+    # Not strict: with no name there is nothing outlast must serve.
+    assert doctor_json([blackhole.provider])[0] == 0
+    code, report = doctor_json([blackhole.provider, fault_dns.provider], strict=True)
     assert code == 0
     assert [p["ok"] for p in report["providers"]] == [False, True]  # type: ignore[attr-defined]
 
@@ -130,13 +137,20 @@ def test_a_last_known_good_answer_from_the_cache_file(
     before = cache.read_bytes()
     fault_dns.nxdomain(held)  # the outage: the record is gone, the LKG is not
     code, report = doctor_json([fault_dns.provider], held, other, OUTLAST_DNS_CACHE_FILE=str(cache))
-    assert code == 1  # no provider resolves `held` any more
+    # A liveness check passes: outlast serves `held` from its last-known-good answer.
+    assert code == 0
     by_name = {n["name"]: n for n in report["names"]}  # type: ignore[attr-defined]
     assert by_name[held]["lkg"] is True
     assert by_name[held]["answers"] == {fault_dns.provider: []}
     assert by_name[held]["outlast"]["addresses"] == ["192.0.2.30"]
     assert by_name[other]["lkg"] is False
     assert cache.read_bytes() == before  # the doctor never writes the service's file
+    # --strict (readiness): no provider resolves `held` any more.
+    code, _ = doctor_json(
+        [fault_dns.provider], held, other, strict=True, OUTLAST_DNS_CACHE_FILE=str(cache)
+    )
+    assert code == 1
+    assert cache.read_bytes() == before
 
 
 def test_the_table_for_people(
