@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 from typing import NoReturn
@@ -18,7 +19,7 @@ from outlast._config import Settings
 from outlast._exceptions import ConfigError, InvalidHostError
 from outlast._names import ip_literal, normalize
 
-__all__ = ["check_name", "exit_now", "load_settings", "show_warnings"]
+__all__ = ["check_name", "exit_now", "finite", "load_settings", "show_warnings"]
 
 
 def check_name(name: str, *, allow_ip: bool = False) -> str:
@@ -31,6 +32,13 @@ def check_name(name: str, *, allow_ip: bool = False) -> str:
         return normalize(name)
     except InvalidHostError as exc:
         raise click.UsageError(f"NAME {name!r} is not a valid hostname: {exc.reason}") from exc
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A click callback refusing ``nan`` and ``inf`` (which click's ``FloatRange`` lets by)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number of seconds", ctx, param)
+    return value
 
 
 def load_settings() -> Settings:

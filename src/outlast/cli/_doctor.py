@@ -38,7 +38,7 @@ import click
 from outlast._config import Settings, mask_url
 from outlast._events import Event
 from outlast._exceptions import ResolveError
-from outlast.cli._common import check_name, exit_now, load_settings
+from outlast.cli._common import check_name, exit_now, finite, load_settings
 from outlast.dns import Failure, Negative, Outcome, Positive, Provider, Resolver
 from outlast.dns._pool import build_provider
 
@@ -429,6 +429,7 @@ def render(report: Report) -> str:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
+    callback=finite,
     default=None,
     metavar="SECONDS",
     help="How long each provider gets for each query (default: OUTLAST_DNS_TIMEOUT).",
