@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from outlast._config import Settings
 from outlast._dial import DEFAULT_EJECT_FOR, Outliers
@@ -122,8 +122,12 @@ def _region_builder(primary: Any, region: str, wrap_options: dict[str, Any]) -> 
     return build
 
 
+#: The type of the client given to :func:`wrap`, kept for the caller (boto3-stubs types).
+ClientT = TypeVar("ClientT", bound=Any)
+
+
 def wrap(
-    client: Any,
+    client: ClientT,
     *,
     resolver: Resolver | None = None,
     policy: Policy | None = None,
@@ -132,8 +136,11 @@ def wrap(
     failover_operations: Iterable[str] | None = None,
     listeners: Iterable[Listener] = (),
     eject_for: float = DEFAULT_EJECT_FOR,
-) -> Any:
+) -> ClientT:
     """Instrument a boto3/botocore client in place and return it. Any service.
+
+    The client's static type is kept (``wrap(boto3.client("dynamodb"))`` is still a
+    ``DynamoDBClient`` under boto3-stubs).
 
     - ``resolver``: resolves the endpoint's name (default: one shared
       ``Resolver.from_env()``); the client's addresses are dialled healthy-first, and an
