@@ -6,6 +6,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from fleet.redis_server import RedisNotInstalled, RedisServer
 from outlast import Resolver
 from outlast.testing import DNSServer
 
@@ -189,3 +192,45 @@ def test_user_errors_are_one_line_and_exit_2(fault_dns: DNSServer) -> None:
         assert len(lines) == 1, lines
         assert lines[0].startswith("outlast: ")
         assert expected in lines[0]
+
+
+def test_the_fleet_redis_health_is_reported_and_strict_needs_it(fault_dns: DNSServer) -> None:
+    try:
+        server = RedisServer(password="s3cret-pw").start()
+    except RedisNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        code, report = doctor_json([fault_dns.provider], strict=True, OUTLAST_REDIS_URL=server.url)
+        assert code == 0
+        fleet = report["fleet"]
+        assert isinstance(fleet, dict)
+        assert fleet["ok"] is True
+        assert fleet["url"] == server.url.replace("s3cret-pw", "***")
+        assert isinstance(fleet["latency_ms"], float)
+    finally:
+        server.close()
+    code, report = doctor_json([fault_dns.provider], strict=True, OUTLAST_REDIS_URL=server.url)
+    assert code == 1  # readiness: the fleet's Redis is down
+    fleet = report["fleet"]
+    assert isinstance(fleet, dict)
+    assert fleet["ok"] is False
+    assert fleet["error"]
+    assert "s3cret-pw" not in json.dumps(report)
+    # Liveness: outlast works locally while Redis is down.
+    assert doctor_json([fault_dns.provider], OUTLAST_REDIS_URL=server.url)[0] == 0
+
+
+def test_chaos_armed_is_said_first(fault_dns: DNSServer) -> None:
+    plan = "dns_servfail=1.0@*.drill.test"
+    code, report = doctor_json([fault_dns.provider], OUTLAST_CHAOS=plan)
+    assert code == 0
+    assert report["chaos"] == plan
+    done = outlast(
+        "doctor",
+        "--timeout",
+        TIMEOUT,
+        env={"OUTLAST_DNS_PROVIDERS": fault_dns.provider, "OUTLAST_CHAOS": plan},
+    )
+    assert done.stdout.splitlines()[0].startswith(f"CHAOS ARMED (OUTLAST_CHAOS={plan})")
+    assert f"outlast: warning: OUTLAST_CHAOS is armed: {plan}" in done.stderr.splitlines()
+    assert doctor_json([fault_dns.provider])[1]["chaos"] is None

@@ -19,7 +19,10 @@ __all__ = ["SCENARIOS", "ClientReport", "Lab", "NothingToRun", "ScenarioReport",
 TTL = 2  # seconds: the drill's records, short as AWS's regional endpoints' are
 INTERVAL = 0.05  # seconds between one client's requests
 NEW_ADDRESS = "127.0.0.3"  # where a repaired record points
-DEAD_ADDRESS = "127.0.0.2"  # an address that silently drops connection attempts
+#: The name's IPv6 address in ``address-dropping``: it silently drops connection attempts
+#: (a broken IPv6 path, the classic case). ``127.0.0.2`` where ::1 is not available.
+DEAD_ADDRESS = "::1"
+DEAD_ADDRESS_V4 = "127.0.0.2"
 LOAD_BIN = 0.5  # seconds per point of the backend-load curve
 
 
@@ -154,18 +157,36 @@ def _blackholed_steps(lab: Lab, host: str) -> list[Step]:
     ]
 
 
+def _dead_address(lab: Lab) -> str:
+    """Start the dropping listener on ::1 (or on 127.0.0.2 without IPv6); its address."""
+    for address in (DEAD_ADDRESS, DEAD_ADDRESS_V4):
+        try:
+            dropper = Dropper(address, lab.service.port)
+        except OSError:
+            continue
+        lab.stack.callback(dropper.close)
+        return address
+    raise OSError("cannot listen on ::1 or 127.0.0.2")
+
+
 def _dropping(lab: Lab, host: str) -> list[DrillClient]:
-    lab.stack.callback(Dropper(DEAD_ADDRESS, lab.service.port).close)
     lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)
-    return _three_clients(lab, lab.dns1)
+    servers = lab.servers(lab.dns1)
+    return [
+        # As getaddrinfo does: IPv6 (AAAA) first when the host has IPv6.
+        PlainClient("httpx", servers, cache=False, ipv6=True),
+        PlainClient("httpx + TTL cache", servers, cache=True, ipv6=True),
+        OutlastClient("outlast", [lab.dns1.provider]),
+    ]
 
 
 def _dropping_steps(lab: Lab, host: str) -> list[Step]:
+    dead = _dead_address(lab)
     return [
         (
             0.15,
-            f"an address that drops connection attempts ({DEAD_ADDRESS}) is listed first",
-            lambda: lab.dns1.set(host, [DEAD_ADDRESS, "127.0.0.1"], ttl=TTL),
+            f"the name gets an address that drops connection attempts ({dead})",
+            lambda: lab.dns1.set(host, [dead, "127.0.0.1"], ttl=TTL),
         ),
         (0.75, "the dead address is removed", lambda: lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)),
     ]
@@ -213,7 +234,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "address-dropping",
-        "One address of the name silently drops connection attempts",
+        "One address of the name (its IPv6 one) silently drops connection attempts",
         "s3.us-east-1.drill.test",
         _dropping,
         _dropping_steps,

@@ -92,12 +92,17 @@ class Dropper:
     """
 
     def __init__(self, address: str, port: int) -> None:
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind((address, port))
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self._listener.bind((address, port))
+        except OSError:
+            self._listener.close()
+            raise
         self._listener.listen(0)
-        self._fillers = []
+        self._fillers: list[socket.socket] = []
         for _ in range(3):  # more than the queue holds
-            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler = socket.socket(family, socket.SOCK_STREAM)
             filler.setblocking(False)
             filler.connect_ex((address, port))
             self._fillers.append(filler)
