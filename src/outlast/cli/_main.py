@@ -63,6 +63,12 @@ cli.add_command(doctor)
 cli.add_command(drill)
 
 
+#: click >= 8.2 raises this for a group run with no command (older click prints the help).
+_NO_ARGS: tuple[type[BaseException], ...] = tuple(
+    filter(None, [getattr(click.exceptions, "NoArgsIsHelpError", None)])
+)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """The console script's entry point: a user error is one line on stderr and exit 2.
 
@@ -80,7 +86,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         click.echo("outlast: aborted", err=True)
         code = 130
     except click.ClickException as exc:
-        click.echo(f"outlast: {exc.format_message()}", err=True)
+        if isinstance(exc, _NO_ARGS):  # plain `outlast`: the help, not an error line
+            click.echo(exc.format_message(), err=True)
+        else:
+            click.echo(f"outlast: {exc.format_message()}", err=True)
         code = exc.exit_code
     except ConfigError as exc:  # a setting only a later step could check
         click.echo(f"outlast: {exc}", err=True)
