@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -235,6 +236,7 @@ def test_disabled_entry_points_read_os_environ(monkeypatch: pytest.MonkeyPatch) 
     Policy.from_env()
     with outlast.Client() as client:
         assert client is not None
+    asyncio.run(outlast.AsyncClient().aclose())
 
 
 def test_disabled_aws_wrap_returns_the_client_untouched(monkeypatch: pytest.MonkeyPatch) -> None:

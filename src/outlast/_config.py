@@ -389,16 +389,21 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     Each names the closest known variable when one is close (a misspelling).
     """
     env = os.environ if environ is None else environ
-    known = [var.name for var in VARIABLES]
-    suffixes = [name.removeprefix("OUTLAST_") for name in known]
-    messages = []
-    for name in sorted(env):
-        if not name.startswith("OUTLAST_") or name in known:
-            continue
-        close = difflib.get_close_matches(name.removeprefix("OUTLAST_"), suffixes, n=1, cutoff=0.6)
-        hint = f"; did you mean OUTLAST_{close[0]}?" if close else " (see docs/configuration.md)"
-        messages.append(f"unknown variable {name} is ignored{hint}")
-    return messages
+    return [_unknown_message(name) for name in sorted(_unknown_names(env))]
+
+
+_KNOWN: Final = frozenset(var.name for var in VARIABLES)
+_SUFFIXES: Final = [var.name.removeprefix("OUTLAST_") for var in VARIABLES]
+
+
+def _unknown_names(env: Mapping[str, str]) -> set[str]:
+    return {name for name in env if name.startswith("OUTLAST_") and name not in _KNOWN}
+
+
+def _unknown_message(name: str) -> str:
+    close = difflib.get_close_matches(name.removeprefix("OUTLAST_"), _SUFFIXES, n=1, cutoff=0.6)
+    hint = f"; did you mean OUTLAST_{close[0]}?" if close else " (see docs/configuration.md)"
+    return f"unknown variable {name} is ignored{hint}"
 
 
 _warned: set[str] = set()
@@ -406,12 +411,15 @@ _warned_lock = threading.Lock()
 
 
 def _warn_unknown(env: Mapping[str, str]) -> None:
-    for message in unknown_variables(env):
-        with _warned_lock:
-            if message in _warned:
-                continue
-            _warned.add(message)
-        LOGGER.warning("%s", message)
+    """Log each unknown name once per process (the check costs a set lookup after that)."""
+    unknown = _unknown_names(env)
+    if not unknown:
+        return
+    with _warned_lock:
+        new = sorted(unknown - _warned)
+        _warned.update(new)
+    for name in new:
+        LOGGER.warning("%s", _unknown_message(name))
 
 
 def seconds_arg(
