@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import outlast
 import outlast._config
@@ -300,3 +302,46 @@ def test_a_parser_gap_is_a_config_error_that_shows_no_value() -> None:
         Settings.from_env({"OUTLAST_REDIS_URL": "redis://:s3cret@[::1"})
     assert caught.value.setting == "OUTLAST_REDIS_URL"
     assert "s3cret" not in str(caught.value)
+
+
+# -- invariants over any text: the kill switch always wins; a bad value is a ConfigError -
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
+_VALUES = st.dictionaries(
+    st.sampled_from(sorted(BAD)), _ANY_TEXT | st.sampled_from(list(BAD.values()))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=_VALUES, flag=st.sampled_from(["1", "true", "YES", " on "]))
+def test_disable_wins_over_any_values(values: dict[str, str], flag: str) -> None:
+    assert Settings.from_env({**values, "OUTLAST_DISABLE": flag}).disable is True
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=_VALUES)
+def test_any_value_gives_settings_or_a_config_error_never_another_exception(
+    values: dict[str, str],
+) -> None:
+    error: ConfigError | None = None
+    try:
+        Settings.from_env(values)
+    except ConfigError as exc:
+        error = exc
+    assert error is None or error.setting in values or error.setting.startswith("OUTLAST_")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    password=st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=16),
+    scheme=st.sampled_from(["redis", "rediss", "http", "", "redis:"]),
+    host=st.sampled_from(["cache", "[::1", "[::1]", "cache:abc", "cache:99999", "", "[x]:1"]),
+)
+def test_a_redis_password_is_never_in_an_error(password: str, scheme: str, host: str) -> None:
+    raw = f"{scheme}://app:{password}@{host}/0"
+    error = ""
+    try:
+        Settings.from_env({"OUTLAST_REDIS_URL": raw})
+    except ConfigError as exc:
+        error = str(exc)
+    assert password not in error
