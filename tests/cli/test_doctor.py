@@ -93,6 +93,7 @@ def test_without_names_strict_says_whether_any_provider_answers(
         "names": [],
         "fleet": None,
         "chaos": None,
+        "disabled": False,
     }
     # Not strict: with no name there is nothing outlast must serve.
     assert doctor_json([blackhole.provider])[0] == 0
@@ -234,3 +235,13 @@ def test_chaos_armed_is_said_first(fault_dns: DNSServer) -> None:
     assert done.stdout.splitlines()[0].startswith(f"CHAOS ARMED (OUTLAST_CHAOS={plan})")
     assert f"outlast: warning: OUTLAST_CHAOS is armed: {plan}" in done.stderr.splitlines()
     assert doctor_json([fault_dns.provider])[1]["chaos"] is None
+
+
+def test_the_kill_switch_is_said_and_wins_over_bad_variables() -> None:
+    env = {"OUTLAST_DISABLE": "1", "OUTLAST_DNS_TIMEOUT": "abc", "OUTLAST_CHAOS": "bogus"}
+    done = outlast("doctor", "--timeout", "2", "localhost", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("OUTLAST_DISABLE is set")
+    assert "from system (outlast disabled)" in done.stdout
+    done = outlast("doctor", "--json", "--timeout", "2", env=env)
+    assert json.loads(done.stdout)["disabled"] is True

@@ -209,6 +209,7 @@ class Report:
     warnings: tuple[str, ...] = ()
     fleet: FleetReport | None = None
     chaos: str | None = None
+    disabled: bool = False
 
     def healthy(self, *, strict: bool = False) -> bool:
         """Whether the check passes.
@@ -232,6 +233,7 @@ class Report:
             "names": [n.as_json() for n in self.names],
             "fleet": None if self.fleet is None else self.fleet.as_json(),
             "chaos": self.chaos,
+            "disabled": self.disabled,
         }
 
 
@@ -369,7 +371,7 @@ def run(settings: Settings, names: Sequence[str], *, timeout: float) -> Report:
     if settings.redis_url is not None and not settings.disable:
         fleet = check_fleet(settings.redis_url, timeout)
     chaos = None if settings.chaos is None else (settings.chaos.text or "armed")
-    return dataclasses.replace(report, fleet=fleet, chaos=chaos)
+    return dataclasses.replace(report, fleet=fleet, chaos=chaos, disabled=settings.disable)
 
 
 def _ms(value: float | None) -> str:
@@ -391,6 +393,8 @@ def render(report: Report) -> str:
         [len("PROVIDER"), len("outlast serves")] + [len(p.provider) for p in report.providers]
     )
     lines = []
+    if report.disabled:
+        lines += ["OUTLAST_DISABLE is set: outlast passes straight through (getaddrinfo)", ""]
     if report.chaos is not None:
         lines += [f"CHAOS ARMED (OUTLAST_CHAOS={report.chaos}): faults are being injected", ""]
     lines.append(f"{'PROVIDER':<{width}}  STATUS  LATENCY    ERROR")
