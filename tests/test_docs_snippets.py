@@ -4,7 +4,10 @@ Each block is an item of its own (``README.md:35``). A block runs in a fresh Pyt
 process, the way a reader pastes it into a file, in a small offline world:
 
 - every hostname the block names resolves to 127.0.0.1 through a fake DNS server on
-  loopback (``OUTLAST_DNS_PROVIDERS``); AWS has a region and dummy credentials;
+  loopback (``OUTLAST_DNS_PROVIDERS``); the operating system's resolver knows no name
+  but ``localhost`` (a ``sitecustomize`` module makes ``getaddrinfo`` fail for any
+  other), so nothing a block does can reach beyond this machine; AWS has a region and
+  dummy credentials;
 - its top-level statements run one by one, and a statement that fails only because
   the network is off-limits here (a refused connection, a name no server knows, an
   unreachable Redis) is noted and the next statement runs: a later statement that
@@ -96,13 +99,37 @@ for statement in tree.body:
 """
 
 
+#: Installed as ``sitecustomize`` in the child: the OS resolver is offline.
+OFFLINE_RESOLVER = r"""
+import ipaddress
+import socket
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def getaddrinfo(host, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is None or name == "localhost":
+        return _getaddrinfo(host, *args, **kwargs)
+    try:
+        ipaddress.ip_address(name.partition("%")[0])
+    except ValueError:
+        raise socket.gaierror(socket.EAI_NONAME, f"{name}: offline (docs snippet test)") from None
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = getaddrinfo
+"""
+
+
 @pytest.fixture(scope="module")
 def world() -> Iterator[DNSServer]:
     with DNSServer() as server:
         yield server
 
 
-def environment(server: DNSServer, code: str) -> dict[str, str]:
+def environment(server: DNSServer, code: str, site: Path) -> dict[str, str]:
+    (site / "sitecustomize.py").write_text(OFFLINE_RESOLVER)
     for name in set(HOSTNAME.findall(code)):
         server.set(name, ["127.0.0.1"])
     base = {
@@ -112,7 +139,7 @@ def environment(server: DNSServer, code: str) -> dict[str, str]:
     }
     return {
         **base,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), base.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), str(site), base.get("PYTHONPATH")])),
         "OUTLAST_DNS_PROVIDERS": server.provider,
         "OUTLAST_DNS_TIMEOUT": "0.5",
         "OUTLAST_RETRY_ATTEMPTS": "1",
@@ -144,7 +171,9 @@ def test_the_snippet_runs_as_pasted(snippet: Snippet, world: DNSServer, tmp_path
     compile(snippet.code, snippet.id, "exec", flags=flags)  # a fragment must still parse
     if snippet.fragment:
         return
-    env = environment(world, snippet.code)
+    site = tmp_path / "site"
+    site.mkdir()
+    env = environment(world, snippet.code, site)
     if is_pytest_module(snippet.code):
         module = tmp_path / "test_snippet.py"
         module.write_text(snippet.code)
