@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from outlast import ConfigError, Settings
-from outlast._config import VARIABLES, ProviderSpec, mask_url
+import outlast
+import outlast._config
+from outlast import ConfigError, Policy, Resolver, Settings
+from outlast._config import VARIABLES, ProviderSpec, mask_url, unknown_variables
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
@@ -151,3 +158,190 @@ def test_static_hosts_are_checked() -> None:
         Settings.from_env({"OUTLAST_DNS_STATIC": "bad host=10.0.0.1"})
     assert "OUTLAST_DNS_STATIC" in str(caught.value)
     assert "'bad host'" in str(caught.value)
+
+
+# -- the kill switch: OUTLAST_DISABLE is read first and alone -------------------------
+
+#: A bad value for every variable but OUTLAST_DISABLE: none may stop the kill switch.
+BAD = {
+    "OUTLAST_DNS_PROVIDERS": "https://[::1/dns-query",
+    "OUTLAST_DNS_TIMEOUT": "abc",
+    "OUTLAST_DNS_HEDGE_DELAY": "-1",
+    "OUTLAST_DNS_MIN_TTL": "nan",
+    "OUTLAST_DNS_MAX_TTL": "0",
+    "OUTLAST_DNS_STALE_TTL": "later",
+    "OUTLAST_DNS_KEEP_ON_EMPTY": "-5",
+    "OUTLAST_DNS_NEGATIVE_TTL": "inf",
+    "OUTLAST_DNS_STATIC": "bad host=x",
+    "OUTLAST_DNS_CACHE_FILE": "/",
+    "OUTLAST_DNS_CACHE_SIZE": "0",
+    "OUTLAST_RETRY_ATTEMPTS": "three",
+    "OUTLAST_RETRY_BASE": "-1",
+    "OUTLAST_RETRY_CAP": "x",
+    "OUTLAST_RETRY_BUDGET": "2",
+    "OUTLAST_BREAKER_FAILURES": "0",
+    "OUTLAST_BREAKER_RESET": "0",
+    "OUTLAST_REDIS_URL": "redis://:s3cret@[::1",
+    "OUTLAST_CHAOS": "bogus",
+}
+
+
+def test_every_variable_has_a_bad_value_in_the_kill_switch_table() -> None:
+    assert set(BAD) == {var.name for var in VARIABLES} - {"OUTLAST_DISABLE"}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_each_bad_value_is_refused_when_enabled(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: BAD[name]})
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("flag", ["1", "true", "yes", "on", " ON "])
+def test_disable_ignores_every_other_variable(flag: str) -> None:
+    settings = Settings.from_env({**BAD, "OUTLAST_DISABLE": flag})
+    assert settings.disable is True
+    assert dataclasses.replace(settings, disable=False) == Settings.from_env({})
+
+
+def test_a_bad_disable_is_still_an_error() -> None:
+    with pytest.raises(ConfigError, match="OUTLAST_DISABLE='maybe'"):
+        Settings.from_env({"OUTLAST_DISABLE": "maybe", "OUTLAST_DNS_TIMEOUT": "abc"})
+    with pytest.raises(ConfigError, match="OUTLAST_DNS_TIMEOUT"):
+        Settings.from_env({"OUTLAST_DISABLE": "0", "OUTLAST_DNS_TIMEOUT": "abc"})
+
+
+def test_disabled_resolver_and_policy_from_env_pass_through() -> None:
+    env = {**BAD, "OUTLAST_DISABLE": "1"}
+    with Resolver.from_env(env) as resolver:
+        answer = resolver.resolve("localhost")
+    assert answer.source == "system (outlast disabled)"
+    policy = Policy.from_env(env)
+    calls = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise OSError("boom")
+
+    with pytest.raises(OSError, match="boom"):
+        policy.call(fail)
+    assert calls == [1]  # no retry: the policy passes straight through
+
+
+def test_disabled_entry_points_read_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in BAD.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OUTLAST_DISABLE", "1")
+    assert Settings.from_env().disable is True
+    with Resolver.from_env() as resolver:
+        assert resolver.resolve("localhost").source == "system (outlast disabled)"
+    Policy.from_env()
+    with outlast.Client() as client:
+        assert client is not None
+    asyncio.run(outlast.AsyncClient().aclose())
+
+
+def test_disabled_aws_wrap_returns_the_client_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    boto3 = pytest.importorskip("boto3")
+    import outlast.aws
+
+    for name, value in BAD.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OUTLAST_DISABLE", "1")
+    client = boto3.client(
+        "dynamodb",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    make_request = client._endpoint.make_request
+    assert outlast.aws.wrap(client) is client
+    assert client._endpoint.make_request == make_request
+
+
+# -- unknown OUTLAST_* names -----------------------------------------------------------
+
+
+def test_unknown_variables_name_the_closest_known_one() -> None:
+    env = {
+        "OUTLAST_DNS_TIMOUT": "5",
+        "OUTLAST_DISABLED": "1",
+        "OUTLAST_FROBNICATE": "1",
+        "OUTLAST_DNS_TIMEOUT": "2",
+        "PATH": "/bin",
+    }
+    assert unknown_variables(env) == [
+        "unknown variable OUTLAST_DISABLED is ignored; did you mean OUTLAST_DISABLE?",
+        "unknown variable OUTLAST_DNS_TIMOUT is ignored; did you mean OUTLAST_DNS_TIMEOUT?",
+        "unknown variable OUTLAST_FROBNICATE is ignored (see docs/configuration.md)",
+    ]
+    assert unknown_variables({var.name: "x" for var in VARIABLES}) == []
+
+
+def test_an_unknown_variable_is_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outlast._config, "_warned", set())  # once per process: a fresh one
+    name = "OUTLAST_RETRY_ATTEMTPS"
+    with caplog.at_level(logging.WARNING, logger="outlast.config"):
+        Settings.from_env({name: "5"})
+        Settings.from_env({name: "5"})
+    messages = [r.getMessage() for r in caplog.records if r.name == "outlast.config"]
+    assert messages == [f"unknown variable {name} is ignored; did you mean OUTLAST_RETRY_ATTEMPTS?"]
+    assert all(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_no_warning_for_known_names(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="outlast"):
+        Settings.from_env({"OUTLAST_DNS_TIMEOUT": "2"})
+    assert caplog.records == []
+
+
+def test_a_parser_gap_is_a_config_error_that_shows_no_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"OUTLAST_REDIS_URL": "redis://:s3cret@[::1"})
+    assert caught.value.setting == "OUTLAST_REDIS_URL"
+    assert "s3cret" not in str(caught.value)
+
+
+# -- invariants over any text: the kill switch always wins; a bad value is a ConfigError -
+
+_ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
+_VALUES = st.dictionaries(
+    st.sampled_from(sorted(BAD)), _ANY_TEXT | st.sampled_from(list(BAD.values()))
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=_VALUES, flag=st.sampled_from(["1", "true", "YES", " on "]))
+def test_disable_wins_over_any_values(values: dict[str, str], flag: str) -> None:
+    assert Settings.from_env({**values, "OUTLAST_DISABLE": flag}).disable is True
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=_VALUES)
+def test_any_value_gives_settings_or_a_config_error_never_another_exception(
+    values: dict[str, str],
+) -> None:
+    error: ConfigError | None = None
+    try:
+        Settings.from_env(values)
+    except ConfigError as exc:
+        error = exc
+    assert error is None or error.setting in values or error.setting.startswith("OUTLAST_")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    password=st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=16),
+    scheme=st.sampled_from(["redis", "rediss", "http", "", "redis:"]),
+    host=st.sampled_from(["cache", "[::1", "[::1]", "cache:abc", "cache:99999", "", "[x]:1"]),
+)
+def test_a_redis_password_is_never_in_an_error(password: str, scheme: str, host: str) -> None:
+    raw = f"{scheme}://app:{password}@{host}/0"
+    error = ""
+    try:
+        Settings.from_env({"OUTLAST_REDIS_URL": raw})
+    except ConfigError as exc:
+        error = str(exc)
+    assert password not in error

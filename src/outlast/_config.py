@@ -13,10 +13,13 @@ reads ``os.environ`` for an ``OUTLAST_*`` name. This module imports no layer (th
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
+import logging
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -33,9 +36,13 @@ __all__ = [
     "Settings",
     "Variable",
     "count_arg",
+    "disabled",
     "mask_url",
     "seconds_arg",
+    "unknown_variables",
 ]
+
+LOGGER: Final = logging.getLogger("outlast.config")
 
 _SCHEMES: Final = ("udp", "tcp", "tls", "https")
 _DEFAULT_PORTS: Final = {"udp": 53, "tcp": 53, "tls": 853}
@@ -73,7 +80,12 @@ class ProviderSpec:
         if not sep or scheme not in _SCHEMES or not rest:
             raise ConfigError(setting, text, expected)
         if scheme == "https":
-            parts = urlsplit(entry)
+            try:
+                parts = urlsplit(entry)
+            except ValueError as exc:  # e.g. an unclosed '[' around an IPv6 address
+                raise ConfigError(
+                    setting, text, f"a DoH URL such as https://HOST/dns-query ({exc})"
+                ) from None
             if not parts.hostname:
                 raise ConfigError(setting, text, "a DoH URL such as https://HOST/dns-query")
             try:
@@ -366,14 +378,31 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every ``OUTLAST_*`` variable (``os.environ`` by default)."""
+        """Read and validate every ``OUTLAST_*`` variable (``os.environ`` by default).
+
+        ``OUTLAST_DISABLE`` is read first and alone: when it is set, every other variable
+        is ignored (a bad value included) and the defaults are returned with
+        ``disable=True``, so the kill switch works whatever else is wrong. An unknown
+        ``OUTLAST_*`` name is logged once as a WARNING on ``outlast.config``, naming the
+        closest known one.
+        """
         env = os.environ if environ is None else environ
+        if disabled(env):
+            return dataclasses.replace(cls.from_env({}), disable=True)
+        _warn_unknown(env)
         values: dict[str, Any] = {}
         for var in VARIABLES:
             raw = env.get(var.name)
             if raw is None:
                 raw = var.default or ""
-            values[var.field] = var.parse(var.name, raw)
+            try:
+                values[var.field] = var.parse(var.name, raw)
+            except ConfigError:
+                raise
+            except ValueError:  # a parser's gap: the value may hold a secret, so it is not shown
+                raise ConfigError(
+                    var.name, "<not shown>", "a valid value (docs/configuration.md)"
+                ) from None
         if values["dns_min_ttl"] > values["dns_max_ttl"]:
             raise ConfigError(
                 "OUTLAST_DNS_MIN_TTL",
@@ -396,6 +425,54 @@ class Settings:
         )
         redis = None if self.redis_url is None else mask_url(self.redis_url)
         return f"Settings({shown}, redis_url={redis!r})"
+
+
+def disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``OUTLAST_DISABLE`` is set, read alone: no other variable can stop the switch.
+
+    Raises :class:`ConfigError` only for a bad ``OUTLAST_DISABLE`` itself.
+    """
+    env = os.environ if environ is None else environ
+    return bool(_flag("OUTLAST_DISABLE", env.get("OUTLAST_DISABLE", "0")))
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One message per ``OUTLAST_*`` name in ``environ`` that outlast does not read.
+
+    Each names the closest known variable when one is close (a misspelling).
+    """
+    env = os.environ if environ is None else environ
+    return [_unknown_message(name) for name in sorted(_unknown_names(env))]
+
+
+_KNOWN: Final = frozenset(var.name for var in VARIABLES)
+_SUFFIXES: Final = [var.name.removeprefix("OUTLAST_") for var in VARIABLES]
+
+
+def _unknown_names(env: Mapping[str, str]) -> set[str]:
+    return {name for name in env if name.startswith("OUTLAST_") and name not in _KNOWN}
+
+
+def _unknown_message(name: str) -> str:
+    close = difflib.get_close_matches(name.removeprefix("OUTLAST_"), _SUFFIXES, n=1, cutoff=0.6)
+    hint = f"; did you mean OUTLAST_{close[0]}?" if close else " (see docs/configuration.md)"
+    return f"unknown variable {name} is ignored{hint}"
+
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """Log each unknown name once per process (the check costs a set lookup after that)."""
+    unknown = _unknown_names(env)
+    if not unknown:
+        return
+    with _warned_lock:
+        new = sorted(unknown - _warned)
+        _warned.update(new)
+    for name in new:
+        LOGGER.warning("%s", _unknown_message(name))
 
 
 def seconds_arg(

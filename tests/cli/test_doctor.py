@@ -6,6 +6,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from fleet.redis_server import RedisNotInstalled, RedisServer
 from outlast import Resolver
 from outlast.testing import DNSServer
 
@@ -14,12 +17,15 @@ from .conftest import outlast
 TIMEOUT = "0.3"
 
 
-def doctor_json(providers: list[str], *names: str, **env: str) -> tuple[int, dict[str, object]]:
+def doctor_json(
+    providers: list[str], *names: str, strict: bool = False, **env: str
+) -> tuple[int, dict[str, object]]:
     done = outlast(
         "doctor",
         "--json",
         "--timeout",
         TIMEOUT,
+        *(["--strict"] if strict else []),
         *names,
         env={"OUTLAST_DNS_PROVIDERS": ",".join(providers), **env},
     )
@@ -70,10 +76,10 @@ def test_exit_1_when_a_name_resolves_through_no_provider(
     assert [p["ok"] for p in report["providers"]] == [False, True]  # type: ignore[attr-defined]
 
 
-def test_without_names_the_exit_code_says_whether_any_provider_answers(
+def test_without_names_strict_says_whether_any_provider_answers(
     fault_dns: DNSServer, blackhole: DNSServer
 ) -> None:
-    code, report = doctor_json([blackhole.provider])
+    code, report = doctor_json([blackhole.provider], strict=True)
     assert code == 1
     assert report == {
         "providers": [
@@ -85,8 +91,13 @@ def test_without_names_the_exit_code_says_whether_any_provider_answers(
             }
         ],
         "names": [],
+        "fleet": None,
+        "chaos": None,
+        "disabled": False,
     }
-    code, report = doctor_json([blackhole.provider, fault_dns.provider])
+    # Not strict: with no name there is nothing outlast must serve.
+    assert doctor_json([blackhole.provider])[0] == 0
+    code, report = doctor_json([blackhole.provider, fault_dns.provider], strict=True)
     assert code == 0
     assert [p["ok"] for p in report["providers"]] == [False, True]  # type: ignore[attr-defined]
 
@@ -130,13 +141,20 @@ def test_a_last_known_good_answer_from_the_cache_file(
     before = cache.read_bytes()
     fault_dns.nxdomain(held)  # the outage: the record is gone, the LKG is not
     code, report = doctor_json([fault_dns.provider], held, other, OUTLAST_DNS_CACHE_FILE=str(cache))
-    assert code == 1  # no provider resolves `held` any more
+    # A liveness check passes: outlast serves `held` from its last-known-good answer.
+    assert code == 0
     by_name = {n["name"]: n for n in report["names"]}  # type: ignore[attr-defined]
     assert by_name[held]["lkg"] is True
     assert by_name[held]["answers"] == {fault_dns.provider: []}
     assert by_name[held]["outlast"]["addresses"] == ["192.0.2.30"]
     assert by_name[other]["lkg"] is False
     assert cache.read_bytes() == before  # the doctor never writes the service's file
+    # --strict (readiness): no provider resolves `held` any more.
+    code, _ = doctor_json(
+        [fault_dns.provider], held, other, strict=True, OUTLAST_DNS_CACHE_FILE=str(cache)
+    )
+    assert code == 1
+    assert cache.read_bytes() == before
 
 
 def test_the_table_for_people(
@@ -175,3 +193,55 @@ def test_user_errors_are_one_line_and_exit_2(fault_dns: DNSServer) -> None:
         assert len(lines) == 1, lines
         assert lines[0].startswith("outlast: ")
         assert expected in lines[0]
+
+
+def test_the_fleet_redis_health_is_reported_and_strict_needs_it(fault_dns: DNSServer) -> None:
+    try:
+        server = RedisServer(password="s3cret-pw").start()
+    except RedisNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        code, report = doctor_json([fault_dns.provider], strict=True, OUTLAST_REDIS_URL=server.url)
+        assert code == 0
+        fleet = report["fleet"]
+        assert isinstance(fleet, dict)
+        assert fleet["ok"] is True
+        assert fleet["url"] == server.url.replace("s3cret-pw", "***")
+        assert isinstance(fleet["latency_ms"], float)
+    finally:
+        server.close()
+    code, report = doctor_json([fault_dns.provider], strict=True, OUTLAST_REDIS_URL=server.url)
+    assert code == 1  # readiness: the fleet's Redis is down
+    fleet = report["fleet"]
+    assert isinstance(fleet, dict)
+    assert fleet["ok"] is False
+    assert fleet["error"]
+    assert "s3cret-pw" not in json.dumps(report)
+    # Liveness: outlast works locally while Redis is down.
+    assert doctor_json([fault_dns.provider], OUTLAST_REDIS_URL=server.url)[0] == 0
+
+
+def test_chaos_armed_is_said_first(fault_dns: DNSServer) -> None:
+    plan = "dns_servfail=1.0@*.drill.test"
+    code, report = doctor_json([fault_dns.provider], OUTLAST_CHAOS=plan)
+    assert code == 0
+    assert report["chaos"] == plan
+    done = outlast(
+        "doctor",
+        "--timeout",
+        TIMEOUT,
+        env={"OUTLAST_DNS_PROVIDERS": fault_dns.provider, "OUTLAST_CHAOS": plan},
+    )
+    assert done.stdout.splitlines()[0].startswith(f"CHAOS ARMED (OUTLAST_CHAOS={plan})")
+    assert f"outlast: warning: OUTLAST_CHAOS is armed: {plan}" in done.stderr.splitlines()
+    assert doctor_json([fault_dns.provider])[1]["chaos"] is None
+
+
+def test_the_kill_switch_is_said_and_wins_over_bad_variables() -> None:
+    env = {"OUTLAST_DISABLE": "1", "OUTLAST_DNS_TIMEOUT": "abc", "OUTLAST_CHAOS": "bogus"}
+    done = outlast("doctor", "--timeout", "2", "localhost", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("OUTLAST_DISABLE is set")
+    assert "from system (outlast disabled)" in done.stdout
+    done = outlast("doctor", "--json", "--timeout", "2", env=env)
+    assert json.loads(done.stdout)["disabled"] is True

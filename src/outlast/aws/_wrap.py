@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from outlast import _root
 from outlast._config import Settings
@@ -152,8 +152,12 @@ def _region_builder(primary: Any, region: str, wrap_options: dict[str, Any]) -> 
     return build
 
 
+#: The type of the client given to :func:`wrap`, kept for the caller (boto3-stubs types).
+ClientT = TypeVar("ClientT", bound=Any)
+
+
 def wrap(
-    client: Any,
+    client: ClientT,
     *,
     resolver: Resolver | None = None,
     policy: Policy | None = None,
@@ -163,12 +167,15 @@ def wrap(
     failover_consistent_reads: bool = False,
     listeners: Iterable[Listener] = (),
     eject_for: float = DEFAULT_EJECT_FOR,
-) -> Any:
+) -> ClientT:
     """Instrument a boto3/botocore client in place and return it. Any service.
 
     An aiobotocore client (extra ``outlast[aiobotocore]``) gets the same, awaited (see
     :mod:`outlast.aws._aio`): wrap it before its first request; ``fallback_regions``
     is a ``ConfigError`` for it.
+
+    The client's static type is kept (``wrap(boto3.client("dynamodb"))`` is still a
+    ``DynamoDBClient`` under boto3-stubs).
 
     - ``resolver``: resolves the endpoint's name (default: one shared
       ``Resolver.from_env()``); the client's addresses are dialled healthy-first, and an

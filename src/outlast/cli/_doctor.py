@@ -8,7 +8,13 @@ agree, and what the outlast resolver itself would serve, including whether it ho
 last-known-good answer (from ``OUTLAST_DNS_CACHE_FILE``, which is read from a copy so
 that the doctor never writes a service's file).
 
-This module gathers and renders; the decision to exit 1 is :meth:`Report.healthy`.
+It also reports whether ``OUTLAST_CHAOS`` is armed (faults are being injected) and,
+with ``OUTLAST_REDIS_URL`` set, whether the fleet's Redis answers.
+
+This module gathers and renders; the decision to exit 1 is :meth:`Report.healthy`: by
+default, whether outlast can serve every NAME (fresh or last-known-good), so that a
+liveness check does not replace a container that is riding out a DNS outage; with
+``--strict``, whether the providers themselves resolve every NAME now.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import contextvars
 import dataclasses
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -24,17 +31,28 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
-from outlast._config import Settings
+from outlast._config import Settings, mask_url
 from outlast._events import Event
-from outlast._exceptions import ConfigError, InvalidHostError, ResolveError
-from outlast._names import ip_literal, normalize
+from outlast._exceptions import ResolveError
+from outlast.cli._common import check_name, exit_now, finite, load_settings
 from outlast.dns import Failure, Negative, Outcome, Positive, Provider, Resolver
 from outlast.dns._pool import build_provider
 
-__all__ = ["NameReport", "ProviderReport", "Report", "Result", "doctor", "examine", "render", "run"]
+__all__ = [
+    "FleetReport",
+    "NameReport",
+    "ProviderReport",
+    "Report",
+    "Result",
+    "doctor",
+    "examine",
+    "render",
+    "run",
+]
 
 #: What a DNS server is asked when no NAME is given: any answer proves it is reachable.
 PROBE_NAME = "."
@@ -68,7 +86,10 @@ class Result:
 
     @property
     def ttl(self) -> float | None:
-        return None if isinstance(self.outcome, Failure) else self.outcome.ttl
+        """Seconds; None for a failure, or no TTL at all (``system``'s negative answers)."""
+        if isinstance(self.outcome, Failure) or not math.isfinite(self.outcome.ttl):
+            return None
+        return self.outcome.ttl
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -164,16 +185,44 @@ class NameReport:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FleetReport:
+    """Whether the fleet's Redis (``OUTLAST_REDIS_URL``, password masked) answered a PING."""
+
+    url: str
+    latency_ms: float | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_json(self) -> dict[str, object]:
+        return {"url": self.url, "ok": self.ok, "latency_ms": self.latency_ms, "error": self.error}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Report:
-    """The whole check: providers first, then names."""
+    """The whole check: providers first, then names, the fleet and chaos."""
 
     providers: tuple[ProviderReport, ...]
     names: tuple[NameReport, ...]
     warnings: tuple[str, ...] = ()
+    fleet: FleetReport | None = None
+    chaos: str | None = None
+    disabled: bool = False
 
-    @property
-    def healthy(self) -> bool:
-        """Every name resolves through a provider (with no name: some provider answers)."""
+    def healthy(self, *, strict: bool = False) -> bool:
+        """Whether the check passes.
+
+        By default: outlast can serve every name (fresh, last-known-good or static);
+        with no name there is nothing to serve, and the check passes. ``strict``: every name
+        resolves through a provider now (with no name: some provider answers), and the
+        fleet's Redis, when configured, answers.
+        """
+        if not strict:
+            return all(n.served.error is None for n in self.names)
+        if self.fleet is not None and not self.fleet.ok:
+            return False
         if self.names:
             return all(n.resolved for n in self.names)
         return any(p.ok for p in self.providers)
@@ -182,6 +231,9 @@ class Report:
         return {
             "providers": [p.as_json() for p in self.providers],
             "names": [n.as_json() for n in self.names],
+            "fleet": None if self.fleet is None else self.fleet.as_json(),
+            "chaos": self.chaos,
+            "disabled": self.disabled,
         }
 
 
@@ -272,6 +324,29 @@ async def examine(
     return Report(provider_reports, name_reports, tuple(watch.warnings))
 
 
+def check_fleet(url: str, timeout: float) -> FleetReport:
+    """PING the fleet's Redis once, within ``timeout`` seconds (needs ``outlast[redis]``)."""
+    shown = mask_url(url)
+    try:
+        import redis
+    except ImportError:
+        return FleetReport(shown, None, "the redis package is not installed: outlast[redis]")
+    password = urlsplit(url).password
+    started = time.perf_counter()
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # any failure is the report, never a traceback
+        text = f"{type(exc).__name__}: {exc}"
+        if password:
+            text = text.replace(password, "***")
+        return FleetReport(shown, None, text)
+    return FleetReport(shown, round((time.perf_counter() - started) * 1000.0, 3), None)
+
+
 def run(settings: Settings, names: Sequence[str], *, timeout: float) -> Report:
     """:func:`examine` with a resolver configured like the service's, then closed."""
     watch = _Watch()
@@ -289,9 +364,14 @@ def run(settings: Settings, names: Sequence[str], *, timeout: float) -> Report:
             None, timeout=timeout, cache_file=cache_copy, listeners=[watch]
         )
         with resolver:
-            return asyncio.run(
+            report = asyncio.run(
                 examine(settings, names, timeout=timeout, resolver=resolver, watch=watch)
             )
+    fleet = None
+    if settings.redis_url is not None and not settings.disable:
+        fleet = check_fleet(settings.redis_url, timeout)
+    chaos = None if settings.chaos is None else (settings.chaos.text or "armed")
+    return dataclasses.replace(report, fleet=fleet, chaos=chaos, disabled=settings.disable)
 
 
 def _ms(value: float | None) -> str:
@@ -312,7 +392,12 @@ def render(report: Report) -> str:
     width = max(
         [len("PROVIDER"), len("outlast serves")] + [len(p.provider) for p in report.providers]
     )
-    lines = [f"{'PROVIDER':<{width}}  STATUS  LATENCY    ERROR"]
+    lines = []
+    if report.disabled:
+        lines += ["OUTLAST_DISABLE is set: outlast passes straight through (getaddrinfo)", ""]
+    if report.chaos is not None:
+        lines += [f"CHAOS ARMED (OUTLAST_CHAOS={report.chaos}): faults are being injected", ""]
+    lines.append(f"{'PROVIDER':<{width}}  STATUS  LATENCY    ERROR")
     for p in report.providers:
         status = "ok" if p.ok else "FAIL"
         lines.append(
@@ -335,16 +420,11 @@ def render(report: Report) -> str:
             stale = " (stale)" if n.served.stale else ""
             serves = f"{', '.join(n.served.addresses)}{stale}  from {n.served.source}"
         lines.append(f"  {'outlast serves':<{width}}  {serves}")
+    if report.fleet is not None:
+        f = report.fleet
+        state = f"ok  {_ms(f.latency_ms)}" if f.ok else f"FAIL  {f.error}"
+        lines += ["", f"fleet redis {f.url}: {state}"]
     return "\n".join(lines)
-
-
-def _check_name(name: str) -> str:
-    if ip_literal(name) is not None:
-        raise click.UsageError(f"NAME {name!r} is an IP address; give a hostname")
-    try:
-        return normalize(name)
-    except InvalidHostError as exc:
-        raise click.UsageError(f"NAME {name!r} is not a valid hostname: {exc.reason}") from exc
 
 
 @click.command()
@@ -353,26 +433,36 @@ def _check_name(name: str) -> str:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
+    callback=finite,
     default=None,
     metavar="SECONDS",
     help="How long each provider gets for each query (default: OUTLAST_DNS_TIMEOUT).",
 )
-def doctor(names: tuple[str, ...], as_json: bool, timeout: float | None) -> None:
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 unless the providers resolve every NAME now (and the fleet's Redis answers).",
+)
+def doctor(names: tuple[str, ...], as_json: bool, timeout: float | None, strict: bool) -> None:
     """Check every DNS provider configured by OUTLAST_* and what each answers for NAME.
 
     Per provider: reachable or not (any DNS answer counts, NXDOMAIN included), latency,
     error. Per NAME: each provider's answer and TTL, whether they agree, whether outlast
-    holds a last-known-good answer, and what it would serve. Exits 0 when every NAME
-    resolves through at least one provider (with no NAME: when some provider answers),
-    1 otherwise, so it can serve as a container health check.
+    holds a last-known-good answer, and what it would serve. Also whether OUTLAST_CHAOS
+    is armed and whether the fleet's Redis (OUTLAST_REDIS_URL) answers.
+
+    Exits 0 when outlast can serve every NAME, fresh or last-known-good (a liveness
+    check: a process riding out a DNS outage is working), 1 otherwise. With --strict,
+    exits 0 only when the providers resolve every NAME now (with no NAME: when some
+    provider answers) and the fleet's Redis answers (a readiness check).
     """
-    try:
-        settings = Settings.from_env()
-        queries = [_check_name(name) for name in names]
-        report = run(settings, queries, timeout=timeout or settings.dns_timeout)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+    queries = [check_name(name) for name in names]
+    settings = load_settings()
+    report = run(settings, queries, timeout=timeout or settings.dns_timeout)
+    if report.chaos is not None:
+        click.echo(f"outlast: warning: OUTLAST_CHAOS is armed: {report.chaos}", err=True)
     for warning in report.warnings:
         click.echo(f"outlast: warning: {warning}", err=True)
-    click.echo(json.dumps(report.as_json()) if as_json else render(report))
-    sys.exit(0 if report.healthy else 1)
+    click.echo(json.dumps(report.as_json(), allow_nan=False) if as_json else render(report))
+    sys.stdout.flush()
+    exit_now(0 if report.healthy(strict=strict) else 1)

@@ -141,7 +141,8 @@ class Fleet:
         self._threads: list[threading.Thread] = []
         self._start()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
+        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+            os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
         weakref.finalize(self, self._stop.set)
         atexit.register(_close_at_exit, ref)
         #: Until then (monotonic), a breaker linked off an event loop waits for a snapshot.
@@ -602,7 +603,8 @@ def _new_connect_lock_in_child() -> None:
     _connect_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_new_connect_lock_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_new_connect_lock_in_child)
 
 
 def connect(url: str, *, listeners: Iterable[Listener] = ()) -> Fleet:

@@ -46,7 +46,9 @@ class Result:
 class _DnspythonBackend(httpcore.NetworkBackend):
     """Resolves with dnspython at the given servers; tries the addresses in order."""
 
-    def __init__(self, servers: Iterable[tuple[str, int]], *, cache: bool) -> None:
+    def __init__(
+        self, servers: Iterable[tuple[str, int]], *, cache: bool, ipv6: bool = False
+    ) -> None:
         resolver = dns.resolver.Resolver(configure=False)
         servers = list(servers)
         resolver.nameservers = [address for address, _ in servers]
@@ -54,6 +56,8 @@ class _DnspythonBackend(httpcore.NetworkBackend):
         if cache:
             resolver.cache = dns.resolver.LRUCache()
         self._resolver = resolver
+        # AAAA before A, as getaddrinfo orders them when IPv6 is configured (RFC 6724).
+        self._types = ("AAAA", "A") if ipv6 else ("A",)
         self._tcp = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -64,16 +68,18 @@ class _DnspythonBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        try:
-            answer = self._resolver.resolve(host, "A")
-        except dns.exception.DNSException as exc:
-            raise httpcore.ConnectError(f"{host}: {exc}") from exc
-        error: Exception = httpcore.ConnectError(f"{host}: no address")
-        for rdata in answer:
+        addresses: list[str] = []
+        for rdtype in self._types:
             try:
-                return self._tcp.connect_tcp(
-                    rdata.address, port, timeout, local_address, socket_options
-                )
+                addresses += [rdata.address for rdata in self._resolver.resolve(host, rdtype)]
+            except dns.resolver.NoAnswer:
+                continue  # no record of this type: the other may have one
+            except dns.exception.DNSException as exc:
+                raise httpcore.ConnectError(f"{host}: {exc}") from exc
+        error: Exception = httpcore.ConnectError(f"{host}: no address")
+        for address in addresses:
+            try:
+                return self._tcp.connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:
                 error = exc
         raise error
@@ -126,11 +132,17 @@ class PlainClient(DrillClient):
     """httpx with dnspython's stub resolver (with or without its TTL cache)."""
 
     def __init__(
-        self, name: str, servers: Iterable[tuple[str, int]], *, cache: bool, attempts: int = 1
+        self,
+        name: str,
+        servers: Iterable[tuple[str, int]],
+        *,
+        cache: bool,
+        attempts: int = 1,
+        ipv6: bool = False,
     ) -> None:
         transport = httpx.HTTPTransport()
         transport._pool = httpcore.ConnectionPool(  # the drill's own stand-in for the OS
-            network_backend=_DnspythonBackend(servers, cache=cache)
+            network_backend=_DnspythonBackend(servers, cache=cache, ipv6=ipv6)
         )
         super().__init__(name, transport)
         self.attempts = attempts

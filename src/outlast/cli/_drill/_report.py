@@ -50,16 +50,23 @@ def as_json(reports: list[ScenarioReport]) -> str:
 
 
 def plot(reports: list[ScenarioReport], path: Path) -> None:
-    """Each client's requests over time (green: good, red: failed), the fault shaded."""
+    """Each client's requests over time (green: good, red: failed), the fault shaded.
+
+    Where the backend's load is the point (the 503 storm), a second axis draws the
+    requests per second that reach the backend from each client. Every panel has a
+    legend.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    figure, axes = plt.subplots(len(reports), 1, figsize=(10, 2.2 * len(reports)), squeeze=False)
+    figure, axes = plt.subplots(len(reports), 1, figsize=(10, 2.4 * len(reports)), squeeze=False)
     for axis, report in zip(axes[:, 0], reports, strict=True):
         names = list(report.clients)
-        axis.axvspan(*report.fault_window, color="0.85", label="fault")
+        axis.axvspan(*report.fault_window, color="0.85")
         for row, name in enumerate(names):
             timeline = report.clients[name].timeline
             good = [t for t, ok in timeline if ok]
@@ -70,6 +77,27 @@ def plot(reports: list[ScenarioReport], path: Path) -> None:
         axis.set_ylim(-0.6, len(names) - 0.4)
         axis.set_title(report.title, fontsize=9, loc="left")
         axis.set_xlabel("seconds", fontsize=8)
+        handles: list[Any] = [
+            Line2D([], [], color="tab:green", marker="|", linestyle="", label="good answer"),
+            Line2D([], [], color="tab:red", marker="|", linestyle="", label="failed or > 1 s"),
+            Patch(color="0.85", label="fault"),
+        ]
+        if report.show_load:
+            load_axis = axis.twinx()
+            for index, name in enumerate(names):
+                points = report.clients[name].load
+                (line,) = load_axis.step(
+                    [t for t, _ in points],
+                    [rate for _, rate in points],
+                    where="post",
+                    color=f"C{index + 4}",
+                    linewidth=1.2,
+                    label=f"backend load: {name}",
+                )
+                handles.append(line)
+            load_axis.set_ylabel("requests/s at the backend", fontsize=8)
+            load_axis.set_ylim(bottom=0)
+        axis.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.08, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import threading
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
 from outlast.cli._drill._clients import DrillClient, OutlastClient, PlainClient, Result
-from outlast.cli._drill._service import Service
+from outlast.cli._drill._service import Dropper, Service
 from outlast.testing import DNSServer
 
 __all__ = ["SCENARIOS", "ClientReport", "Lab", "NothingToRun", "ScenarioReport", "run_drill"]
@@ -18,6 +19,11 @@ __all__ = ["SCENARIOS", "ClientReport", "Lab", "NothingToRun", "ScenarioReport",
 TTL = 2  # seconds: the drill's records, short as AWS's regional endpoints' are
 INTERVAL = 0.05  # seconds between one client's requests
 NEW_ADDRESS = "127.0.0.3"  # where a repaired record points
+#: The name's IPv6 address in ``address-dropping``: it silently drops connection attempts
+#: (a broken IPv6 path, the classic case). ``127.0.0.2`` where ::1 is not available.
+DEAD_ADDRESS = "::1"
+DEAD_ADDRESS_V4 = "127.0.0.2"
+LOAD_BIN = 0.5  # seconds per point of the backend-load curve
 
 
 class NothingToRun(Exception):
@@ -46,10 +52,13 @@ class ClientReport:
     backend_load: float
     repair_adopted_s: float | None
     timeline: list[tuple[float, bool]]
+    #: Requests reaching the backend per second, per :data:`LOAD_BIN` (start s, rate).
+    load: list[tuple[float, float]] = dataclasses.field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
         fields = dataclasses.asdict(self)
         fields.pop("timeline")
+        fields.pop("load")
         return fields
 
 
@@ -59,6 +68,8 @@ class ScenarioReport:
     title: str
     fault_window: tuple[float, float]
     clients: dict[str, ClientReport]
+    #: Whether the backend's load is the point of the scenario (its plot shows it).
+    show_load: bool = False
 
 
 Step = tuple[float, str, Callable[[], None]]  # (fraction of the run, what, action)
@@ -73,6 +84,7 @@ class Scenario:
     steps: Callable[[Lab, str], list[Step]]
     fault: tuple[float, float]
     repair_at: float | None = None
+    show_load: bool = False
     #: Why the scenario cannot run here (a missing optional package), or None.
     missing: Callable[[], str | None] = lambda: None
 
@@ -93,9 +105,9 @@ def _empty_record(lab: Lab, host: str) -> list[DrillClient]:
 def _empty_record_steps(lab: Lab, host: str) -> list[Step]:
     return [
         (0.2, "the record goes empty", lambda: lab.dns1.empty(host)),
-        (0.5, "the name is gone (NXDOMAIN)", lambda: lab.dns1.nxdomain(host)),
+        (0.35, "the name is gone (NXDOMAIN)", lambda: lab.dns1.nxdomain(host)),
         (
-            0.75,
+            0.55,
             f"repaired, at a new address {NEW_ADDRESS}",
             lambda: lab.dns1.set(host, [NEW_ADDRESS], ttl=TTL),
         ),
@@ -117,9 +129,9 @@ def _dynamodb(lab: Lab, host: str) -> list[DrillClient]:
 def _dynamodb_steps(lab: Lab, host: str) -> list[Step]:
     return [
         (0.2, "the record goes empty", lambda: lab.dns1.empty(host)),
-        (0.5, "the name is gone (NXDOMAIN)", lambda: lab.dns1.nxdomain(host)),
+        (0.35, "the name is gone (NXDOMAIN)", lambda: lab.dns1.nxdomain(host)),
         (
-            0.75,
+            0.55,
             "repaired (at 127.0.0.1 again: moto listens only there)",
             lambda: lab.dns1.set(host, ["127.0.0.1"], ttl=TTL),
         ),
@@ -141,23 +153,42 @@ def _blackholed(lab: Lab, host: str) -> list[DrillClient]:
 def _blackholed_steps(lab: Lab, host: str) -> list[Step]:
     return [
         (0.2, "the first DNS provider goes silent", lambda: lab.dns1.fail("drop")),
-        (0.8, "it answers again", lambda: lab.dns1.fail(None)),
+        (0.6, "it answers again", lambda: lab.dns1.fail(None)),
     ]
 
 
-def _refusing(lab: Lab, host: str) -> list[DrillClient]:
+def _dead_address(lab: Lab) -> str:
+    """Start the dropping listener on ::1 (or on 127.0.0.2 without IPv6); its address."""
+    for address in (DEAD_ADDRESS, DEAD_ADDRESS_V4):
+        try:
+            dropper = Dropper(address, lab.service.port)
+        except OSError:
+            continue
+        lab.stack.callback(dropper.close)
+        return address
+    raise OSError("cannot listen on ::1 or 127.0.0.2")
+
+
+def _dropping(lab: Lab, host: str) -> list[DrillClient]:
     lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)
-    return _three_clients(lab, lab.dns1)
+    servers = lab.servers(lab.dns1)
+    return [
+        # As getaddrinfo does: IPv6 (AAAA) first when the host has IPv6.
+        PlainClient("httpx", servers, cache=False, ipv6=True),
+        PlainClient("httpx + TTL cache", servers, cache=True, ipv6=True),
+        OutlastClient("outlast", [lab.dns1.provider]),
+    ]
 
 
-def _refusing_steps(lab: Lab, host: str) -> list[Step]:
+def _dropping_steps(lab: Lab, host: str) -> list[Step]:
+    dead = _dead_address(lab)
     return [
         (
-            0.2,
-            "a dead address (127.0.0.2) is listed first",
-            lambda: lab.dns1.set(host, ["127.0.0.2", "127.0.0.1"], ttl=TTL),
+            0.15,
+            f"the name gets an address that drops connection attempts ({dead})",
+            lambda: lab.dns1.set(host, [dead, "127.0.0.1"], ttl=TTL),
         ),
-        (0.8, "the dead address is removed", lambda: lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)),
+        (0.75, "the dead address is removed", lambda: lab.dns1.set(host, ["127.0.0.1"], ttl=TTL)),
     ]
 
 
@@ -178,7 +209,9 @@ def _storm_steps(lab: Lab, host: str) -> list[Step]:
     def heal() -> None:
         lab.service.status = 200
 
-    return [(0.2, "the backend answers 503 to everything", fail), (0.8, "it heals", heal)]
+    # Healed early enough that the breaker's probe (every OUTLAST_BREAKER_RESET, 5 s)
+    # finds it well before the end: the recovery is part of what the drill shows.
+    return [(0.15, "the backend answers 503 to everything", fail), (0.4, "it heals", heal)]
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -188,8 +221,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "dynamodb.us-east-1.drill.test",
         _empty_record,
         _empty_record_steps,
-        fault=(0.2, 0.75),
-        repair_at=0.75,
+        fault=(0.2, 0.55),
+        repair_at=0.55,
     ),
     Scenario(
         "dns-provider-blackholed",
@@ -197,15 +230,15 @@ SCENARIOS: tuple[Scenario, ...] = (
         "sqs.us-east-1.drill.test",
         _blackholed,
         _blackholed_steps,
-        fault=(0.2, 0.8),
+        fault=(0.2, 0.6),
     ),
     Scenario(
-        "address-refusing",
-        "One address of the name refuses connections",
+        "address-dropping",
+        "One address of the name (its IPv6 one) silently drops connection attempts",
         "s3.us-east-1.drill.test",
-        _refusing,
-        _refusing_steps,
-        fault=(0.2, 0.8),
+        _dropping,
+        _dropping_steps,
+        fault=(0.15, 0.75),
     ),
     Scenario(
         "backend-503-storm",
@@ -213,7 +246,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         "sts.us-east-1.drill.test",
         _storm,
         _storm_steps,
-        fault=(0.2, 0.8),
+        fault=(0.15, 0.4),
+        show_load=True,
     ),
     Scenario(
         "dynamodb-record-empty",
@@ -221,7 +255,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "dynamodb.us-east-1.drill.test",
         _dynamodb,
         _dynamodb_steps,
-        fault=(0.2, 0.75),
+        fault=(0.2, 0.55),
         missing=_dynamodb_missing,
     ),
 )
@@ -249,6 +283,7 @@ def run_scenario(
 ) -> ScenarioReport:
     host = scenario.host
     lab.service.hits.clear()
+    lab.service.arrivals.clear()
     clients = scenario.setup(lab, host)
     url = f"http://{host}:{lab.service.port}/"
     started = time.monotonic()
@@ -270,10 +305,28 @@ def run_scenario(
         client.close()
     repair = None if scenario.repair_at is None else started + scenario.repair_at * seconds
     hits = {c.name: (lab.service.hits if c.backend is None else c.backend)[c.name] for c in clients}
-    reports = {c.name: _report(results[c.name], hits[c.name], started, repair) for c in clients}
+    reports = {
+        c.name: dataclasses.replace(
+            _report(results[c.name], hits[c.name], started, repair),
+            load=_load(lab.service.arrivals, c.name, started, seconds),
+        )
+        for c in clients
+    }
     lab.service.status = 200
     window = (scenario.fault[0] * seconds, scenario.fault[1] * seconds)
-    return ScenarioReport(scenario.name, scenario.title, window, reports)
+    return ScenarioReport(scenario.name, scenario.title, window, reports, scenario.show_load)
+
+
+def _load(
+    arrivals: list[tuple[float, str]], client: str, started: float, seconds: float
+) -> list[tuple[float, float]]:
+    """Requests from ``client`` reaching the backend per second, per :data:`LOAD_BIN`."""
+    bins = [0] * max(1, math.ceil(seconds / LOAD_BIN))
+    for at, name in list(arrivals):
+        index = int((at - started) / LOAD_BIN)
+        if name == client and 0 <= index < len(bins):
+            bins[index] += 1
+    return [(round(i * LOAD_BIN, 3), count / LOAD_BIN) for i, count in enumerate(bins)]
 
 
 def _report(results: list[Result], hits: int, started: float, repair: float | None) -> ClientReport:
