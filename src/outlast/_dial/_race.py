@@ -270,6 +270,24 @@ def _drop(attempt: _Attempt, selector: selectors.BaseSelector) -> None:
     attempt.close()
 
 
+def _wrap(sock: socket.socket, tls: TLS) -> ssl.SSLSocket:
+    try:
+        return tls.context.wrap_socket(
+            sock, server_hostname=tls.server_hostname, do_handshake_on_connect=False
+        )
+    except OSError as exc:
+        # A peer that reset the connection just before the wrap: CPython's SSLSocket._create
+        # re-raises recv's error without closing the SSLSocket it made (and now owns the
+        # descriptor), so close it here rather than leave it to the garbage collector.
+        tb = exc.__traceback__
+        while tb is not None:
+            made = tb.tb_frame.f_locals.get("self")
+            if isinstance(made, ssl.SSLSocket):
+                made.close()
+            tb = tb.tb_next
+        raise
+
+
 def _step(
     attempt: _Attempt, tls: TLS | None, selector: selectors.BaseSelector, connected: bool = False
 ) -> bool:
@@ -283,9 +301,7 @@ def _step(
             return True
         if not connected:
             selector.unregister(attempt.sock)
-        attempt.sock = tls.context.wrap_socket(
-            attempt.sock, server_hostname=tls.server_hostname, do_handshake_on_connect=False
-        )
+        attempt.sock = _wrap(attempt.sock, tls)
         attempt.tls = True
         selector.register(attempt.sock, selectors.EVENT_WRITE, attempt)
     try:
