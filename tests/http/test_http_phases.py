@@ -4,16 +4,20 @@ The matrix (each cell a name whose first address has the fault and whose second 
 healthy server on the same port, through ``outlast.Client(timeout=1.0)`` /
 ``outlast.AsyncClient(timeout=1.0)``):
 
-| phase       | fault                | HTTP                        | HTTPS                     |
-|-------------|----------------------|-----------------------------|---------------------------|
-| connect     | drop SYN             | raced: next after 250 ms    | raced: next after 250 ms  |
-| connect     | refuse               | next at once                | next at once              |
-| TLS         | hang after accept    | (no TLS: see first byte)    | raced: next after 250 ms  |
-| TLS         | reset                | (no TLS: see first byte)    | next at once              |
-| TLS         | wrong certificate    | n/a                         | the call fails, no failover |
-| write/first byte | hang after accept | read timeout, then the retry goes to the healthy one | (TLS) |
-| write/first byte | reset             | read error, then the retry goes to the healthy one   | (TLS) |
-| first byte  | closed, no response  | disconnect, then the retry goes to the healthy one   | n/a   |
+| phase      | fault             | HTTP                          | HTTPS                       |
+|------------|-------------------|-------------------------------|-----------------------------|
+| connect    | drop SYN          | raced: next after 250 ms      | raced: next after 250 ms    |
+| connect    | refuse            | next at once                  | next at once                |
+| TLS        | hang after accept | (no TLS: see first byte)      | raced: next after 250 ms    |
+| TLS        | reset             | (no TLS: see first byte)      | next at once                |
+| TLS        | wrong certificate | n/a                           | the call fails, no failover |
+| first byte | hang after accept | read timeout; eject; retry    | (fails in TLS above)        |
+| first byte | reset             | read error; eject; retry      | (fails in TLS above)        |
+| first byte | close, no answer  | disconnected; eject; retry    | n/a                         |
+
+"eject; retry": the request was sent, so only the policy may retry it (a GET here);
+the retry dials the healthy address because the faulty one is ejected. The write phase
+fails the same way as the first byte when the peer resets before reading.
 
 Invariants, checked in every cell, sync and async:
 - a healthy address of the name is reached within the caller's timeout whenever one
