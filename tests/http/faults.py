@@ -3,8 +3,9 @@
 `hung_address` is a listening socket nobody accepts from: the kernel completes TCP
 handshakes into its backlog and buffers what the client writes, and nothing is ever
 read or answered (a process stuck in a deadlock or a GC pause). `resetting_address`
-accepts and at once closes with SO_LINGER 0: the client sees a reset (RST) during the
-TLS handshake, the request write or the wait for the response.
+accepts, reads what the client sends first (its TLS ClientHello, or its request) and
+closes with SO_LINGER 0: the client, connected, sees a reset (RST) during the TLS
+handshake or while it waits for the response.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def hung_address(address: str, port: int = 0) -> Iterator[int]:
 
 @contextlib.contextmanager
 def resetting_address(address: str, port: int = 0) -> Iterator[int]:
-    """A port on ``address`` that accepts and resets every connection; yields the port."""
+    """A port on ``address`` that resets every connection after its first bytes; yields the port."""
     server = socket.create_server((address, port))
     server.settimeout(0.1)
     stop = threading.Event()
@@ -47,6 +48,9 @@ def resetting_address(address: str, port: int = 0) -> Iterator[int]:
                 continue
             except OSError:
                 return
+            with contextlib.suppress(OSError):
+                conn.settimeout(1.0)
+                conn.recv(65536)  # the TLS ClientHello or the request: the client is connected
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
 
