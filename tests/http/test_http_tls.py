@@ -245,3 +245,24 @@ def test_sni_and_certificate_check_use_the_canonical_name(
     raw = httpx.URL(url_of(server.port)).raw_host
     assert response.request.url.raw_host == raw  # the URL is never rewritten
     assert server.requests[0][2]["host"] == f"{raw.decode()}:{server.port}"
+
+
+def test_a_trailing_dot_through_a_connect_proxy_verifies_the_canonical_name(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name, proxy_name = unique_name("dotvia"), unique_name("dotproxy")
+    fault_dns.set(proxy_name, ["127.0.0.1"])
+    with ConnectProxy() as proxy, Backend(cert=ca.issue_cert(name)) as server:
+        transport = Transport(
+            verify=client_context(ca),
+            resolver=resolver_for(),
+            proxy=f"http://{proxy_name}:{proxy.port}",
+        )
+        with httpx.Client(transport=transport) as client:
+            response = client.get(f"https://{name}.:{server.port}/via")
+    assert response.text == "GET /via"
+    assert proxy.targets == [f"{name}.:{server.port}"]  # the URL's form, as httpx sends it
+    assert server.sni == [name]

@@ -66,6 +66,8 @@ class WatchedStream(httpcore.NetworkStream):
 
     ``tls_done``: the dial already made the TLS handshake (with the URL's canonical
     name), so httpcore's ``start_tls`` that follows returns the stream as it is.
+    Otherwise (TLS with a target through a proxy's tunnel) the handshake is httpcore's,
+    with the name made canonical.
     """
 
     def __init__(self, inner: httpcore.NetworkStream, watch: Watch | None, tls_done: bool) -> None:
@@ -111,6 +113,8 @@ class WatchedStream(httpcore.NetworkStream):
     ) -> httpcore.NetworkStream:
         if self._tls_done:
             return self
+        if server_hostname is not None:  # TLS through a proxy's tunnel: the target's name
+            server_hostname = canonical_host(server_hostname)
         return WatchedStream(
             self._inner.start_tls(ssl_context, server_hostname, timeout), self._watch, True
         )
@@ -167,6 +171,8 @@ class AsyncWatchedStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         if self._tls_done:
             return self
+        if server_hostname is not None:  # TLS through a proxy's tunnel: the target's name
+            server_hostname = canonical_host(server_hostname)
         inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
         return AsyncWatchedStream(inner, self._watch, True)
 
