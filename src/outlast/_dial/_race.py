@@ -45,6 +45,8 @@ __all__ = [
 
 #: RFC 8305 "Connection Attempt Delay": the stagger between racing addresses, seconds.
 HAPPY_EYEBALLS_DELAY: Final = 0.25
+#: poll(2) needs no descriptor of its own (epoll would cost two system calls per dial).
+_Selector: Final = getattr(selectors, "PollSelector", selectors.DefaultSelector)
 _IN_PROGRESS: Final = frozenset({errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY})
 SocketOption = tuple[int, int, int | bytes | bytearray] | tuple[int, int, None, int]
 
@@ -129,7 +131,7 @@ def race(
     options = tuple(socket_options)
     deadline = math.inf if timeout is None else clock() + timeout
     errors: list[tuple[str, Exception]] = []
-    selector = selectors.DefaultSelector()
+    selector = _Selector()
     live: dict[int, _Attempt] = {}  # position -> attempt in flight
     winner: _Attempt | None = None
     position = 0
