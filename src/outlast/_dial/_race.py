@@ -129,6 +129,8 @@ def race(
     if not addresses:
         raise AllAddressesFailed(report.host, port, (), timed_out=False)
     options = tuple(socket_options)
+    if len(addresses) == 1:  # nothing to race: the kernel waits (as socket.create_connection)
+        return _alone(addresses[0], port, timeout, report, tls, source_address, options, clock)
     deadline = math.inf if timeout is None else clock() + timeout
     errors: list[tuple[str, Exception]] = []
     selector = _Selector()
@@ -209,6 +211,44 @@ def race(
         selector.close()
 
 
+def _alone(
+    address: str,
+    port: int,
+    timeout: float | None,
+    report: Report,
+    tls: TLS | None,
+    source_address: tuple[str, int] | None,
+    options: tuple[SocketOption, ...],
+    clock: Callable[[], float],
+) -> Dialled:
+    """Dial one address with blocking calls under ``timeout``: :func:`race` of one."""
+    started = clock()
+    sock: socket.socket | None = None
+    errors: list[tuple[str, Exception]] = []
+    try:
+        family, sockaddr = _sockaddr(address, port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        for option in options:
+            sock.setsockopt(*option)
+        if source_address is not None:
+            sock.bind(source_address)
+        sock.settimeout(timeout)
+        sock.connect(sockaddr)
+        if tls is not None:
+            if timeout is not None:
+                sock.settimeout(max(timeout - (clock() - started), 0.001))
+            sock = _wrap(sock, tls, handshake=True)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        _failed(address, port, exc, errors, report)  # raises for a wrong certificate
+        timed_out = isinstance(exc, TimeoutError)
+        raise AllAddressesFailed(report.host, port, errors, timed_out=timed_out) from exc
+    sock.settimeout(None)
+    report.connected(address, port, 0)
+    return Dialled(sock, address, 0)
+
+
 def _failed(
     address: str, port: int, exc: OSError, errors: list[tuple[str, Exception]], report: Report
 ) -> None:
@@ -272,10 +312,10 @@ def _drop(attempt: _Attempt, selector: selectors.BaseSelector) -> None:
     attempt.close()
 
 
-def _wrap(sock: socket.socket, tls: TLS) -> ssl.SSLSocket:
+def _wrap(sock: socket.socket, tls: TLS, *, handshake: bool = False) -> ssl.SSLSocket:
     try:
         return tls.context.wrap_socket(
-            sock, server_hostname=tls.server_hostname, do_handshake_on_connect=False
+            sock, server_hostname=tls.server_hostname, do_handshake_on_connect=handshake
         )
     except OSError as exc:
         # A peer that reset the connection just before the wrap: CPython's SSLSocket._create

@@ -87,6 +87,9 @@ class WatchedStream(httpcore.NetworkStream):
             raise
         if data:
             watch.served()
+            # Judged: from now on httpcore calls the inner stream's methods directly.
+            self.read = self._inner.read  # type: ignore[method-assign]
+            self.write = self._inner.write  # type: ignore[method-assign]
         else:
             watch.failed(_closed_early())
         return data
@@ -145,6 +148,9 @@ class AsyncWatchedStream(httpcore.AsyncNetworkStream):
             raise
         if data:
             watch.served()
+            # Judged: from now on httpcore calls the inner stream's methods directly.
+            self.read = self._inner.read  # type: ignore[method-assign]
+            self.write = self._inner.write  # type: ignore[method-assign]
         else:
             watch.failed(_closed_early())
         return data
