@@ -6,7 +6,8 @@ connection per request; sync and async. outlast resolves a name (served by a DNS
 server on loopback, so a cache hit after the first request) and goes through its
 default policy; plain httpx is given the IP. Prints per-request times (best round)
 and the ratios against the targets, and the client process's CPU time per request (on a
-shared machine, the steadier measure of what outlast adds). Run: ``PYTHONPATH=src python benchmarks/transport.py``.
+shared machine, the steadier measure of what outlast adds).
+Run: ``PYTHONPATH=src python benchmarks/transport.py``.
 """
 
 from __future__ import annotations
