@@ -12,17 +12,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
 import anyio
 import httpcore
 import pytest
+import trustme
 from faults import hung_address, resetting_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loopback_http import Backend, client_context
 
-from outlast._dial import AllAddressesFailed, Outliers, Report, race
+from outlast._dial import TLS, AllAddressesFailed, Outliers, Report, race
 from outlast._events import Emitter, Event
 from outlast.http import AddressEjected, AddressRestored
 from outlast.http._streams import AsyncWatchedStream, Watch, WatchedStream
@@ -113,8 +116,8 @@ KINDS = ("healthy", "refuse", "drop_syn", "hang")
 
 
 @contextlib.contextmanager
-def _listening(kinds: list[str]) -> Iterator[tuple[list[str], int]]:
-    """Loopback addresses 127.0.1.N, one per kind, all at one port."""
+def _listening(kinds: list[str], ca: trustme.CA | None = None) -> Iterator[tuple[list[str], int]]:
+    """Loopback addresses 127.0.1.N, one per kind, all at one port (TLS servers with ``ca``)."""
     for _ in range(20):
         with socket.socket() as probe:
             probe.bind(("127.0.1.1", 0))
@@ -123,7 +126,13 @@ def _listening(kinds: list[str]) -> Iterator[tuple[list[str], int]]:
         try:
             with contextlib.ExitStack() as stack:
                 for address, kind in zip(addresses, kinds, strict=True):
-                    if kind == "healthy":
+                    if kind == "healthy" and ca is not None:
+                        cert = ca.issue_cert("h.test")
+                        stack.enter_context(Backend(cert=cert, address=address, port=port))
+                    elif kind == "wrong_cert" and ca is not None:
+                        cert = ca.issue_cert("other.test")
+                        stack.enter_context(Backend(cert=cert, address=address, port=port))
+                    elif kind == "healthy":
                         server = socket.create_server((address, port))
                         stack.callback(server.close)
                     elif kind == "drop_syn":
@@ -191,3 +200,45 @@ def test_the_race_reaches_a_healthy_address_whenever_one_exists(kinds: list[str]
         assert dialled is None
         assert took < timeout + 0.5
     assert not any(isinstance(e, AddressRestored) for e in events)
+
+
+TLS_KINDS = ("healthy", "refuse", "drop_syn", "hang", "wrong_cert")
+_CA = trustme.CA()
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(st.sampled_from(TLS_KINDS), min_size=1, max_size=3))
+def test_with_tls_the_first_address_to_finish_its_handshake_decides(kinds: list[str]) -> None:
+    # Refused addresses fail at once; silent and hung ones never finish (the next starts
+    # after 250 ms). So the first healthy or wrong-certificate address in order decides:
+    # healthy -> connected to it; wrong certificate -> the dial fails with it, even when
+    # a healthy address comes later (a wrong certificate is never failed over).
+    events: list[Event] = []
+    outliers = Outliers(eject_for=30)
+    report = Report(Emitter(logging.getLogger("test"), [events.append]), "h.test", outliers)
+    tls = TLS(client_context(_CA), "h.test")
+    decisive = next((k for k in kinds if k in ("healthy", "wrong_cert")), None)
+    with _listening(kinds, _CA) as (addresses, port):
+        start = time.monotonic()
+        if decisive == "wrong_cert":
+            with pytest.raises(ssl.SSLCertVerificationError):
+                race(addresses, port, 2.0, report, tls=tls)
+        elif decisive == "healthy":
+            dialled = race(addresses, port, 2.0, report, tls=tls)
+            assert kinds[addresses.index(dialled.address)] == "healthy"
+            assert dialled.address == addresses[kinds.index("healthy")]
+            assert isinstance(dialled.sock, ssl.SSLSocket)
+            dialled.sock.close()
+        else:
+            with pytest.raises(AllAddressesFailed):
+                race(addresses, port, 2.0, report, tls=tls)
+        took = time.monotonic() - start
+    if decisive is not None:
+        assert took < 0.25 * kinds.index(decisive) + 0.5
+    assert not any(isinstance(e, AddressRestored) for e in events)
+    wrong = {a for a, k in zip(addresses, kinds, strict=True) if k == "wrong_cert"}
+    assert not any(isinstance(e, AddressEjected) and e.address in wrong for e in events)
