@@ -11,13 +11,14 @@ healthy server on the same port, through ``outlast.Client(timeout=1.0)`` /
 | TLS        | hang after accept | (no TLS: see first byte)      | raced: next after 250 ms    |
 | TLS        | reset             | (no TLS: see first byte)      | next at once                |
 | TLS        | wrong certificate | n/a                           | the call fails, no failover |
+| write      | hang (body stalls)| write timeout; eject          | (fails in TLS above)        |
 | first byte | hang after accept | read timeout; eject; retry    | (fails in TLS above)        |
 | first byte | reset             | read error; eject; retry      | (fails in TLS above)        |
 | first byte | close, no answer  | disconnected; eject; retry    | n/a                         |
 
 "eject; retry": the request was sent, so only the policy may retry it (a GET here);
-the retry dials the healthy address because the faulty one is ejected. The write phase
-fails the same way as the first byte when the peer resets before reading.
+the retry dials the healthy address because the faulty one is ejected. The stalled
+write is a POST (not retried): the next call dials the healthy address at once.
 
 Invariants, checked in every cell, sync and async:
 - a healthy address of the name is reached within the caller's timeout whenever one
@@ -262,3 +263,46 @@ def test_a_tcp_connect_does_not_restore_an_ejected_address_a_response_does(
         assert ejected.split(["127.0.0.1"], server.port) == (["127.0.0.1"], [])
     assert _count(events, AddressRestored, "127.0.0.6") == 0
     assert _count(events, AddressRestored, "127.0.0.1") == 1  # it served: back in its place
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_request_write_that_stalls_ejects_the_address(
+    face: str,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    # The write phase on real sockets: a hung process never reads, so a large body fills
+    # the kernel's buffers and the write times out. The POST is not retried (not safe),
+    # but the address is ejected: the next call goes to the healthy one at once.
+    resolver, name = _setup("hang", fault_dns, unique_name, resolver_for)
+    events: list[Event] = []
+    body = b"x" * (64 * 1024 * 1024)
+    timeout = httpx.Timeout(2.0, write=0.3)
+    policy = outlast.Policy(retry=outlast.Retry(attempts=1), breaker=None)
+    options = {"timeout": timeout, "resolver": resolver, "policy": policy}
+    options["listeners"] = [events.append]
+    with _faulty("hang", ca, name, "http") as (port, healthy):
+        url = f"http://{name}:{port}/"
+        if face == "sync":
+            with outlast.Client(**options) as client:  # type: ignore[arg-type]
+                with pytest.raises(httpx.WriteTimeout):
+                    client.post(url, content=body)
+                start = time.monotonic()
+                status = client.get(url).status_code
+        else:
+
+            async def main() -> tuple[int, float]:
+                async with outlast.AsyncClient(**options) as client:  # type: ignore[arg-type]
+                    with pytest.raises(httpx.WriteTimeout):
+                        await client.post(url, content=body)
+                    began = time.monotonic()
+                    return (await client.get(url)).status_code, began
+
+            status, start = asyncio.run(main())
+        took = time.monotonic() - start
+    assert status == 200
+    assert took < 0.3
+    assert healthy.hits == 1
+    assert _count(events, AddressEjected, FAULT_ADDRESS["hang"]) == 1
