@@ -242,3 +242,17 @@ def test_with_tls_the_first_address_to_finish_its_handshake_decides(kinds: list[
     assert not any(isinstance(e, AddressRestored) for e in events)
     wrong = {a for a, k in zip(addresses, kinds, strict=True) if k == "wrong_cert"}
     assert not any(isinstance(e, AddressEjected) and e.address in wrong for e in events)
+
+
+def test_a_failed_attempt_starts_the_next_at_once_even_while_another_is_silent() -> None:
+    # RFC 8305 section 5: the next attempt starts when the delay elapses *or* the
+    # previous attempt fails. silent (t=0), refused (t=0.25, fails), healthy (t=0.25).
+    outliers = Outliers(eject_for=30)
+    report = Report(Emitter(logging.getLogger("test"), []), "h.test", outliers)
+    with _listening(["drop_syn", "refuse", "healthy"]) as (addresses, port):
+        start = time.monotonic()
+        dialled = race(addresses, port, 2.0, report)
+        took = time.monotonic() - start
+        dialled.sock.close()
+    assert dialled.address == addresses[2]
+    assert took < 0.45  # not 0.5: the refusal did not wait out a second stagger

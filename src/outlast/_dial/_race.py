@@ -157,7 +157,8 @@ def race(
                     report,
                 )
                 position += 1
-                next_at = now + delay
+                # A failed attempt starts the next one at once (RFC 8305 section 5).
+                next_at = now + delay if attempt is not None else -math.inf
                 if attempt is not None:
                     live[attempt.position] = attempt
                     if done:
@@ -174,6 +175,7 @@ def race(
                     del live[attempt.position]
                     _drop(attempt, selector)
                     _failed(attempt.address, port, exc, errors, report)
+                    next_at = -math.inf
                     continue
                 if done:
                     winner = attempt
