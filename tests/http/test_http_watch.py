@@ -27,8 +27,10 @@ from loopback_http import Backend, client_context
 
 from outlast._dial import TLS, AllAddressesFailed, Outliers, Report, race
 from outlast._events import Emitter, Event
+from outlast._exceptions import ResolveError
+from outlast.dns import Answer
 from outlast.http import AddressEjected, AddressRestored
-from outlast.http._streams import AsyncWatchedStream, Watch, WatchedStream
+from outlast.http._streams import AsyncWatchedStream, Tenure, Watch, WatchedStream
 
 
 class Scripted(httpcore.NetworkStream):
@@ -256,3 +258,63 @@ def test_a_failed_attempt_starts_the_next_at_once_even_while_another_is_silent()
         dialled.sock.close()
     assert dialled.address == addresses[2]
     assert took < 0.45  # not 0.5: the refusal did not wait out a second stagger
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Held:
+    """What a resolver holds for a name: an answer, a pending lookup, or an error."""
+
+    def __init__(self) -> None:
+        self.step: object = None
+        self.reads = 0
+
+    def _plan(self, host: str) -> object:
+        self.reads += 1
+        if isinstance(self.step, Exception):
+            raise self.step
+        return self.step
+
+
+def _answer(*addresses: str, ttl: float = 10.0, stale: bool = False) -> Answer:
+    return Answer("h.test", addresses, stale=stale, source="test", ttl=ttl)
+
+
+def test_tenure_reads_the_name_only_after_the_answer_expired() -> None:
+    clock, held = _Clock(), _Held()
+    tenure = Tenure(held, _answer("10.0.0.1"), "10.0.0.1", clock=clock)  # type: ignore[arg-type]
+    clock.now += 9.9
+    assert not tenure.over()
+    assert held.reads == 0  # cheap until the answer that listed it expired
+    clock.now += 0.2
+    held.step = _answer("10.0.0.1", "10.0.0.2", ttl=30)
+    assert not tenure.over()  # still listed: runs to the new answer's expiry
+    clock.now += 29
+    assert not tenure.over()
+    assert held.reads == 1
+    clock.now += 2
+    held.step = _answer("10.0.0.1", stale=True)
+    assert not tenure.over()  # stale (refreshing): look again in a second
+    clock.now += 1.1
+    held.step = ("h.test", object())  # not held: a lookup started, not waited for
+    assert not tenure.over()
+    clock.now += 1.1
+    held.step = _answer("10.0.0.2")
+    assert tenure.over()  # the address left the name
+
+
+def test_tenure_ends_when_the_name_has_no_addresses_and_never_for_a_literal() -> None:
+    clock, held = _Clock(), _Held()
+    tenure = Tenure(held, _answer("10.0.0.1", ttl=1), "10.0.0.1", clock=clock)  # type: ignore[arg-type]
+    clock.now += 2
+    held.step = ResolveError("h.test", "NXDOMAIN accepted")
+    assert tenure.over()
+    literal = Tenure(held, _answer("10.0.0.1", ttl=0), "10.0.0.1", clock=clock)  # type: ignore[arg-type]
+    clock.now += 1e6
+    assert not literal.over()

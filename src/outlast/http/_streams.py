@@ -235,6 +235,9 @@ class Tenure:
             answer = _held(self._resolver, self.host)
         except ResolveError:
             return True  # the name has no addresses now
+        except RuntimeError:  # the resolver was closed: nothing to compare with, keep it
+            self.recheck_at = math.inf
+            return False
         if answer is None:  # not held any more: a lookup was started, look again soon
             self.recheck_at = now + STALE_RECHECK
             return False
