@@ -129,6 +129,8 @@ def race(
     if not addresses:
         raise AllAddressesFailed(report.host, port, (), timed_out=False)
     options = tuple(socket_options)
+    if timeout is not None and timeout <= 0:  # nothing left of the caller's time
+        raise AllAddressesFailed(report.host, port, (), timed_out=True)
     if len(addresses) == 1:  # nothing to race: the kernel waits (as socket.create_connection)
         return _alone(addresses[0], port, timeout, report, tls, source_address, options, clock)
     deadline = math.inf if timeout is None else clock() + timeout
