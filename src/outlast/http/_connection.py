@@ -29,8 +29,13 @@ class _Connection(httpcore.HTTPConnection):
     def has_expired(self) -> bool:
         if super().has_expired():
             return True
-        tenure = self._outlast_dial.tenure
-        return tenure is not None and self.is_idle() and tenure.over()
+        tenure = self._outlast_dial.tenure  # cheap until the answer that listed it expired
+        return (
+            tenure is not None
+            and tenure.clock() >= tenure.recheck_at
+            and self.is_idle()
+            and tenure.over()
+        )
 
 
 class _AsyncConnection(httpcore.AsyncHTTPConnection):
@@ -41,8 +46,13 @@ class _AsyncConnection(httpcore.AsyncHTTPConnection):
     def has_expired(self) -> bool:
         if super().has_expired():
             return True
-        tenure = self._outlast_dial.tenure
-        return tenure is not None and self.is_idle() and tenure.over()
+        tenure = self._outlast_dial.tenure  # cheap until the answer that listed it expired
+        return (
+            tenure is not None
+            and tenure.clock() >= tenure.recheck_at
+            and self.is_idle()
+            and tenure.over()
+        )
 
 
 def _direct(pool: Any) -> bool:

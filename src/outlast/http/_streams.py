@@ -90,6 +90,7 @@ class WatchedStream(httpcore.NetworkStream):
             # Judged: from now on httpcore calls the inner stream's methods directly.
             self.read = self._inner.read  # type: ignore[method-assign]
             self.write = self._inner.write  # type: ignore[method-assign]
+            self.get_extra_info = self._inner.get_extra_info  # type: ignore[method-assign]
         else:
             watch.failed(_closed_early())
         return data
@@ -151,6 +152,7 @@ class AsyncWatchedStream(httpcore.AsyncNetworkStream):
             # Judged: from now on httpcore calls the inner stream's methods directly.
             self.read = self._inner.read  # type: ignore[method-assign]
             self.write = self._inner.write  # type: ignore[method-assign]
+            self.get_extra_info = self._inner.get_extra_info  # type: ignore[method-assign]
         else:
             watch.failed(_closed_early())
         return data
@@ -206,7 +208,7 @@ class Tenure:
     An answer with no TTL (an IP literal, a static address) never retires it.
     """
 
-    __slots__ = ("_clock", "_resolver", "address", "host", "recheck_at")
+    __slots__ = ("_resolver", "address", "clock", "host", "recheck_at")
 
     def __init__(
         self,
@@ -217,7 +219,7 @@ class Tenure:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._resolver = resolver
-        self._clock = clock
+        self.clock = clock
         self.host = answer.host
         self.address = address
         ttl = answer.ttl
@@ -228,7 +230,7 @@ class Tenure:
 
     def over(self) -> bool:
         """True when the connection must be retired."""
-        now = self._clock()
+        now = self.clock()
         if now < self.recheck_at:
             return False
         try:
