@@ -13,7 +13,10 @@ Run: ``PYTHONPATH=src python benchmarks/transport.py``.
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import io
 import multiprocessing
+import pstats
 import statistics
 import time
 from collections.abc import Callable
@@ -108,6 +111,26 @@ def _compare(
     return p, o, ratio
 
 
+def _calls(transport: httpx.BaseTransport, url: str, n: int = 200) -> float:
+    """Python function calls per request (cProfile's count): deterministic, load-proof."""
+    with httpx.Client(transport=transport) as client:
+        client.get(url)
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(n):
+            client.get(url)
+        profile.disable()
+    total: int = pstats.Stats(profile, stream=io.StringIO()).total_calls  # type: ignore[attr-defined]
+    return total / n
+
+
+def _count_calls(
+    label: str, plain: httpx.BaseTransport, ours: httpx.BaseTransport, urls: tuple[str, str]
+) -> None:
+    p, o = _calls(plain, urls[0]), _calls(ours, urls[1])
+    print(f"  {label:<24} httpx {p:6.0f}   outlast {o:6.0f}   (+{o - p:.0f}, {o / p:5.3f}x)")
+
+
 def main() -> None:
     started = time.monotonic()
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -157,6 +180,17 @@ def main() -> None:
                         FRESH_N,
                     ),
                     1.05,
+                )
+                print("sync, Python calls per request (the same on any machine)")
+                urls = (ip_url, name_url)
+                _count_calls(
+                    "keep-alive GET", httpx.HTTPTransport(), Transport(resolver=resolver), urls
+                )
+                _count_calls(
+                    "new connection per GET",
+                    httpx.HTTPTransport(limits=fresh),
+                    Transport(limits=fresh, resolver=resolver),
+                    urls,
                 )
     finally:
         server.terminate()
