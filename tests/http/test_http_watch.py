@@ -318,3 +318,22 @@ def test_tenure_ends_when_the_name_has_no_addresses_and_never_for_a_literal() ->
     literal = Tenure(held, _answer("10.0.0.1", ttl=0), "10.0.0.1", clock=clock)  # type: ignore[arg-type]
     clock.now += 1e6
     assert not literal.over()
+
+
+def test_the_race_dials_ipv6_and_ipv4_alike() -> None:
+    # A refusing IPv6 address first (nothing listens at the port on ::1), then IPv4.
+    outliers = Outliers(eject_for=30)
+    report = Report(Emitter(logging.getLogger("test"), []), "h.test", outliers)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    with server:
+        v6 = socket.create_server(("::1", 0), family=socket.AF_INET6)
+        with v6:
+            v6_port = v6.getsockname()[1]
+            alone = race(["::1"], v6_port, 2.0, report)
+            assert alone.sock.family == socket.AF_INET6
+            alone.sock.close()
+        dialled = race(["::1", "127.0.0.1"], port, 2.0, report)
+        dialled.sock.close()
+    assert dialled.address == "127.0.0.1"
+    assert outliers.split(["::1"], port) == ([], ["::1"])  # refused: ejected
