@@ -105,7 +105,7 @@ def test_refusing_first_address_async(
     assert elapsed < 2.0  # a refusal starts the next address at once, no 250 ms stagger
 
 
-def test_silent_first_address_shares_the_connect_timeout_sync(
+def test_silent_first_address_happy_eyeballs_sync(
     fault_dns: DNSServer, unique_name: Callable[[str], str], resolver_for: Callable[..., Resolver]
 ) -> None:
     resolver = resolver_for()
@@ -113,20 +113,19 @@ def test_silent_first_address_shares_the_connect_timeout_sync(
     events: list[Event] = []
     with silent_address("127.0.0.3") as port, Backend(port=port) as server:
         transport = Transport(limits=FRESH, resolver=resolver, listeners=[events.append])
-        # 2.4 s to connect, two addresses: the silent one gets 2 s (Go's floor), then 0.4 s.
-        timeout = httpx.Timeout(5.0, connect=2.4)
-        with httpx.Client(transport=transport, timeout=timeout) as client:
-            start = time.monotonic()
-            first = client.get(f"http://{name}:{port}/")
-            first_took = time.monotonic() - start
-            start = time.monotonic()
-            second = client.get(f"http://{name}:{port}/")
-            second_took = time.monotonic() - start
-    assert (first.status_code, second.status_code) == (200, 200)
-    assert 1.9 <= first_took < 2.4
-    assert second_took < 0.5  # the silent address was ejected
+        took = []
+        with httpx.Client(transport=transport, timeout=5.0) as client:
+            for _ in range(3):
+                start = time.monotonic()
+                response = client.get(f"http://{name}:{port}/")
+                took.append(time.monotonic() - start)
+                assert response.status_code == 200
+    # RFC 8305 in the sync transport too: the second address starts after the 250 ms
+    # stagger and wins (about 0.26 s; the bound is generous for a busy machine).
+    assert 0.24 <= took[0] < 1.0
+    assert max(took[1:]) < 0.2  # the silent one, overtaken, is tried last now
     assert _failed(events, "127.0.0.3") == 1
-    assert server.connections == 2
+    assert server.connections == 3
 
 
 def test_silent_first_address_happy_eyeballs_async(

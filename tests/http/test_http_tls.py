@@ -203,3 +203,66 @@ def test_resolution_failure_is_an_httpx_connect_error(
     assert name in str(info.value)
     assert any(isinstance(e, outlast.ResolveError) for e in _chain(info.value))
     assert not isinstance(info.value, outlast.OutlastError)
+
+
+@pytest.mark.parametrize("face", ["sync", "async"])
+@pytest.mark.parametrize("form", ["trailing_dot", "idna"])
+def test_sni_and_certificate_check_use_the_canonical_name(
+    form: str,
+    face: str,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    # `https://svc.test.:PORT/` (absolute name) and `https://bücher.test/` (IDNA): the
+    # certificate names `svc.test` / `xn--bcher-kva.test`; SNI and the hostname check
+    # must use that form, as urllib3 does, while the URL and Host header stay as given.
+    base = unique_name("dot")
+    if form == "trailing_dot":
+        canonical, in_url = base, base + "."
+    else:
+        in_url = "bücher-" + base
+        canonical = httpx.URL(f"https://{in_url}/").raw_host.decode()
+    fault_dns.set(canonical, ["127.0.0.1"])
+    resolver = resolver_for()
+    url_of = lambda port: f"https://{in_url}:{port}/x"  # noqa: E731
+
+    async def main(port: int) -> httpx.Response:
+        transport = AsyncTransport(verify=client_context(ca), resolver=resolver)
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await client.get(url_of(port))
+
+    with Backend(cert=ca.issue_cert(canonical)) as server:
+        if face == "sync":
+            transport = Transport(verify=client_context(ca), resolver=resolver)
+            with httpx.Client(transport=transport) as client:
+                response = client.get(url_of(server.port))
+        else:
+            response = asyncio.run(main(server.port))
+    assert response.status_code == 200
+    assert server.sni == [canonical]
+    raw = httpx.URL(url_of(server.port)).raw_host
+    assert response.request.url.raw_host == raw  # the URL is never rewritten
+    assert server.requests[0][2]["host"] == f"{raw.decode()}:{server.port}"
+
+
+def test_a_trailing_dot_through_a_connect_proxy_verifies_the_canonical_name(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    ca: trustme.CA,
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name, proxy_name = unique_name("dotvia"), unique_name("dotproxy")
+    fault_dns.set(proxy_name, ["127.0.0.1"])
+    with ConnectProxy() as proxy, Backend(cert=ca.issue_cert(name)) as server:
+        transport = Transport(
+            verify=client_context(ca),
+            resolver=resolver_for(),
+            proxy=f"http://{proxy_name}:{proxy.port}",
+        )
+        with httpx.Client(transport=transport) as client:
+            response = client.get(f"https://{name}.:{server.port}/via")
+    assert response.text == "GET /via"
+    assert proxy.targets == [f"{name}.:{server.port}"]  # the URL's form, as httpx sends it
+    assert server.sni == [name]

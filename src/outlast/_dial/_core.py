@@ -4,7 +4,7 @@ Nothing here knows HTTP. :class:`Outliers` remembers addresses that refused or t
 out and puts them last for a while; :func:`plan` orders an answer's addresses for one
 dial (families interleaved, ejected ones last); :func:`dial_serial` tries addresses
 one after another within one connect timeout, slicing it the way Go's dialer does;
-:func:`create_connection` is that loop over plain sockets.
+:func:`outlast._dial.create_connection` races them over plain sockets instead.
 
 This module must not import httpx or httpcore: every integration (httpx, botocore and
 requests under urllib3, aiohttp) dials through it.
@@ -13,12 +13,10 @@ requests under urllib3, aiohttp) dials through it.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
 import cachetools
@@ -32,7 +30,6 @@ __all__ = [
     "MIN_SLICE",
     "AllAddressesFailed",
     "Outliers",
-    "create_connection",
     "dial_serial",
     "interleave",
     "plan",
@@ -74,7 +71,8 @@ class Outliers:
     An ejected address is not removed: :func:`plan` puts it after every address that
     is not ejected, so a dial still reaches it when everything else has failed (no
     answer ever loses every address). It comes back to its place after ``eject_for``
-    seconds, or at once when a connect to it succeeds. Thread-safe; bounded.
+    seconds, or at once when a connection through it has served a response (a TCP
+    connect alone does not restore it: a hung process accepts TCP). Thread-safe; bounded.
 
     Added in 0.1.0.
     """
@@ -177,16 +175,21 @@ class Report:
     host: str
     outliers: Outliers
 
-    def failed(self, address: str, port: int, exc: Exception) -> None:
+    def failed(self, address: str, port: int, exc: Exception, *, eject: bool = True) -> None:
+        """``address`` failed before serving a response: eject it (unless ``eject`` is False)."""
         self.emitter.emit(AddressFailed(self.host, address, port, _reason(exc)))
-        if self.outliers.failed(address, port):
+        if eject and self.outliers.failed(address, port):
             self.emitter.emit(AddressEjected(self.host, address, port, self.outliers.eject_for))
 
     def connected(self, address: str, port: int, position: int) -> None:
-        if self.outliers.succeeded(address, port):
-            self.emitter.emit(AddressRestored(self.host, address, port))
+        """A connection to ``address`` was made; an ejected address stays ejected until served."""
         if position > 0:
             self.emitter.emit(FailedOver(self.host, address, port, position + 1))
+
+    def served(self, address: str, port: int) -> None:
+        """A connection through ``address`` served a response: restore it if it was ejected."""
+        if self.outliers.succeeded(address, port):
+            self.emitter.emit(AddressRestored(self.host, address, port))
 
 
 def dial_serial(
@@ -230,47 +233,3 @@ def dial_serial(
         return result
     timed_out = deadline is not None and clock() >= deadline
     raise AllAddressesFailed(report.host, port, errors, timed_out=timed_out)
-
-
-def _socket_connect(
-    port: int,
-    source_address: tuple[str, int] | None,
-    socket_options: Iterable[tuple[int, int, int | bytes]],
-) -> Callable[[str, float | None], socket.socket]:
-    def connect(address: str, timeout: float | None) -> socket.socket:
-        sock = socket.create_connection((address, port), timeout, source_address=source_address)
-        try:
-            for option in socket_options:
-                sock.setsockopt(*option)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    return connect
-
-
-def create_connection(
-    host: str,
-    addresses: Sequence[str],
-    port: int,
-    *,
-    timeout: float | None,
-    outliers: Outliers,
-    emitter: Emitter,
-    source_address: tuple[str, int] | None = None,
-    socket_options: Iterable[tuple[int, int, int | bytes]] = (),
-) -> socket.socket:
-    """A connected socket to the first of ``addresses`` that answers (for urllib3-style users).
-
-    ``host`` is the name the addresses belong to (for events). Raises
-    :class:`AllAddressesFailed` (its ``errors`` hold each ``OSError``).
-
-    Added in 0.1.0.
-    """
-    for address in addresses:
-        ipaddress.ip_address(address)  # a name here would bypass the resolver
-    report = Report(emitter, host, outliers)
-    ordered = plan(addresses, port, outliers)
-    connect = _socket_connect(port, source_address, tuple(socket_options))
-    return dial_serial(ordered, port, timeout, connect, (OSError,), report)

@@ -19,7 +19,8 @@ LOGGER: Final = logging.getLogger("outlast.http")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AddressFailed(Event):
-    """A connect to one address of ``host`` failed (refused, timed out, unreachable).
+    """One address of ``host`` failed: its connect (refused, timed out, unreachable), its TLS
+    handshake, or a fresh connection through it before the first response byte.
 
     Added in 0.1.0.
     """
@@ -36,7 +37,7 @@ class AddressFailed(Event):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AddressEjected(Event):
-    """An address is tried last for ``seconds`` because a connect to it failed.
+    """An address is tried last for ``seconds`` because it failed (see :class:`AddressFailed`).
 
     Added in 0.1.0.
     """
@@ -53,7 +54,9 @@ class AddressEjected(Event):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AddressRestored(Event):
-    """An ejected address accepted a connection again and is back in its place.
+    """An ejected address served a response again and is back in its place.
+
+    A TCP connect alone never restores an address (a hung process accepts TCP).
 
     Added in 0.1.0.
     """

@@ -2,8 +2,10 @@
 
 ``httpx.HTTPTransport.__init__`` builds a ``ConnectionPool``, an ``HTTPProxy`` or a
 ``SOCKSProxy`` from its arguments; :func:`build_pool` builds the same ones, with the
-same arguments, and adds ``network_backend=``. The sync and async faces differ only in
-the httpcore classes, named once each in :data:`SYNC_POOLS` and :data:`ASYNC_POOLS`.
+same arguments, and adds ``network_backend=``. A direct pool dialling through an outlast
+backend is :class:`~outlast.http._connection.DialledPool` (TLS inside the address race,
+connections retired when their address leaves the name). The sync and async faces differ
+only in the classes, named once each in :data:`SYNC_POOLS` and :data:`ASYNC_POOLS`.
 With ``backend=None`` the pool is exactly httpx's (that is what ``OUTLAST_DISABLE=1``
 gives).
 """
@@ -18,6 +20,8 @@ from typing import Any, Final, Generic, TypeVar
 
 import httpcore
 import httpx
+
+from outlast.http._connection import AsyncDialledPool, DialledPool
 
 __all__ = ["ASYNC_POOLS", "DEFAULT_LIMITS", "SYNC_POOLS", "Pools", "build_pool", "proxy_of"]
 
@@ -76,15 +80,19 @@ class Pools(Generic[PoolT, BackendT]):
     direct: Callable[..., PoolT]
     http_proxy: Callable[..., PoolT]
     socks_proxy: Callable[..., PoolT]
+    dialled: Callable[..., PoolT]  # direct, dialling through an outlast backend
 
 
 #: ``httpx.HTTPTransport``'s pools, dialling through a sync backend.
 SYNC_POOLS: Final[Pools[httpcore.ConnectionPool, httpcore.NetworkBackend]] = Pools(
-    httpcore.ConnectionPool, httpcore.HTTPProxy, httpcore.SOCKSProxy
+    httpcore.ConnectionPool, httpcore.HTTPProxy, httpcore.SOCKSProxy, DialledPool
 )
 #: ``httpx.AsyncHTTPTransport``'s pools, dialling through an async backend.
 ASYNC_POOLS: Final[Pools[httpcore.AsyncConnectionPool, httpcore.AsyncNetworkBackend]] = Pools(
-    httpcore.AsyncConnectionPool, httpcore.AsyncHTTPProxy, httpcore.AsyncSOCKSProxy
+    httpcore.AsyncConnectionPool,
+    httpcore.AsyncHTTPProxy,
+    httpcore.AsyncSOCKSProxy,
+    AsyncDialledPool,
 )
 
 
@@ -105,7 +113,8 @@ def build_pool(
     """The pool httpx's transport of this face would build, dialling through ``backend``."""
     common = _common(ssl_context, limits, http1, http2)
     if proxy is None:
-        return pools.direct(
+        direct = pools.direct if backend is None else pools.dialled
+        return direct(
             **common,
             uds=uds,
             local_address=local_address,
