@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -283,3 +285,24 @@ def test_outage_warnings_are_rate_limited_per_name_and_across_names(
     # each for at most OUTAGE_WARNINGS_MAX names; every logged start has its end.
     assert len(serving) == 2 * OUTAGE_WARNINGS_MAX
     assert sorted(e.host for e in ended) == sorted(e.host for e in serving)
+
+
+def test_a_hung_getaddrinfo_does_not_hold_up_interpreter_exit() -> None:
+    # The system provider asks on daemon threads: a ThreadPoolExecutor's workers would
+    # be joined at exit, so a getaddrinfo stuck in the OS kept the process alive.
+    code = (
+        "import socket, time\n"
+        "socket.getaddrinfo = lambda *a, **k: time.sleep(60)\n"
+        "import outlast\n"
+        "resolver = outlast.Resolver(providers=['system'], timeout=0.2)\n"
+        "try:\n"
+        "    resolver.resolve('hung.example')\n"
+        "except outlast.ResolveError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert "refused:" in out.stdout
+    assert time.monotonic() - started < 15  # generous: it used to wait the full 60 s

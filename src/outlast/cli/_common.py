@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -76,13 +75,14 @@ def show_warnings() -> None:
 
 
 def exit_now(code: int) -> NoReturn:
-    """Flush and end the process at once with ``code``.
+    """Flush and end the process with ``code``.
 
-    ``os._exit`` skips joining worker threads at interpreter exit: a ``getaddrinfo``
-    stuck in the operating system (the ``system`` provider's threads) cannot hold the
-    command past its ``--timeout``. Every resolver the commands open is closed before.
+    A normal exit: exit hooks run (a fleet's queued writes are flushed, a cache file
+    written). A ``getaddrinfo`` stuck in the operating system cannot hold the command
+    past its ``--timeout``: the ``system`` provider asks on daemon threads, which
+    interpreter exit does not wait for.
     """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe (``| head``)
             stream.flush()
-    os._exit(code)
+    raise SystemExit(code)

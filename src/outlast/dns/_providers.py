@@ -16,14 +16,15 @@ import nothing from the rest of outlast but the configuration.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import ipaddress
 import math
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Final, Protocol, TypeAlias
+from typing import Final, Protocol, TypeAlias, TypeVar
 
 import dns.asyncbackend
 import dns.exception
@@ -33,6 +34,8 @@ import dns.rcode
 import dns.rdatatype
 
 from outlast._config import ProviderSpec
+
+T = TypeVar("T")
 
 __all__ = [
     "FAMILIES",
@@ -246,14 +249,42 @@ class SystemProvider:
 
     def __init__(self) -> None:
         # Its own threads: a hung getaddrinfo must not hold up the loop's other work.
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # Daemon threads, one per call, at most SYSTEM_THREADS at once: a getaddrinfo
+        # stuck in the operating system must not hold up interpreter exit either
+        # (a ThreadPoolExecutor's workers are joined at exit, however long they hang).
+        self._slots: asyncio.Semaphore | None = None
 
-    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=SYSTEM_THREADS, thread_name_prefix="outlast-getaddrinfo"
-            )
-        return self._executor
+    async def _in_thread(self, ask: Callable[[], T]) -> T:
+        """``ask()`` on a daemon thread; the caller's wait may be cancelled, not the call."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(SYSTEM_THREADS)
+        slots = self._slots
+        await slots.acquire()
+        done: asyncio.Future[T] = loop.create_future()
+
+        def settle(outcome: Callable[[], None]) -> None:
+            slots.release()
+            if not done.done():
+                outcome()
+
+        def run() -> None:
+            try:
+                result = ask()
+            except BaseException as exc:  # handed to the waiter, whatever it is
+                error = exc
+                report = functools.partial(settle, lambda: done.set_exception(error))
+            else:
+                report = functools.partial(settle, lambda: done.set_result(result))
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(report)
+
+        try:
+            threading.Thread(target=run, name="outlast-getaddrinfo", daemon=True).start()
+        except BaseException:
+            slots.release()
+            raise
+        return await done
 
     async def lookup(self, host: str, timeout: float) -> Outcome:
         # One getaddrinfo per family, so that a family the OS cannot get (an AAAA query
@@ -265,10 +296,9 @@ class SystemProvider:
         return combine(dict(zip(FAMILIES, outcomes, strict=True)), self.name)
 
     async def _family(self, host: str, af: socket.AddressFamily, timeout: float) -> Outcome:
-        loop = asyncio.get_running_loop()
         ask = functools.partial(socket.getaddrinfo, host, None, af, socket.SOCK_STREAM)
         try:
-            infos = await asyncio.wait_for(loop.run_in_executor(self._threads(), ask), timeout)
+            infos = await asyncio.wait_for(self._in_thread(ask), timeout)
         except asyncio.TimeoutError:
             return Failure(f"getaddrinfo timed out after {timeout:g}s", self.name)
         except socket.gaierror as exc:
@@ -286,13 +316,11 @@ class SystemProvider:
         return Positive(order_addresses(addresses), SYSTEM_TTL, self.name)
 
     async def aclose(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        """Nothing to wait for: a call still running ends by itself on its daemon thread."""
 
     def forget(self) -> None:
-        """After a fork: the parent's threads do not exist here."""
-        self._executor = None
+        """After a fork: the parent's threads (and their slots) do not exist here."""
+        self._slots = None
 
 
 class NameserverProvider:
