@@ -32,7 +32,6 @@ from typing import Final
 from outlast._config import ProviderSpec
 from outlast._events import Emitter
 from outlast._exceptions import ConfigError
-from outlast.dns._doh import DoHProvider
 from outlast.dns._dot import DoTProvider
 from outlast.dns._events import ProviderEjected, ProviderFailed, ProviderRestored
 from outlast.dns._providers import (
@@ -226,6 +225,8 @@ def build_provider(
     if entry.kind == "system":
         return SystemProvider()
     if entry.kind == "https":
+        from outlast.dns._doh import DoHProvider  # httpx: imported only for a DoH provider
+
         return DoHProvider(entry, verify=verify)
     if entry.kind == "tls":
         return DoTProvider(entry, verify=verify)
