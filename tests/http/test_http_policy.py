@@ -326,3 +326,83 @@ def test_a_proxy_refusing_the_tunnel_is_not_retried_nor_held_against_the_target(
             client.get(f"https://{name}:8443/")
     assert proxy.targets == [f"{name}:8443"]  # one CONNECT: not retried
     assert policy.for_key(f"https://{name}:8443").state == "closed"  # not the target's fault
+
+
+# -- verdicts: a breaker counts what the destination did, nothing else ------------------
+
+
+def test_a_pool_timeout_neither_counts_nor_resets_the_count(
+    fault_dns: DNSServer, name: str, resolver: Resolver
+) -> None:
+    # One pool connection: held open to another origin, every request to ``name`` waits
+    # for it and fails with PoolTimeout. That says nothing about ``name``'s backend.
+    other = f"other-{name}"
+    fault_dns.set(other, ["127.0.0.1"])
+    policy = http_policy(attempts=1, breaker=outlast.CircuitBreaker(failures=2, reset=0.2))
+    transport = Transport(
+        resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=1)
+    )
+    timeout = httpx.Timeout(5.0, read=0.3, pool=0.05)
+    with Backend() as server, Backend() as holder:
+        url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            server.script.append(STALL)
+            with pytest.raises(httpx.ReadTimeout):
+                client.get(url)
+            with client.stream("GET", f"http://{other}:{holder.port}/"):
+                with pytest.raises(httpx.PoolTimeout):
+                    client.get(url)
+            assert policy.for_key(key).state == "closed"
+            server.script.append(STALL)
+            with pytest.raises(httpx.ReadTimeout):
+                client.get(url)
+            # Two failures of the backend, with a pool timeout between them: open.
+            assert policy.for_key(key).state == "open"
+            time.sleep(0.25)
+            with client.stream("GET", f"http://{other}:{holder.port}/"):
+                with pytest.raises(httpx.PoolTimeout):  # the probe never reached the backend
+                    client.get(url)
+            assert policy.for_key(key).state == "half-open"  # not closed by it
+            assert client.get(url).status_code == 200  # the freed probe slot: a real probe
+            assert policy.for_key(key).state == "closed"
+
+
+def test_a_backend_answering_500_opens_the_breaker_without_repeating_a_post(
+    name: str, resolver: Resolver
+) -> None:
+    policy = http_policy(breaker=outlast.CircuitBreaker(failures=5, reset=5))
+    with Backend() as server:
+        server.status = 500
+        url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+        with httpx.Client(transport=Transport(resolver=resolver, policy=policy)) as client:
+            statuses = []
+            for _ in range(5):
+                statuses.append(client.post(url, content=b"x").status_code)
+            assert statuses == [500] * 5
+            assert server.hits == 5  # a POST answered 500 is not sent again
+            assert policy.for_key(key).state == "open"
+            with pytest.raises(CircuitOpenError):
+                client.post(url, content=b"x")
+
+
+@pytest.mark.parametrize("status", [501, 505])
+def test_501_and_505_are_not_held_against_the_backend(
+    name: str, resolver: Resolver, status: int
+) -> None:
+    policy = http_policy(breaker=outlast.CircuitBreaker(failures=2, reset=5))
+    with Backend() as server:
+        server.status = status
+        url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+        with httpx.Client(transport=Transport(resolver=resolver, policy=policy)) as client:
+            assert [client.get(url).status_code for _ in range(4)] == [status] * 4
+            assert server.hits == 4  # not retried either
+            assert policy.for_key(key).state == "closed"
+
+
+def test_a_500_to_a_get_is_retried(name: str, resolver: Resolver) -> None:
+    with Backend() as server:
+        server.script.extend([500, 200])
+        transport = Transport(resolver=resolver, policy=http_policy())
+        with httpx.Client(transport=transport) as client:
+            assert client.get(f"http://{name}:{server.port}/").status_code == 200
+            assert server.hits == 2

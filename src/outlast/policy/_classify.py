@@ -53,7 +53,11 @@ class Decision:
     ``retry``: the attempt may be retried. ``unwell``: the outcome says the destination
     is unwell and counts against its circuit breaker (a business error such as a 404
     does not). ``delay``: the destination's own hint of how long to wait, in seconds;
-    the policy waits that long (capped by ``Retry.cap``) instead of its jittered delay.
+    the policy waits that long instead of its jittered delay, and does not retry at
+    all when the hint is longer than ``Retry.cap`` or than the call's deadline leaves.
+    ``neutral``: the outcome says nothing about the destination (a local pool timeout,
+    a proxy's refusal): the breaker neither counts it nor resets its count, and a
+    half-open probe that ends this way is freed for another caller, not settled.
 
     Added in 0.1.0.
     """
@@ -61,11 +65,14 @@ class Decision:
     retry: bool = False
     unwell: bool = False
     delay: float | None = None
+    neutral: bool = False
 
     ACCEPT: ClassVar[Decision]
     """A success or a business error: returned or raised as is, the destination is well."""
     TRANSIENT: ClassVar[Decision]
     """A transient failure of the destination: retry it, and count it."""
+    NEUTRAL: ClassVar[Decision]
+    """Not the destination's doing: returned or raised as is, and the breaker ignores it."""
 
     @classmethod
     def failure(cls, phase: Phase, *, idempotent: bool, delay: float | None = None) -> Decision:
@@ -75,6 +82,7 @@ class Decision:
 
 Decision.ACCEPT = Decision()
 Decision.TRANSIENT = Decision(retry=True, unwell=True)
+Decision.NEUTRAL = Decision(neutral=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

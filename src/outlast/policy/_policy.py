@@ -415,6 +415,8 @@ class Policy:
                 if breaker is not None:
                     breaker.failed(0)
                 return result
+            if decision.neutral:
+                return result
         if breaker is not None and (breaker.failures or breaker.window is not None):
             breaker.succeeded(0)
         return result
@@ -449,6 +451,8 @@ class Policy:
             if decision.unwell:
                 if breaker is not None:
                     breaker.failed(0)
+                return result
+            if decision.neutral:
                 return result
         if breaker is not None and (breaker.failures or breaker.window is not None):
             breaker.succeeded(0)

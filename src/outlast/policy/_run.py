@@ -67,9 +67,15 @@ def judge(rules: Rules, outcome: Outcome) -> Decision:
 
 
 def tell(breaker: BreakerState | None, decision: Decision, probe: int) -> None:
-    """Tell the breaker (if any) what an attempt showed."""
+    """Tell the breaker (if any) what an attempt showed.
+
+    A neutral outcome is not the destination's doing: not counted, the count is not
+    reset, and a probe that ended so is freed for another caller rather than settled.
+    """
     if breaker is not None:
-        if decision.unwell:
+        if decision.neutral:
+            breaker.abandoned(probe)
+        elif decision.unwell:
             breaker.failed(probe)
         else:
             breaker.succeeded(probe)
