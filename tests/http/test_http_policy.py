@@ -406,3 +406,40 @@ def test_a_500_to_a_get_is_retried(name: str, resolver: Resolver) -> None:
         with httpx.Client(transport=transport) as client:
             assert client.get(f"http://{name}:{server.port}/").status_code == 200
             assert server.hits == 2
+
+
+def test_callers_waiting_on_retry_after_get_the_429_not_a_circuit_error(
+    name: str, resolver: Resolver
+) -> None:
+    # 20 callers, a server pacing every one of them: the budget lets some retry and the
+    # others get the 429 (and its Retry-After) at once; no breaker refused anything.
+    import concurrent.futures
+
+    policy = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01, cap=5.0),
+        budget=outlast.RetryBudget(),
+        breaker=outlast.CircuitBreaker(),
+        classify_error=classify_error,
+        classify_result=classify_result,
+    )
+    with Backend() as server:
+        server.status = 429
+        server.retry_after = "0.3"
+        url = f"http://{name}:{server.port}/"
+        transport = Transport(
+            resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=40)
+        )
+        with httpx.Client(transport=transport) as client:
+
+            def one(_: int) -> object:
+                try:
+                    return client.get(url).status_code
+                except CircuitOpenError as exc:
+                    return exc
+
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                outcomes = list(pool.map(one, range(20)))
+        assert outcomes == [429] * 20
+        assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
+        # 20 calls, at most 0.1 * 20 + 10 (the floor) retries
+        assert server.hits <= 20 + 12

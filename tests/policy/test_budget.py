@@ -128,3 +128,35 @@ def test_retries_never_exceed_ratio_times_calls_plus_floor_in_any_window(
         recent = sum(1 for r in retries if t - window + eps <= r <= t)
         made = sum(1 for c in calls if t - window - eps <= c <= t)
         assert recent <= ratio * made + floor * window + 1e-9
+
+
+def test_the_floor_is_capped_policy_wide_not_given_to_every_key() -> None:
+    """100 quiet origins, each called once a second, every call failing: the retries
+    stay near ``ratio`` of the calls, not ``ratio`` plus a floor per origin."""
+    from outlast import Policy, Retry
+
+    from .helpers import FakeClock
+
+    clock = FakeClock()
+    policy = Policy(
+        retry=Retry(attempts=3, base=0.0, cap=0.0),
+        budget=RetryBudget(),
+        breaker=None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    attempts = 0
+
+    def fail() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise TimeoutError
+
+    calls = 0
+    for _second in range(60):
+        for origin in range(100):
+            calls += 1
+            with pytest.raises(TimeoutError):
+                policy.for_key(f"origin-{origin}").call(fail)
+        clock.advance(1.0)
+    assert attempts / calls <= 1.12  # the ratio (0.1) and one floor (1/s) for all of them

@@ -27,7 +27,7 @@ from outlast._config import Settings
 from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.policy._breaker import BreakerState, CircuitBreaker, SharedBreakers
-from outlast.policy._budget import BudgetState, RetryBudget
+from outlast.policy._budget import BudgetState, FloorPool, RetryBudget
 from outlast.policy._classify import Classifier, Decision, Outcome, first_result, retry_all
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
@@ -48,7 +48,7 @@ DEFAULT_BREAKER: Final = CircuitBreaker()
 class _Guards:
     """The per-key breakers and budgets: a bounded LRU registry, shared by derived views."""
 
-    __slots__ = ("breaker", "budget", "lock", "max_keys", "registry", "shared")
+    __slots__ = ("breaker", "budget", "floor", "lock", "max_keys", "registry", "shared")
 
     def __init__(
         self,
@@ -59,6 +59,8 @@ class _Guards:
     ) -> None:
         self.budget = budget
         self.breaker = breaker
+        # The retries that only a budget's floor allows: one reserve for every key.
+        self.floor = None if budget is None else FloorPool(budget)
         self.max_keys = max_keys
         self.shared = shared
         # Reentrant: a new guard emits its breaker's initial state to listeners, which
@@ -72,7 +74,7 @@ class _Guards:
             if self.breaker is None
             else BreakerState(self.breaker, key, rules.clock, rules.emitter, self.shared)
         )
-        budget = None if self.budget is None else BudgetState(self.budget, rules.clock)
+        budget = None if self.budget is None else BudgetState(self.budget, rules.clock, self.floor)
         return Guard(key=key, breaker=breaker, budget=budget)
 
     def get(self, key: str, rules: Rules) -> Guard:
@@ -150,10 +152,11 @@ class Policy:
     Added in 0.1.0.
     """
 
-    __slots__ = ("_core", "_guard")
+    __slots__ = ("_core", "_guard", "_limit")
 
     _core: _Core
     _guard: Guard | None
+    _limit: float | None
 
     def __init__(
         self,
@@ -199,6 +202,7 @@ class Policy:
         guards = _Guards(budget, breaker, max_keys, shared)
         self._core = core = _Core(rules, guards, name, enabled)
         self._guard = guards.make(name, rules) if enabled else None
+        self._limit = None
         core.default = self
 
     @classmethod
@@ -359,6 +363,28 @@ class Policy:
             derived.default = view
         return view
 
+    def within(self, seconds: float | None) -> Policy:
+        """This view with a deadline for each call: at most ``seconds``, waits included.
+
+        The call's own attempt is never cut short (bound it with its own timeout); no
+        retry is made whose wait would end past the deadline, and a destination's hint
+        (``Decision.delay``) longer than what remains returns the outcome at once. The
+        tighter of this and ``Retry.deadline`` applies. None: only ``Retry.deadline``.
+        Raises :class:`~outlast.ConfigError` for a value that is not seconds above 0.
+
+        Added in 0.1.0.
+        """
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not seconds > 0
+            or seconds != seconds
+        ):
+            raise ConfigError("seconds", seconds, "a number of seconds greater than 0, or None")
+        view = _view(self._core, self._guard)
+        view._limit = None if seconds is None else float(seconds)
+        return view
+
     def retry_after(self) -> float:
         """Seconds until this policy's breaker (for its key) lets a call through; 0 if closed.
 
@@ -404,13 +430,17 @@ class Policy:
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            return _recover(rules, guard, 0, now, Outcome(1, error=exc), fn, args, kwargs)
+            return _recover(
+                rules, guard, 0, now, self._limit, Outcome(1, error=exc), fn, args, kwargs
+            )
         classify = rules.classify_result
         if classify is not None:  # inline: a Run is built only for a result worth retrying
             first = first_result(result)
             decision = classify(first)
             if decision.retry:
-                return _recover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+                return _recover(
+                    rules, guard, 0, now, self._limit, first, fn, args, kwargs, decision
+                )
             if decision.unwell:
                 if breaker is not None:
                     breaker.failed(0)
@@ -441,13 +471,15 @@ class Policy:
             result = await fn(*args, **kwargs)
         except Exception as exc:  # asyncio.CancelledError is not an Exception
             first = Outcome(1, error=exc)
-            return await _arecover(rules, guard, 0, now, first, fn, args, kwargs)
+            return await _arecover(rules, guard, 0, now, self._limit, first, fn, args, kwargs)
         classify = rules.classify_result
         if classify is not None:  # inline: a Run is built only for a result worth retrying
             first = first_result(result)
             decision = classify(first)
             if decision.retry:
-                return await _arecover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+                return await _arecover(
+                    rules, guard, 0, now, self._limit, first, fn, args, kwargs, decision
+                )
             if decision.unwell:
                 if breaker is not None:
                     breaker.failed(0)
@@ -468,9 +500,13 @@ class Policy:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 settled = True
-                return _recover(rules, guard, probe, now, Outcome(1, error=exc), fn, args, kwargs)
+                return _recover(
+                    rules, guard, probe, now, self._limit, Outcome(1, error=exc), fn, args, kwargs
+                )
             settled = True
-            return _recover(rules, guard, probe, now, first_result(result), fn, args, kwargs)
+            return _recover(
+                rules, guard, probe, now, self._limit, first_result(result), fn, args, kwargs
+            )
         finally:
             if not settled and guard.breaker is not None:
                 guard.breaker.abandoned(probe)
@@ -492,10 +528,12 @@ class Policy:
             except Exception as exc:
                 settled = True
                 first = Outcome(1, error=exc)
-                return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
+                return await _arecover(
+                    rules, guard, probe, now, self._limit, first, fn, args, kwargs
+                )
             settled = True
             first = first_result(result)
-            return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
+            return await _arecover(rules, guard, probe, now, self._limit, first, fn, args, kwargs)
         finally:
             if not settled and guard.breaker is not None:
                 guard.breaker.abandoned(probe)
@@ -523,6 +561,7 @@ def _view(core: _Core, guard: Guard | None) -> Policy:
     view = object.__new__(Policy)
     view._core = core
     view._guard = guard
+    view._limit = None
     return view
 
 
@@ -531,6 +570,7 @@ def _recover(
     guard: Guard,
     probe: int,
     started: float,
+    limit: float | None,
     first: Outcome,
     fn: Callable[..., T],
     args: Any,
@@ -547,7 +587,7 @@ def _recover(
     if not decision.retry:
         result: T = replay(first)
         return result
-    run: Run[T] = Run(rules, guard, started, first, decision)
+    run: Run[T] = Run(rules, guard, started, limit, first, decision)
     return run.run(fn, args, kwargs)
 
 
@@ -556,6 +596,7 @@ async def _arecover(
     guard: Guard,
     probe: int,
     started: float,
+    limit: float | None,
     first: Outcome,
     fn: Callable[..., Awaitable[T]],
     args: Any,
@@ -568,5 +609,5 @@ async def _arecover(
     if not decision.retry:
         result: T = replay(first)
         return result
-    run: Run[T] = Run(rules, guard, started, first, decision)
+    run: Run[T] = Run(rules, guard, started, limit, first, decision)
     return await run.arun(fn, args, kwargs)

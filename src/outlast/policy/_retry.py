@@ -65,9 +65,12 @@ class Retry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retry:
-        """A Retry from ``OUTLAST_RETRY_ATTEMPTS``, ``_BASE`` and ``_CAP``."""
+        """A Retry from ``OUTLAST_RETRY_ATTEMPTS``, ``_BASE``, ``_CAP`` and ``_DEADLINE``."""
         return cls(
-            attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_cap
+            attempts=settings.retry_attempts,
+            base=settings.retry_base,
+            cap=settings.retry_cap,
+            deadline=settings.retry_deadline,
         )
 
     def backoff(self, retry: int, uniform: Uniform = random.uniform) -> float:

@@ -4,11 +4,16 @@ The success path never comes here, nor does an attempt its classifier does not w
 retried (:func:`judge`, :func:`tell` and :func:`replay` serve those). When the first
 attempt fails and its classifier says "retry", a :class:`Run` is built and hands
 tenacity its hooks: ``retry`` (the latest decision), ``wait`` (full jitter or the
-destination's hint), ``stop`` (attempts, deadline, a breaker that is not closed, a
-spent budget) and ``before_sleep`` (the event). tenacity's first attempt replays the
-failure already seen; each later attempt passes the breaker's gate, then takes its
-budget token, calls the function and is classified. Whatever ends the loop, the
-caller gets the last attempt's own error (or result), never a tenacity wrapper.
+destination's hint), ``stop`` (attempts, a hint longer than the cap, the deadline, a
+breaker that is not closed, a spent budget) and ``before_sleep`` (the event).
+tenacity's first attempt replays the failure already seen.
+
+The budget's token is taken by ``stop``, before the wait, as the last thing that may
+say no: a caller is never made to wait for a retry the budget then refuses. After the
+wait, the breaker's gate is passed; if it refuses (it opened meanwhile) the token is
+given back and the last outcome is returned. A wait that is cancelled or interrupted
+gives its token back too. Whatever ends the loop, the caller gets the last attempt's
+own error (or result), never a tenacity wrapper.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from outlast._events import Emitter
 from outlast._exceptions import CircuitOpenError
 from outlast.policy import _testing
 from outlast.policy._breaker import CLOSED, BreakerState
-from outlast.policy._budget import BudgetState
+from outlast.policy._budget import BudgetState, Token
 from outlast.policy._classify import Classifier, Decision, Outcome
 from outlast.policy._clock import AsyncSleep, Clock, Sleep
 from outlast.policy._events import BudgetExhausted, RetryScheduled, describe_cause
@@ -102,26 +107,36 @@ class Run(Generic[T]):
 
     __slots__ = (
         "_attempts",
+        "_deadline",
         "_fresh",
         "_guard",
         "_outcome",
         "_refused",
         "_rules",
-        "_started",
+        "_token",
         "decision",
     )
 
     def __init__(
-        self, rules: Rules, guard: Guard, started: float, first: Outcome, decision: Decision
+        self,
+        rules: Rules,
+        guard: Guard,
+        started: float,
+        limit: float | None,
+        first: Outcome,
+        decision: Decision,
     ) -> None:
         self._rules = rules
         self._guard = guard
-        self._started = started
         self._outcome = first
         self.decision = decision
         self._refused = False
         self._fresh = True
+        self._token: Token | None = None  # the budget's token for the retry being waited for
         retry = rules.retry
+        if retry is not None and retry.deadline is not None:
+            limit = retry.deadline if limit is None else min(limit, retry.deadline)
+        self._deadline = None if limit is None else started + limit
         attempts = 1 if retry is None else retry.attempts
         mode = _testing.current()
         if mode is not None and mode.attempts is not None:
@@ -142,10 +157,14 @@ class Run(Generic[T]):
         if state.attempt_number >= self._attempts:
             return True
         retry = self._rules.retry
-        if retry is not None and retry.deadline is not None:
-            elapsed = self._rules.clock() - self._started
-            if elapsed + state.upcoming_sleep > retry.deadline:
-                return True
+        hint = self.decision.delay
+        if retry is not None and hint is not None and hint > retry.cap:
+            # The destination asked for a longer wait than this policy makes: return its
+            # answer now rather than ask again sooner than it said.
+            return True
+        deadline = self._deadline
+        if deadline is not None and self._rules.clock() + state.upcoming_sleep >= deadline:
+            return True  # the retry could not start, let alone finish, in time
         breaker = self._guard.breaker
         if breaker is not None and breaker.state != CLOSED:
             # Open (or half-open, another caller's probe in flight): the retry would be
@@ -153,10 +172,19 @@ class Run(Generic[T]):
             # rather than wait out a backoff first.
             return True
         budget = self._guard.budget
-        if budget is not None and not budget.spare():
-            self._exhausted()
-            return True
+        if budget is not None:
+            token = budget.take()  # before the wait: the last word on whether to retry
+            if token is None:
+                self._exhausted()
+                return True
+            self._token = token
         return False
+
+    def _give_back(self) -> None:
+        """Return the budget's token of a retry that is not made after all."""
+        token, self._token = self._token, None
+        if token is not None and self._guard.budget is not None:
+            self._guard.budget.refund(token)
 
     def _exhausted(self) -> None:
         self._rules.emitter.emit(
@@ -197,27 +225,21 @@ class Run(Generic[T]):
         return result
 
     def _gate(self) -> int | None:
-        """Pass the breaker, then the budget, for a retry.
+        """Pass the breaker, after the wait, for a retry whose budget token is held.
 
-        Returns the probe token (0 if not probing), or None when the retry is refused.
-        A budget token is withdrawn only once the breaker has admitted the retry.
+        Returns the probe token (0 if not probing), or None when the breaker refuses
+        the retry (it opened during the wait); the budget's token is then given back.
         """
-        guard = self._guard
-        breaker = guard.breaker
+        breaker = self._guard.breaker
         probe = 0
         if breaker is not None:
             try:
                 probe = breaker.allow()
             except CircuitOpenError:
                 self._refused = True
+                self._give_back()
                 return None
-        budget = guard.budget
-        if budget is not None and not budget.withdraw():  # spent while this one slept
-            if breaker is not None:
-                breaker.abandoned(probe)
-            self._refused = True
-            self._exhausted()
-            return None
+        self._token = None  # spent on this retry
         return probe
 
     def settle(self, outcome: Outcome, probe: int) -> Decision:
@@ -282,7 +304,10 @@ class Run(Generic[T]):
             return self.replay()
         sleep = _no_sleep if _testing.current() is not None else self._rules.sleep
         retrying = tenacity.Retrying(sleep=sleep, **self._options())
-        return retrying(self._attempt, fn, args, kwargs)
+        try:
+            return retrying(self._attempt, fn, args, kwargs)
+        finally:
+            self._give_back()  # a wait cut short: the retry was not made
 
     async def arun(self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
         """Retry the coroutine function ``fn`` until it succeeds or a stop rule says enough."""
@@ -290,5 +315,8 @@ class Run(Generic[T]):
             return self.replay()
         asleep = _no_asleep if _testing.current() is not None else self._rules.asleep
         retrying = tenacity.AsyncRetrying(sleep=asleep, **self._options())
-        result: T = await retrying(self._aattempt, fn, args, kwargs)
+        try:
+            result: T = await retrying(self._aattempt, fn, args, kwargs)
+        finally:
+            self._give_back()  # a wait cancelled: the retry was not made
         return result
