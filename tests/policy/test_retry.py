@@ -247,6 +247,8 @@ def test_phase_says_what_is_safe_to_retry() -> None:
         (" 1.5 ", 1.5),
         ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
         ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+        ("Wed Oct 21 07:28:10 2015", 10.0),  # asctime, which RFC 9110 requires too
+        ("Wednesday, 21-Oct-15 07:28:10 GMT", 10.0),  # RFC 850
         ("soon", None),
         ("-4", None),
         (None, None),

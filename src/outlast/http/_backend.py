@@ -86,10 +86,13 @@ class SyncBackend(httpcore.NetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.NetworkStream:
         options = None if socket_options is None else list(socket_options)
-        try:
-            answer = self._resolver.resolve(host)
+        started = time.monotonic()
+        try:  # resolution counts against the connect timeout
+            answer = self._resolver.resolve(host, timeout=timeout)
         except ResolveError as exc:
             raise _resolve_failed(exc, port) from exc
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - started))
         ordered = plan(answer.addresses, port, self._outliers)
         inner = self._inner if self._dialer is None else self._dialer(host, self._inner)
 
@@ -147,10 +150,13 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         options = None if socket_options is None else list(socket_options)
-        try:
-            answer = await self._resolver.aresolve(host)
+        started = anyio.current_time()
+        try:  # resolution counts against the connect timeout
+            answer = await self._resolver.aresolve(host, timeout=timeout)
         except ResolveError as exc:
             raise _resolve_failed(exc, port) from exc
+        if timeout is not None:
+            timeout = max(0.0, timeout - (anyio.current_time() - started))
         ordered = plan(answer.addresses, port, self._outliers)
         report = Report(self._emitter, host, self._outliers)
         inner = self._inner if self._dialer is None else self._dialer(host, self._inner)

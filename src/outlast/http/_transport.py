@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
@@ -130,17 +131,73 @@ def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpe
     return CircuitOpenError(exc.name, exc.retry_after, request=request)
 
 
+#: The shortest timeout an attempt is given when its deadline has (nearly) passed: httpcore
+#: reads 0 as "do not block", which is not "give up now".
+_LEAST_TIMEOUT: Final = 0.001
+
+
+def _limit(request: httpx.Request, view: Policy) -> float | None:
+    """The seconds a whole call may take: connect + read of httpx's timeout, or less.
+
+    ``Retry.deadline`` (``OUTLAST_RETRY_DEADLINE``) applies too, the tighter winning.
+    None when neither bounds the call.
+    """
+    timeout = request.extensions.get("timeout")
+    limit: float | None = None
+    if isinstance(timeout, dict):
+        connect, read = timeout.get("connect"), timeout.get("read")
+        if connect is not None and read is not None:
+            limit = float(connect) + float(read)
+    retry = view.retry
+    if retry is not None and retry.deadline is not None:
+        limit = retry.deadline if limit is None else min(limit, retry.deadline)
+    return limit if limit is not None and limit > 0 else None
+
+
 class _Attempts:
-    """One request's attempts: sends it, tags what comes back, frees a failed response."""
+    """One request's attempts: sends it, tags what comes back, frees a failed response.
 
-    __slots__ = ("freed", "last", "request", "send_once")
+    With a deadline, each attempt's httpx timeouts are cut to the time that remains, so
+    the attempts and the waits between them together stay within it.
+    """
 
-    def __init__(self, send_once: Callable[[httpx.Request], Any], request: httpx.Request) -> None:
+    __slots__ = ("deadline", "freed", "last", "request", "send_once", "timeouts")
+
+    def __init__(
+        self,
+        send_once: Callable[[httpx.Request], Any],
+        request: httpx.Request,
+        deadline: float | None = None,
+    ) -> None:
         self.send_once = send_once
         self.request = request
         self.last: httpx.Response | None = None
         #: The last response closed for a retry: the policy may still hand it back.
         self.freed: httpx.Response | None = None
+        #: When the whole call must be over (``time.monotonic()``), or None.
+        self.deadline = deadline
+        self.timeouts: dict[str, float | None] | None = None  # the caller's own, if cut
+
+    def _bound(self) -> None:
+        """Cut the request's timeouts to what remains before the deadline."""
+        deadline = self.deadline
+        if deadline is None:
+            return
+        request = self.request
+        if self.timeouts is None:
+            self.timeouts = dict(request.extensions.get("timeout") or {})
+        remaining = max(_LEAST_TIMEOUT, deadline - time.monotonic())
+        cut = {
+            phase: remaining if value is None else min(value, remaining)
+            for phase, value in self.timeouts.items()
+        }
+        request.extensions = {**request.extensions, "timeout": cut}
+
+    def restore(self) -> None:
+        """Give the request back its own timeouts."""
+        if self.timeouts is not None:
+            self.request.extensions = {**self.request.extensions, "timeout": self.timeouts}
+            self.timeouts = None
 
     def release(self) -> None:
         """Close the last response: it is being retried, or the request was abandoned."""
@@ -158,6 +215,7 @@ class _Attempts:
 
     def send(self) -> httpx.Response:
         self.release()  # the policy chose to retry (in testing mode it does not sleep)
+        self._bound()
         request = self.request
         try:
             response: httpx.Response = self.send_once(request)
@@ -170,6 +228,7 @@ class _Attempts:
 
     async def asend(self) -> httpx.Response:
         await self.arelease()
+        self._bound()
         request = self.request
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = self.send_once
         try:
@@ -288,8 +347,11 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
         send: Callable[[httpx.Request], httpx.Response] = super().handle_request
         if self._parts.chaos is not None:
             send = self._parts.chaos.wrap(send)
-        attempts = _Attempts(send, request)
         view = policy.for_key(origin_of(request.url))
+        limit = _limit(request, view)
+        if limit is not None:  # the caller's timeout bounds the whole call
+            view = view.within(limit)
+        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
         token = HELD.set(attempts)
         try:
             response = view.call(attempts.send)
@@ -300,6 +362,7 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
             raise
         finally:
             HELD.reset(token)
+            attempts.restore()
         _refused(response, attempts, view)
         return response
 
@@ -347,8 +410,11 @@ class AsyncTransport(
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = super().handle_async_request
         if self._parts.chaos is not None:
             send = self._parts.chaos.awrap(send)
-        attempts = _Attempts(send, request)
         view = policy.for_key(origin_of(request.url))
+        limit = _limit(request, view)
+        if limit is not None:  # the caller's timeout bounds the whole call
+            view = view.within(limit)
+        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
         token = HELD.set(attempts)
         try:
             response = await view.acall(attempts.asend)
@@ -359,6 +425,7 @@ class AsyncTransport(
             raise
         finally:
             HELD.reset(token)
+            attempts.restore()
         _refused(response, attempts, view)
         return response
 

@@ -10,6 +10,7 @@ server's delay hint.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import email.utils
 import enum
 import math
@@ -153,6 +154,10 @@ def retry_on(*errors: type[Exception]) -> Classifier:
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
 
+    Every HTTP-date form RFC 9110 (section 5.6.7) requires is read: IMF-fixdate
+    (``Sun, 06 Nov 1994 08:49:37 GMT``), the obsolete RFC 850 form and asctime
+    (``Sun Nov  6 08:49:37 1994``), the last two taken as UTC as the RFC says.
+
     ``now`` is the current POSIX time (for an HTTP-date; ``time.time()`` by default).
     Returns None for a missing or unreadable value; a date in the past gives 0.
     For ``x-amz-retry-after`` (milliseconds) divide by 1000 before use.
@@ -172,8 +177,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        return None
+    if when.tzinfo is None:  # asctime (or "-0000"): HTTP dates are always UTC (RFC 9110 5.6.7)
+        when = when.replace(tzinfo=datetime.timezone.utc)
     if now is None:
         now = time.time()
     return max(0.0, when.timestamp() - now)
