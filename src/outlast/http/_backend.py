@@ -49,6 +49,12 @@ def _resolve_failed(exc: ResolveError, port: int) -> httpcore.ConnectError:
     return httpcore.ConnectError(f"cannot connect to {exc.host!r} port {port}: {exc}")
 
 
+def _resolver_unusable(exc: RuntimeError, host: str, port: int) -> httpcore.ConnectError:
+    # A closed (shared) resolver: the caller gets an httpx error, as for any other
+    # failure to find an address, with the resolver's own error chained.
+    return httpcore.ConnectError(f"cannot connect to {host!r} port {port}: {exc}")
+
+
 def _all_failed(exc: AllAddressesFailed) -> httpcore.ConnectError | httpcore.ConnectTimeout:
     if exc.timed_out or (
         exc.errors and all(isinstance(e, httpcore.ConnectTimeout) for _, e in exc.errors)
@@ -91,6 +97,8 @@ class SyncBackend(httpcore.NetworkBackend):
             answer = self._resolver.resolve(host, timeout=timeout)
         except ResolveError as exc:
             raise _resolve_failed(exc, port) from exc
+        except RuntimeError as exc:  # the resolver is closed
+            raise _resolver_unusable(exc, host, port) from exc
         if timeout is not None:
             timeout = max(0.0, timeout - (time.monotonic() - started))
         ordered = plan(answer.addresses, port, self._outliers)
@@ -155,6 +163,8 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
             answer = await self._resolver.aresolve(host, timeout=timeout)
         except ResolveError as exc:
             raise _resolve_failed(exc, port) from exc
+        except RuntimeError as exc:  # the resolver is closed
+            raise _resolver_unusable(exc, host, port) from exc
         if timeout is not None:
             timeout = max(0.0, timeout - (anyio.current_time() - started))
         ordered = plan(answer.addresses, port, self._outliers)

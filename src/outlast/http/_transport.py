@@ -154,6 +154,26 @@ def _limit(request: httpx.Request, view: Policy) -> float | None:
     return limit if limit is not None and limit > 0 else None
 
 
+def _restore_causes(error: BaseException) -> None:
+    """Put back the causes httpcore's pool hid: it re-raises with ``raise exc from None``.
+
+    So a ``ResolveError`` (or the dial's own error) behind ``httpcore.ConnectError`` is
+    its ``__cause__`` again, as the backend raised it, and a printed traceback shows why.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if (
+            link.__cause__ is None
+            and link.__suppress_context__
+            and link.__context__ is not None
+            and type(link).__module__.startswith("httpcore")
+        ):
+            link.__cause__ = link.__context__
+        link = link.__cause__
+
+
 class _Attempts:
     """One request's attempts: sends it, tags what comes back, frees a failed response.
 
@@ -221,6 +241,7 @@ class _Attempts:
             response: httpx.Response = self.send_once(request)
         except httpx.RequestError as exc:
             exc.request = request
+            _restore_causes(exc)
             raise
         response.request = request
         self.last = response
@@ -235,6 +256,7 @@ class _Attempts:
             response = await send(request)
         except httpx.RequestError as exc:
             exc.request = request
+            _restore_causes(exc)
             raise
         response.request = request
         self.last = response
