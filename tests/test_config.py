@@ -50,7 +50,7 @@ def test_defaults() -> None:
     assert settings.dns_cache_size == 10000
     assert (settings.retry_attempts, settings.retry_base, settings.retry_cap) == (3, 0.05, 20)
     assert settings.retry_budget == 0.1
-    assert (settings.breaker_failures, settings.breaker_reset) == (5, 5)
+    assert (settings.breaker_failures, settings.breaker_reset) == (5, 0.25)
     assert settings.redis_url is None
     assert settings.chaos is None
     assert settings.disable is False

@@ -284,7 +284,7 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable("OUTLAST_RETRY_BUDGET", "retry_budget", "0.1", _fraction),
     Variable("OUTLAST_RETRY_DEADLINE", "retry_deadline", None, _deadline),
     Variable("OUTLAST_BREAKER_FAILURES", "breaker_failures", "5", _count(1)),
-    Variable("OUTLAST_BREAKER_RESET", "breaker_reset", "5", _seconds(allow_zero=False)),
+    Variable("OUTLAST_BREAKER_RESET", "breaker_reset", "0.25", _seconds(allow_zero=False)),
     Variable("OUTLAST_REDIS_URL", "redis_url", None, _redis_url),
     Variable("OUTLAST_CHAOS", "chaos", None, _chaos),
     Variable("OUTLAST_DISABLE", "disable", "0", _flag),
