@@ -311,7 +311,8 @@ def storm(seconds: float = 10.0, runs: int = 3) -> None:
 
     scenario = next(s for s in SCENARIOS if s.name == "backend-503-storm")
     fail_at, heal_at = (f * seconds for f in scenario.fault)
-    print(f"6. backend-503-storm ({seconds:g} s, 503 from {fail_at:g} s to {heal_at:g} s), {runs} runs")
+    print(f"6. backend-503-storm ({seconds:g} s, 503 from {fail_at:g} s to {heal_at:g} s)")
+    print(f"   {runs} runs; load = backend hits per request made during the storm")
     print(
         f"  {'client':<28} {'available':>10} {'load in storm':>14} {'vs plain':>9} "
         f"{'recovery s':>11}"
@@ -335,9 +336,7 @@ def storm(seconds: float = 10.0, runs: int = 3) -> None:
         available = statistics.mean(r[0] for r in rows)
         load = statistics.mean(r[1] for r in rows)
         recovery = max(r[2] for r in rows)
-        print(
-            f"  {name:<28} {available:9.1%} {load:13.2f}x {load / plain:8.2f}x {recovery:11.2f}"
-        )
+        print(f"  {name:<28} {available:9.1%} {load:13.2f}x {load / plain:8.2f}x {recovery:11.2f}")
     print("  targets for outlast: available >= plain httpx, load <= 0.3x plain, recovery <= 1 s")
 
 

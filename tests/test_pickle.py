@@ -113,4 +113,6 @@ def test_an_http_circuit_error_comes_back_from_a_worker_process() -> None:
 def _raise_in_worker() -> None:
     from outlast.http import CircuitOpenError
 
-    raise CircuitOpenError("https://w.test:443", 1.0, request=httpx.Request("GET", "https://w.test/"))
+    raise CircuitOpenError(
+        "https://w.test:443", 1.0, request=httpx.Request("GET", "https://w.test/")
+    )

@@ -84,7 +84,8 @@ def test_a_retry_after_longer_than_what_remains_returns_the_response(
         outcome, took = get(
             mode, resolver, policy(), f"http://{name}:{server.port}/", httpx.Timeout(0.5)
         )
-        assert isinstance(outcome, httpx.Response) and outcome.status_code == 503
+        assert isinstance(outcome, httpx.Response)
+        assert outcome.status_code == 503
         assert outcome.headers["retry-after"] == retry_after
         assert server.hits == 1
         assert took < 0.9
@@ -98,9 +99,7 @@ def test_a_silent_address_times_out_within_the_callers_timeout(
     fault_dns.set(host, ["127.0.0.3"])
     with silent_address("127.0.0.3") as port:
         # five attempts of 0.5 s each would take 2.5 s; the call has 1 s
-        outcome, took = get(
-            mode, resolver, policy(), f"http://{host}:{port}/", httpx.Timeout(0.5)
-        )
+        outcome, took = get(mode, resolver, policy(), f"http://{host}:{port}/", httpx.Timeout(0.5))
     assert isinstance(outcome, httpx.ConnectTimeout)
     assert took < 1.8
 

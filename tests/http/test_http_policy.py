@@ -339,9 +339,7 @@ def test_a_pool_timeout_neither_counts_nor_resets_the_count(
     other = f"other-{name}"
     fault_dns.set(other, ["127.0.0.1"])
     policy = http_policy(attempts=1, breaker=outlast.CircuitBreaker(failures=2, reset=0.2))
-    transport = Transport(
-        resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=1)
-    )
+    transport = Transport(resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=1))
     timeout = httpx.Timeout(5.0, read=0.3, pool=0.05)
     with Backend() as server, Backend() as holder:
         url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
@@ -349,9 +347,11 @@ def test_a_pool_timeout_neither_counts_nor_resets_the_count(
             server.script.append(STALL)
             with pytest.raises(httpx.ReadTimeout):
                 client.get(url)
-            with client.stream("GET", f"http://{other}:{holder.port}/"):
-                with pytest.raises(httpx.PoolTimeout):
-                    client.get(url)
+            with (
+                client.stream("GET", f"http://{other}:{holder.port}/"),
+                pytest.raises(httpx.PoolTimeout),
+            ):
+                client.get(url)
             assert policy.for_key(key).state == "closed"
             server.script.append(STALL)
             with pytest.raises(httpx.ReadTimeout):
@@ -359,9 +359,11 @@ def test_a_pool_timeout_neither_counts_nor_resets_the_count(
             # Two failures of the backend, with a pool timeout between them: open.
             assert policy.for_key(key).state == "open"
             time.sleep(0.25)
-            with client.stream("GET", f"http://{other}:{holder.port}/"):
-                with pytest.raises(httpx.PoolTimeout):  # the probe never reached the backend
-                    client.get(url)
+            with (
+                client.stream("GET", f"http://{other}:{holder.port}/"),
+                pytest.raises(httpx.PoolTimeout),  # the probe never reached the backend
+            ):
+                client.get(url)
             assert policy.for_key(key).state == "half-open"  # not closed by it
             assert client.get(url).status_code == 200  # the freed probe slot: a real probe
             assert policy.for_key(key).state == "closed"

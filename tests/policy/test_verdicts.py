@@ -92,3 +92,19 @@ async def test_a_neutral_probe_is_freed_not_settled(clock: FakeClock) -> None:
     assert p.state == "half-open"
     assert p.call(lambda: "ok") == "ok"  # a real probe settles it
     assert p.state == "closed"
+
+
+@pytest.mark.anyio
+async def test_the_async_face_retries_with_its_default_sleep_under_any_loop() -> None:
+    # No injected sleep: the default (anyio.sleep) must work under asyncio and trio.
+    p = outlast.Policy(retry=outlast.Retry(attempts=3, base=0.001, cap=0.01), budget=None)
+    calls: list[int] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError
+        return "ok"
+
+    assert await p.acall(flaky) == "ok"
+    assert len(calls) == 3

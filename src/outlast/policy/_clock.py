@@ -8,12 +8,13 @@ clock. :func:`to_seconds` turns a ``float | timedelta`` argument into seconds or
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias
+
+import anyio
 
 from outlast._exceptions import ConfigError
 
@@ -33,7 +34,7 @@ AsyncSleep: TypeAlias = Callable[[float], Awaitable[None]]
 
 monotonic: Clock = time.monotonic
 default_sleep: Sleep = time.sleep
-default_async_sleep: AsyncSleep = asyncio.sleep
+default_async_sleep: AsyncSleep = anyio.sleep  # asyncio and trio alike
 
 
 def to_seconds(setting: str, value: object, *, allow_zero: bool = True) -> float:

@@ -12,7 +12,6 @@ for a breaker with a failure ratio, one count in its window); the retry machiner
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import inspect
@@ -23,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
+import anyio
+
 from outlast._config import Settings
 from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
@@ -32,7 +33,7 @@ from outlast.policy._classify import Classifier, Decision, Outcome, first_result
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
-from outlast.policy._run import Guard, Rules, Run, judge, replay, tell
+from outlast.policy._run import Guard, Rules, Run, judge, tell
 
 __all__ = ["DEFAULT_MAX_KEYS", "Policy"]
 
@@ -172,7 +173,7 @@ class Policy:
         enabled: bool = True,
         clock: Clock = monotonic,
         sleep: Sleep = time.sleep,
-        asleep: AsyncSleep = asyncio.sleep,
+        asleep: AsyncSleep = anyio.sleep,
         uniform: Uniform = random.uniform,
         shared: SharedBreakers | None = None,
     ) -> None:
@@ -425,36 +426,30 @@ class Policy:
         now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
-        if probe:
-            return self._probe(guard, probe, now, fn, args, kwargs)
+        if probe:  # rare: the probe's first attempt is made by the retry loop itself
+            return Run[T](rules, guard, now, self._limit, None, probe).run(fn, args, kwargs)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            return _recover(
-                rules, guard, 0, now, self._limit, Outcome(1, error=exc), fn, args, kwargs
-            )
-        classify = rules.classify_result
-        if classify is not None:  # inline: a Run is built only for a result worth retrying
-            first = first_result(result)
-            decision = classify(first)
-            if decision.retry:
-                return _recover(
-                    rules, guard, 0, now, self._limit, first, fn, args, kwargs, decision
-                )
-            if decision.unwell:
-                if breaker is not None:
-                    breaker.failed(0)
-                return result
-            if decision.neutral:
-                return result
-        if breaker is not None and (breaker.failures or breaker.window is not None):
-            breaker.succeeded(0)
+            run: Run[T] | None = _retrying(rules, guard, now, self._limit, Outcome(1, error=exc))
+            if run is None:
+                raise
+            return run.run(fn, args, kwargs)
+        if rules.classify_result is None:
+            if breaker is not None and (breaker.failures or breaker.window is not None):
+                breaker.succeeded(0)
+            return result
+        first = first_result(result)  # inline: a Run is built only for a result to retry
+        decision = rules.classify_result(first)
+        if decision.retry and rules.retry is not None:
+            return Run[T](rules, guard, now, self._limit, first, 0, decision).run(fn, args, kwargs)
+        _settled(breaker, decision)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)`` under the policy and return its result.
 
-        A cancelled call (``asyncio.CancelledError``) is not counted as a failure.
+        A cancelled call (cancellation is not an ``Exception``) is not counted as a failure.
         """
         guard = self._guard
         if guard is None:
@@ -466,77 +461,25 @@ class Policy:
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:
-            return await self._aprobe(guard, probe, now, fn, args, kwargs)
+            return await Run[T](rules, guard, now, self._limit, None, probe).arun(fn, args, kwargs)
         try:
             result = await fn(*args, **kwargs)
-        except Exception as exc:  # asyncio.CancelledError is not an Exception
-            first = Outcome(1, error=exc)
-            return await _arecover(rules, guard, 0, now, self._limit, first, fn, args, kwargs)
-        classify = rules.classify_result
-        if classify is not None:  # inline: a Run is built only for a result worth retrying
-            first = first_result(result)
-            decision = classify(first)
-            if decision.retry:
-                return await _arecover(
-                    rules, guard, 0, now, self._limit, first, fn, args, kwargs, decision
-                )
-            if decision.unwell:
-                if breaker is not None:
-                    breaker.failed(0)
-                return result
-            if decision.neutral:
-                return result
-        if breaker is not None and (breaker.failures or breaker.window is not None):
-            breaker.succeeded(0)
+        except Exception as exc:
+            run: Run[T] | None = _retrying(rules, guard, now, self._limit, Outcome(1, error=exc))
+            if run is None:
+                raise
+            return await run.arun(fn, args, kwargs)
+        if rules.classify_result is None:
+            if breaker is not None and (breaker.failures or breaker.window is not None):
+                breaker.succeeded(0)
+            return result
+        first = first_result(result)
+        decision = rules.classify_result(first)
+        if decision.retry and rules.retry is not None:
+            again = Run[T](rules, guard, now, self._limit, first, 0, decision)
+            return await again.arun(fn, args, kwargs)
+        _settled(breaker, decision)
         return result
-
-    def _probe(
-        self, guard: Guard, probe: int, now: float, fn: Callable[..., T], args: Any, kwargs: Any
-    ) -> T:
-        rules = self._core.rules
-        settled = False
-        try:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                settled = True
-                return _recover(
-                    rules, guard, probe, now, self._limit, Outcome(1, error=exc), fn, args, kwargs
-                )
-            settled = True
-            return _recover(
-                rules, guard, probe, now, self._limit, first_result(result), fn, args, kwargs
-            )
-        finally:
-            if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(probe)
-
-    async def _aprobe(
-        self,
-        guard: Guard,
-        probe: int,
-        now: float,
-        fn: Callable[..., Awaitable[T]],
-        args: Any,
-        kwargs: Any,
-    ) -> T:
-        rules = self._core.rules
-        settled = False
-        try:
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:
-                settled = True
-                first = Outcome(1, error=exc)
-                return await _arecover(
-                    rules, guard, probe, now, self._limit, first, fn, args, kwargs
-                )
-            settled = True
-            first = first_result(result)
-            return await _arecover(rules, guard, probe, now, self._limit, first, fn, args, kwargs)
-        finally:
-            if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(probe)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a ``def`` or ``async def`` so every call goes through the policy."""
@@ -565,49 +508,25 @@ def _view(core: _Core, guard: Guard | None) -> Policy:
     return view
 
 
-def _recover(
-    rules: Rules,
-    guard: Guard,
-    probe: int,
-    started: float,
-    limit: float | None,
-    first: Outcome,
-    fn: Callable[..., T],
-    args: Any,
-    kwargs: Any,
-    decision: Decision | None = None,
-) -> T:
-    """After a first attempt that failed (or needs a look): classify, then maybe retry.
+def _settled(breaker: BreakerState | None, decision: Decision) -> None:
+    """Tell the breaker about a result that is final, touching it only when it must."""
+    if breaker is None or decision.neutral:
+        return
+    if decision.unwell:
+        breaker.failed(0)
+    elif breaker.failures or breaker.window is not None:
+        breaker.succeeded(0)
 
-    ``decision`` is the classifier's verdict if the caller has already asked for it.
+
+def _retrying(
+    rules: Rules, guard: Guard, started: float, limit: float | None, first: Outcome
+) -> Run[Any] | None:
+    """After a first attempt that failed (or needs a look): the Run that retries it.
+
+    None when the outcome is final; the breaker has then been told what it showed.
     """
-    if decision is None:
-        decision = judge(rules, first)
-    tell(guard.breaker, decision, probe)
-    if not decision.retry:
-        result: T = replay(first)
-        return result
-    run: Run[T] = Run(rules, guard, started, limit, first, decision)
-    return run.run(fn, args, kwargs)
-
-
-async def _arecover(
-    rules: Rules,
-    guard: Guard,
-    probe: int,
-    started: float,
-    limit: float | None,
-    first: Outcome,
-    fn: Callable[..., Awaitable[T]],
-    args: Any,
-    kwargs: Any,
-    decision: Decision | None = None,
-) -> T:
-    if decision is None:
-        decision = judge(rules, first)
-    tell(guard.breaker, decision, probe)
-    if not decision.retry:
-        result: T = replay(first)
-        return result
-    run: Run[T] = Run(rules, guard, started, limit, first, decision)
-    return await run.arun(fn, args, kwargs)
+    decision = judge(rules, first)
+    if decision.retry and rules.retry is not None:
+        return Run(rules, guard, started, limit, first, 0, decision)
+    tell(guard.breaker, decision, 0)
+    return None
