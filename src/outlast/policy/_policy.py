@@ -29,7 +29,7 @@ from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.policy._breaker import BreakerState, CircuitBreaker, SharedBreakers
 from outlast.policy._budget import BudgetState, FloorPool, RetryBudget
-from outlast.policy._classify import Classifier, Decision, Outcome, first_result, retry_all
+from outlast.policy._classify import Classifier, Outcome, first_result, retry_all
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
@@ -443,7 +443,11 @@ class Policy:
         decision = rules.classify_result(first)
         if decision.retry and rules.retry is not None:
             return Run[T](rules, guard, now, self._limit, first, 0, decision).run(fn, args, kwargs)
-        _settled(breaker, decision)
+        if breaker is not None and not decision.neutral:  # _settled, inlined: every response
+            if decision.unwell:
+                breaker.failed(0)
+            elif breaker.failures or breaker.window is not None:
+                breaker.succeeded(0)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -478,7 +482,11 @@ class Policy:
         if decision.retry and rules.retry is not None:
             again = Run[T](rules, guard, now, self._limit, first, 0, decision)
             return await again.arun(fn, args, kwargs)
-        _settled(breaker, decision)
+        if breaker is not None and not decision.neutral:  # _settled, inlined: every response
+            if decision.unwell:
+                breaker.failed(0)
+            elif breaker.failures or breaker.window is not None:
+                breaker.succeeded(0)
         return result
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
@@ -506,16 +514,6 @@ def _view(core: _Core, guard: Guard | None) -> Policy:
     view._guard = guard
     view._limit = None
     return view
-
-
-def _settled(breaker: BreakerState | None, decision: Decision) -> None:
-    """Tell the breaker about a result that is final, touching it only when it must."""
-    if breaker is None or decision.neutral:
-        return
-    if decision.unwell:
-        breaker.failed(0)
-    elif breaker.failures or breaker.window is not None:
-        breaker.succeeded(0)
 
 
 def _retrying(
