@@ -445,3 +445,43 @@ def test_callers_waiting_on_retry_after_get_the_429_not_a_circuit_error(
         assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
         # 20 calls, at most 0.1 * 20 + 10 (the floor) retries
         assert server.hits <= 20 + 12
+
+
+def test_async_500_opens_the_breaker_and_429_waiters_get_their_429(
+    name: str, resolver: Resolver
+) -> None:
+    async def main() -> None:
+        policy = outlast.Policy(
+            retry=outlast.Retry(attempts=3, base=0.01, cap=5.0),
+            budget=outlast.RetryBudget(),
+            breaker=outlast.CircuitBreaker(failures=5, reset=5),
+            classify_error=classify_error,
+            classify_result=classify_result,
+        )
+        transport = AsyncTransport(
+            resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=40)
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            with Backend() as server:  # 20 tasks paced by 429 Retry-After
+                server.status = 429
+                server.retry_after = "0.3"
+                url = f"http://{name}:{server.port}/"
+
+                async def one() -> object:
+                    try:
+                        return (await client.get(url)).status_code
+                    except CircuitOpenError as exc:
+                        return exc
+
+                outcomes = await asyncio.gather(*(one() for _ in range(20)))
+                assert outcomes == [429] * 20
+                assert server.hits <= 20 + 12
+            with Backend() as server:  # every POST answered 500: counted, not repeated
+                server.status = 500
+                url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+                for _ in range(5):
+                    assert (await client.post(url, content=b"x")).status_code == 500
+                assert server.hits == 5
+                assert policy.for_key(key).state == "open"
+
+    asyncio.run(main())
