@@ -485,3 +485,24 @@ def test_async_500_opens_the_breaker_and_429_waiters_get_their_429(
                 assert policy.for_key(key).state == "open"
 
     asyncio.run(main())
+
+
+def test_the_issue_input_20_threads_default_client_429_retry_after_1() -> None:
+    # As filed: default outlast.Client(), 20 threads, "429 Retry-After: 1" to everything.
+    # 16 of 20 used to get CircuitOpenError from a closed breaker.
+    import concurrent.futures
+
+    with Backend() as server, outlast.Client() as client:
+        server.status = 429
+        server.retry_after = "1"
+        url = f"http://127.0.0.1:{server.port}/"
+
+        def one(_: int) -> object:
+            try:
+                return client.get(url).status_code
+            except CircuitOpenError as exc:
+                return exc
+
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            outcomes = list(pool.map(one, range(20)))
+    assert outcomes == [429] * 20
