@@ -231,6 +231,21 @@ def test_a_deadline_stops_retries_whose_wait_would_overrun_it(clock: FakeClock) 
     assert len(clock.slept) == 1
 
 
+def test_no_retry_starts_that_could_not_finish_by_the_deadline(clock: FakeClock) -> None:
+    def slow_failure() -> None:
+        clock.advance(0.4)  # each attempt takes 0.4 s to fail (a timeout, say)
+        raise TimeoutError
+
+    retry = Retry(attempts=10, base=0.1, cap=0.1, deadline=1.2)
+    policy = make(clock, retry=retry, uniform=lambda lo, hi: hi)
+    start = clock.now
+    with pytest.raises(TimeoutError):
+        policy.call(slow_failure)
+    # At 0.9 s a wait (0.1) would leave 0.2 s, less than an attempt takes: not started.
+    assert len(clock.slept) == 1
+    assert clock.now - start <= 1.2
+
+
 def test_phase_says_what_is_safe_to_retry() -> None:
     assert Decision.failure(Phase.CONNECT, idempotent=False).retry
     assert not Decision.failure(Phase.READ, idempotent=False).retry

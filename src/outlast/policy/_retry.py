@@ -35,7 +35,8 @@ class Retry:
 
     ``attempts`` counts the first call (1 means never retry). ``base`` and ``cap`` shape
     the full-jitter backoff; ``deadline``, if set, is the most a whole call may take,
-    waits included: a retry whose wait would end past it is not made.
+    waits included: a retry is not made unless its wait, and an attempt as long as the
+    last one took, would end before it.
     Durations are seconds or :class:`datetime.timedelta`.
 
     Added in 0.1.0.

@@ -14,7 +14,9 @@ tenacity supplies the wait and stop math: the backoff's ceiling is
 ``wait_exponential(multiplier=base, max=cap)`` drawn from uniformly (full jitter, its
 ``wait_random_exponential`` with an injectable draw), and the stop rule is
 ``stop_after_attempt(attempts) | stop_before_delay(deadline)`` evaluated on a
-``RetryCallState`` timed by the policy's own clock. Around those, before each wait, the
+``RetryCallState`` timed by the policy's own clock, whose upcoming sleep is the wait
+plus as long as the last attempt took: a retry that could not finish by the deadline
+is not started. Around those, before each wait, the
 loop also stops for a destination's hint longer than ``Retry.cap``, a breaker that is
 not closed, and a spent budget.
 
@@ -180,6 +182,8 @@ class Run(Generic[T]):
             outcome = self._first
             if outcome is None:
                 outcome = yield 1
+            # How long the last attempt took: what the next one may be expected to take.
+            took = rules.clock() - self._started
             decision = self._decision if self._decision is not None else judge(rules, outcome)
             tell(breaker, decision, probe)
             probe = 0
@@ -196,9 +200,11 @@ class Run(Generic[T]):
                 delay = retry.delay(outcome.attempt - 1, hint, rules.uniform)
                 state.attempt_number = outcome.attempt
                 state.outcome_timestamp = rules.clock()
-                state.upcoming_sleep = delay
+                # The deadline must leave room for the wait and for an attempt as long
+                # as the last one: a retry that cannot finish in time is not started.
+                state.upcoming_sleep = delay + took
                 if stop(state):
-                    break  # attempts used up, or the wait would end at the deadline
+                    break  # attempts used up, or the retry could not finish by the deadline
                 if breaker is not None and breaker.state != CLOSED:
                     # Open (or half-open, another caller's probe in flight): the retry
                     # would be refused, or would probe with a request already seen
@@ -221,7 +227,9 @@ class Run(Generic[T]):
                     except CircuitOpenError:  # it opened during the wait
                         break  # (the token is given back below)
                 token = None  # spent on this retry
+                began = rules.clock()
                 outcome = yield outcome.attempt + 1
+                took = rules.clock() - began
                 decision = judge(rules, outcome)
                 tell(breaker, decision, probe)
                 probe = 0
