@@ -445,12 +445,13 @@ class Policy:
             if run is None:
                 raise
             return run.run(fn, args, kwargs)
-        if rules.classify_result is None:
+        classify = rules.classify_result
+        if classify is None:
             if breaker is not None and (breaker.failures or breaker.window is not None):
                 breaker.succeeded(0)
             return result
         first = first_result(result)  # inline: a Run is built only for a result to retry
-        decision = rules.classify_result(first)
+        decision = classify(first)
         if decision.retry and rules.retry is not None:
             return Run[T](rules, guard, now, self._limit, first, 0, decision).run(fn, args, kwargs)
         if breaker is not None and not decision.neutral:  # _settled, inlined: every response
@@ -483,12 +484,13 @@ class Policy:
             if run is None:
                 raise
             return await run.arun(fn, args, kwargs)
-        if rules.classify_result is None:
+        classify = rules.classify_result
+        if classify is None:
             if breaker is not None and (breaker.failures or breaker.window is not None):
                 breaker.succeeded(0)
             return result
         first = first_result(result)
-        decision = rules.classify_result(first)
+        decision = classify(first)
         if decision.retry and rules.retry is not None:
             again = Run[T](rules, guard, now, self._limit, first, 0, decision)
             return await again.arun(fn, args, kwargs)
