@@ -7,7 +7,10 @@ Run: ``PYTHONPATH=src python benchmarks/policy.py`` (about a minute on 2 cores).
 3. 200 asyncio tasks x 10 ms through one shared policy vs bare;
 4. amplification against a destination failing 100%, 50% and 1% of calls (virtual time);
 5. the contention simulation of "Exponential Backoff And Jitter" (AWS Architecture
-   Blog, 2015), in virtual time: outlast's backoff beside full jitter and no jitter.
+   Blog, 2015), in virtual time: outlast's backoff beside full jitter and no jitter;
+6. ``outlast drill``'s backend-503-storm on loopback, real time: availability, backend
+   load during the storm and recovery after the heal, outlast beside plain httpx and
+   httpx with 3 naive retries (``--storm-only`` runs just this part).
 """
 
 from __future__ import annotations
@@ -299,13 +302,55 @@ def herd() -> None:
     )
 
 
+# -- 6. the 503 storm ---------------------------------------------------------------------
+
+
+def storm(seconds: float = 10.0, runs: int = 3) -> None:
+    """The drill's backend-503-storm, run ``runs`` times: the backend fails from 20% to 80%."""
+    from outlast.cli._drill._scenarios import SCENARIOS, lab, run_scenario
+
+    scenario = next(s for s in SCENARIOS if s.name == "backend-503-storm")
+    fail_at, heal_at = (f * seconds for f in scenario.fault)
+    print(f"6. backend-503-storm ({seconds:g} s, 503 from {fail_at:g} s to {heal_at:g} s)")
+    print(f"   {runs} runs; load = backend hits per request made during the storm")
+    print(
+        f"  {'client':<28} {'available':>10} {'load in storm':>14} {'vs plain':>9} "
+        f"{'recovery s':>11}"
+    )
+    figures: dict[str, list[tuple[float, float, float]]] = {}
+    with lab() as drill_lab:
+        for _ in range(runs):
+            report = run_scenario(scenario, drill_lab, seconds, lambda line: None)
+            for name, client in report.clients.items():
+                timeline = client.timeline
+                ok = sum(1 for _, good in timeline if good)
+                hits = client.backend_load * client.requests
+                in_storm = [t for t, _ in timeline if fail_at <= t < heal_at]
+                healthy_hits = ok  # a request answered 200 reached the backend once
+                load = max(0.0, hits - healthy_hits) / max(1, len(in_storm))
+                after = [t for t, good in timeline if good and t >= heal_at]
+                recovery = (after[0] - heal_at) if after else float("inf")
+                figures.setdefault(name, []).append((client.availability, load, recovery))
+    plain = statistics.mean(f[1] for f in figures["httpx"])
+    for name, rows in figures.items():
+        available = statistics.mean(r[0] for r in rows)
+        load = statistics.mean(r[1] for r in rows)
+        recovery = max(r[2] for r in rows)
+        print(f"  {name:<28} {available:9.1%} {load:13.2f}x {load / plain:8.2f}x {recovery:11.2f}")
+    print("  targets for outlast: available >= plain httpx, load <= 0.3x plain, recovery <= 1 s")
+
+
 def main() -> None:
+    import sys
+
     start = time.perf_counter()
-    success_path()
-    threads()
-    tasks()
-    amplification()
-    herd()
+    if "--storm-only" not in sys.argv:
+        success_path()
+        threads()
+        tasks()
+        amplification()
+        herd()
+    storm()
     print(f"done in {time.perf_counter() - start:.0f} s")
 
 

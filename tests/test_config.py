@@ -57,7 +57,7 @@ def test_defaults() -> None:
     assert settings.dns_cache_size == 10000
     assert (settings.retry_attempts, settings.retry_base, settings.retry_cap) == (3, 0.05, 20)
     assert settings.retry_budget == 0.1
-    assert (settings.breaker_failures, settings.breaker_reset) == (5, 5)
+    assert (settings.breaker_failures, settings.breaker_reset) == (5, 0.25)
     assert settings.redis_url is None
     assert settings.chaos is None
     assert settings.disable is False
@@ -178,6 +178,7 @@ BAD = {
     "OUTLAST_RETRY_ATTEMPTS": "three",
     "OUTLAST_RETRY_BASE": "-1",
     "OUTLAST_RETRY_CAP": "x",
+    "OUTLAST_RETRY_DEADLINE": "soon",
     "OUTLAST_RETRY_BUDGET": "2",
     "OUTLAST_BREAKER_FAILURES": "0",
     "OUTLAST_BREAKER_RESET": "0",

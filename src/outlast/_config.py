@@ -196,6 +196,13 @@ def _seconds(*, allow_zero: bool) -> Callable[[str, str], float]:
     return parse
 
 
+def _deadline(name: str, raw: str) -> float | None:
+    """Seconds greater than 0, or empty / ``none`` for no deadline of its own."""
+    if not raw.strip() or raw.strip().lower() == "none":
+        return None
+    return _seconds(allow_zero=False)(name, raw)
+
+
 def _count(minimum: int) -> Callable[[str, str], int]:
     def parse(name: str, raw: str) -> int:
         expected = f"a whole number of at least {minimum}"
@@ -340,8 +347,9 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable("OUTLAST_RETRY_BASE", "retry_base", "0.05", _seconds(allow_zero=True)),
     Variable("OUTLAST_RETRY_CAP", "retry_cap", "20", _seconds(allow_zero=True)),
     Variable("OUTLAST_RETRY_BUDGET", "retry_budget", "0.1", _fraction),
+    Variable("OUTLAST_RETRY_DEADLINE", "retry_deadline", None, _deadline),
     Variable("OUTLAST_BREAKER_FAILURES", "breaker_failures", "5", _count(1)),
-    Variable("OUTLAST_BREAKER_RESET", "breaker_reset", "5", _seconds(allow_zero=False)),
+    Variable("OUTLAST_BREAKER_RESET", "breaker_reset", "0.25", _seconds(allow_zero=False)),
     Variable("OUTLAST_REDIS_URL", "redis_url", None, _redis_url),
     Variable("OUTLAST_CHAOS", "chaos", None, _chaos),
     Variable("OUTLAST_DISABLE", "disable", "0", _flag),
@@ -370,6 +378,7 @@ class Settings:
     retry_base: float
     retry_cap: float
     retry_budget: float
+    retry_deadline: float | None
     breaker_failures: int
     breaker_reset: float
     redis_url: str | None = dataclasses.field(repr=False)

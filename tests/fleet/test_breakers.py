@@ -68,7 +68,10 @@ def test_a_fresh_process_fails_fast_on_a_breaker_the_fleet_opened(redis_server) 
             "            fast += 1\n"
             "print(json.dumps(fast))\n"
         )
-        env = subprocess_env(redis_server.url, [("OUTLAST_RETRY_ATTEMPTS", "1")])
+        # reset as long as A's: with the default (0.25 s) a probe would be due by now
+        env = subprocess_env(
+            redis_server.url, [("OUTLAST_RETRY_ATTEMPTS", "1"), ("OUTLAST_BREAKER_RESET", "30")]
+        )
         out = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
         )

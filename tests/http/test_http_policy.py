@@ -326,3 +326,183 @@ def test_a_proxy_refusing_the_tunnel_is_not_retried_nor_held_against_the_target(
             client.get(f"https://{name}:8443/")
     assert proxy.targets == [f"{name}:8443"]  # one CONNECT: not retried
     assert policy.for_key(f"https://{name}:8443").state == "closed"  # not the target's fault
+
+
+# -- verdicts: a breaker counts what the destination did, nothing else ------------------
+
+
+def test_a_pool_timeout_neither_counts_nor_resets_the_count(
+    fault_dns: DNSServer, name: str, resolver: Resolver
+) -> None:
+    # One pool connection: held open to another origin, every request to ``name`` waits
+    # for it and fails with PoolTimeout. That says nothing about ``name``'s backend.
+    other = f"other-{name}"
+    fault_dns.set(other, ["127.0.0.1"])
+    policy = http_policy(attempts=1, breaker=outlast.CircuitBreaker(failures=2, reset=0.2))
+    transport = Transport(resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=1))
+    timeout = httpx.Timeout(5.0, read=0.3, pool=0.05)
+    with Backend() as server, Backend() as holder:
+        url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            server.script.append(STALL)
+            with pytest.raises(httpx.ReadTimeout):
+                client.get(url)
+            with (
+                client.stream("GET", f"http://{other}:{holder.port}/"),
+                pytest.raises(httpx.PoolTimeout),
+            ):
+                client.get(url)
+            assert policy.for_key(key).state == "closed"
+            server.script.append(STALL)
+            with pytest.raises(httpx.ReadTimeout):
+                client.get(url)
+            # Two failures of the backend, with a pool timeout between them: open.
+            assert policy.for_key(key).state == "open"
+            time.sleep(0.25)
+            with (
+                client.stream("GET", f"http://{other}:{holder.port}/"),
+                pytest.raises(httpx.PoolTimeout),  # the probe never reached the backend
+            ):
+                client.get(url)
+            assert policy.for_key(key).state == "half-open"  # not closed by it
+            assert client.get(url).status_code == 200  # the freed probe slot: a real probe
+            assert policy.for_key(key).state == "closed"
+
+
+def test_a_backend_answering_500_opens_the_breaker_without_repeating_a_post(
+    name: str, resolver: Resolver
+) -> None:
+    policy = http_policy(breaker=outlast.CircuitBreaker(failures=5, reset=5))
+    with Backend() as server:
+        server.status = 500
+        url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+        with httpx.Client(transport=Transport(resolver=resolver, policy=policy)) as client:
+            statuses = []
+            for _ in range(5):
+                statuses.append(client.post(url, content=b"x").status_code)
+            assert statuses == [500] * 5
+            assert server.hits == 5  # a POST answered 500 is not sent again
+            assert policy.for_key(key).state == "open"
+            with pytest.raises(CircuitOpenError):
+                client.post(url, content=b"x")
+
+
+@pytest.mark.parametrize("status", [501, 505])
+def test_501_and_505_are_not_held_against_the_backend(
+    name: str, resolver: Resolver, status: int
+) -> None:
+    policy = http_policy(breaker=outlast.CircuitBreaker(failures=2, reset=5))
+    with Backend() as server:
+        server.status = status
+        url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+        with httpx.Client(transport=Transport(resolver=resolver, policy=policy)) as client:
+            assert [client.get(url).status_code for _ in range(4)] == [status] * 4
+            assert server.hits == 4  # not retried either
+            assert policy.for_key(key).state == "closed"
+
+
+def test_a_500_to_a_get_is_retried(name: str, resolver: Resolver) -> None:
+    with Backend() as server:
+        server.script.extend([500, 200])
+        transport = Transport(resolver=resolver, policy=http_policy())
+        with httpx.Client(transport=transport) as client:
+            assert client.get(f"http://{name}:{server.port}/").status_code == 200
+            assert server.hits == 2
+
+
+def test_callers_waiting_on_retry_after_get_the_429_not_a_circuit_error(
+    name: str, resolver: Resolver
+) -> None:
+    # 20 callers, a server pacing every one of them: the budget lets some retry and the
+    # others get the 429 (and its Retry-After) at once; no breaker refused anything.
+    import concurrent.futures
+
+    policy = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01, cap=5.0),
+        budget=outlast.RetryBudget(),
+        breaker=outlast.CircuitBreaker(),
+        classify_error=classify_error,
+        classify_result=classify_result,
+    )
+    with Backend() as server:
+        server.status = 429
+        server.retry_after = "0.3"
+        url = f"http://{name}:{server.port}/"
+        transport = Transport(
+            resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=40)
+        )
+        with httpx.Client(transport=transport) as client:
+
+            def one(_: int) -> object:
+                try:
+                    return client.get(url).status_code
+                except CircuitOpenError as exc:
+                    return exc
+
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                outcomes = list(pool.map(one, range(20)))
+        assert outcomes == [429] * 20
+        assert policy.for_key(f"http://{name}:{server.port}").state == "closed"
+        # 20 calls, at most 0.1 * 20 + 10 (the floor) retries
+        assert server.hits <= 20 + 12
+
+
+def test_async_500_opens_the_breaker_and_429_waiters_get_their_429(
+    name: str, resolver: Resolver
+) -> None:
+    async def main() -> None:
+        policy = outlast.Policy(
+            retry=outlast.Retry(attempts=3, base=0.01, cap=5.0),
+            budget=outlast.RetryBudget(),
+            breaker=outlast.CircuitBreaker(failures=5, reset=5),
+            classify_error=classify_error,
+            classify_result=classify_result,
+        )
+        transport = AsyncTransport(
+            resolver=resolver, policy=policy, limits=httpx.Limits(max_connections=40)
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            with Backend() as server:  # 20 tasks paced by 429 Retry-After
+                server.status = 429
+                server.retry_after = "0.3"
+                url = f"http://{name}:{server.port}/"
+
+                async def one() -> object:
+                    try:
+                        return (await client.get(url)).status_code
+                    except CircuitOpenError as exc:
+                        return exc
+
+                outcomes = await asyncio.gather(*(one() for _ in range(20)))
+                assert outcomes == [429] * 20
+                assert server.hits <= 20 + 12
+            with Backend() as server:  # every POST answered 500: counted, not repeated
+                server.status = 500
+                url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"
+                for _ in range(5):
+                    assert (await client.post(url, content=b"x")).status_code == 500
+                assert server.hits == 5
+                assert policy.for_key(key).state == "open"
+
+    asyncio.run(main())
+
+
+def test_the_issue_input_20_threads_default_client_429_retry_after_1() -> None:
+    # As filed: default outlast.Client(), 20 threads, "429 Retry-After: 1" to everything.
+    # 16 of 20 used to get CircuitOpenError from a closed breaker.
+    import concurrent.futures
+
+    with Backend() as server, outlast.Client() as client:
+        server.status = 429
+        server.retry_after = "1"
+        url = f"http://127.0.0.1:{server.port}/"
+
+        def one(_: int) -> object:
+            try:
+                return client.get(url).status_code
+            except CircuitOpenError as exc:
+                return exc
+
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            outcomes = list(pool.map(one, range(20)))
+    assert outcomes == [429] * 20

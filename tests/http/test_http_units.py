@@ -152,7 +152,7 @@ def test_classify_error_by_phase() -> None:
     assert not classify_error(_error(httpx.ReadTimeout, post)).retry
     assert classify_error(_error(httpx.ReadTimeout, post)).unwell
     assert classify_error(_error(httpx.RemoteProtocolError, _request("GET"))).retry
-    assert classify_error(_error(httpx.PoolTimeout, _request("GET"))) == Decision.ACCEPT
+    assert classify_error(_error(httpx.PoolTimeout, _request("GET"))) == Decision.NEUTRAL
 
 
 def _response(status: int, request: httpx.Request, **headers: str) -> Outcome:
@@ -163,7 +163,9 @@ def test_classify_result_statuses_and_retry_after() -> None:
     get = _request("GET")
     assert classify_result(_response(200, get)) == Decision.ACCEPT
     assert classify_result(_response(404, get)) == Decision.ACCEPT
-    assert classify_result(_response(500, get)) == Decision.ACCEPT
+    assert classify_result(_response(500, get)) == Decision(retry=True, unwell=True)
+    assert classify_result(_response(507, get)) == Decision(unwell=True)
+    assert classify_result(_response(501, get)) == Decision.ACCEPT
     assert classify_result(_response(503, get, **{"retry-after": "2"})) == Decision(
         retry=True, unwell=True, delay=2.0
     )

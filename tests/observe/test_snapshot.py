@@ -84,7 +84,10 @@ def test_a_resolver_snapshot_says_which_names_are_stale_since_when_and_why(
 def test_a_policy_snapshot_says_which_breakers_are_open_since_when() -> None:
     clock = Clock()
     policy = outlast.Policy(
-        name="svc", retry=None, breaker=CircuitBreaker(failures=2, reset=30.0), clock=clock
+        name="svc",
+        retry=None,
+        breaker=CircuitBreaker(failures=2, reset=30.0, min_reset=30.0),
+        clock=clock,
     )
 
     def boom() -> None:

@@ -33,7 +33,8 @@ from .helpers import FakeClock, Recorder
 def make(clock: FakeClock, recorder: Recorder | None = None, **kw: object) -> Policy:
     kw.setdefault("retry", None)
     kw.setdefault("budget", None)
-    kw.setdefault("breaker", CircuitBreaker(failures=3, reset=5.0))
+    # A fixed open interval (min_reset = reset): these tests time the reset exactly.
+    kw.setdefault("breaker", CircuitBreaker(failures=3, reset=5.0, min_reset=5.0))
     kw.setdefault("sleep", clock.sleep)
     return Policy(
         clock=clock,
@@ -244,7 +245,9 @@ def test_a_cancelled_probe_frees_the_probe_slot(clock: FakeClock) -> None:
 def test_a_probe_silent_for_a_whole_reset_is_not_yet_presumed_lost(clock: FakeClock) -> None:
     # This test used to assert that a second caller probed once the first probe had
     # been silent for one `reset`: two probes in flight at once, the bug it now guards.
-    policy = make(clock, breaker=CircuitBreaker(failures=3, reset=5.0, probe_timeout=30.0))
+    policy = make(
+        clock, breaker=CircuitBreaker(failures=3, reset=5.0, min_reset=5.0, probe_timeout=30.0)
+    )
     trip(policy)
     clock.advance(5.0)
     inner: list[str] = []
@@ -634,3 +637,30 @@ def test_breaker_configuration_is_validated() -> None:
         CircuitBreaker(reset=5, probe_timeout=4)
     assert CircuitBreaker(reset=5).probe_timeout == 60.0
     assert CircuitBreaker(reset=45).probe_timeout == 90.0
+
+
+def test_the_open_interval_starts_short_and_doubles_while_probes_fail(clock: FakeClock) -> None:
+    policy = make(clock, breaker=CircuitBreaker(failures=3, reset=1.0, min_reset=0.1))
+    trip(policy)
+    waits = []
+    for _ in range(6):
+        with pytest.raises(CircuitOpenError) as info:
+            policy.call(lambda: None)
+        waits.append(round(info.value.retry_after, 6))
+        clock.advance(info.value.retry_after)
+        with pytest.raises(ConnectionError):
+            policy.call(boom)  # the probe fails: open again, for longer
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    clock.advance(1.0)
+    assert policy.call(lambda: "ok") == "ok"  # the destination healed: the probe closes it
+    trip(policy)
+    with pytest.raises(CircuitOpenError) as info:
+        policy.call(lambda: None)
+    assert info.value.retry_after == pytest.approx(0.1)  # afresh after closing
+
+
+def test_min_reset_defaults_short_and_may_not_exceed_reset() -> None:
+    assert CircuitBreaker().min_reset == 0.05
+    assert CircuitBreaker(reset=0.01).min_reset == 0.01
+    with pytest.raises(ConfigError):
+        CircuitBreaker(reset=1.0, min_reset=2.0)

@@ -128,3 +128,90 @@ def test_retries_never_exceed_ratio_times_calls_plus_floor_in_any_window(
         recent = sum(1 for r in retries if t - window + eps <= r <= t)
         made = sum(1 for c in calls if t - window - eps <= c <= t)
         assert recent <= ratio * made + floor * window + 1e-9
+
+
+def test_the_floor_is_capped_policy_wide_not_given_to_every_key() -> None:
+    """100 quiet origins, each called once a second, every call failing: the retries
+    stay near ``ratio`` of the calls, not ``ratio`` plus a floor per origin."""
+    from outlast import Policy, Retry
+
+    from .helpers import FakeClock
+
+    clock = FakeClock()
+    policy = Policy(
+        retry=Retry(attempts=3, base=0.0, cap=0.0),
+        budget=RetryBudget(),
+        breaker=None,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    attempts = 0
+
+    def fail() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise TimeoutError
+
+    calls = 0
+    for _second in range(60):
+        for origin in range(100):
+            calls += 1
+            with pytest.raises(TimeoutError):
+                policy.for_key(f"origin-{origin}").call(fail)
+        clock.advance(1.0)
+    assert attempts / calls <= 1.12  # the ratio (0.1) and one floor (1/s) for all of them
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=2.5),
+            st.integers(min_value=0, max_value=2),
+            st.sampled_from(["call", "retry", "refunded"]),
+        ),
+        min_size=1,
+        max_size=300,
+    ),
+    ratio=st.floats(min_value=0.0, max_value=1.0),
+    floor=st.floats(min_value=0.0, max_value=2.0),
+    window=st.floats(min_value=0.5, max_value=30.0),
+)
+def test_keys_sharing_a_floor_pool_keep_both_bounds_through_refunds(
+    steps: list[tuple[float, int, str]], ratio: float, floor: float, window: float
+) -> None:
+    """Three keys of one policy: each keeps its own bound, the retries only the floor
+    paid for stay within one ``floor * window`` across all of them, and a token given
+    back (a retry not made) counts for nothing."""
+    from outlast.policy._budget import FloorPool
+
+    clock = FakeClock()
+    config = RetryBudget(ratio=ratio, floor=floor, window=window)
+    pool = FloorPool(config)
+    states = [BudgetState(config, clock, pool) for _ in range(3)]
+    calls: list[list[float]] = [[], [], []]
+    retries: list[list[float]] = [[], [], []]
+    floored: list[float] = []
+    for dt, key, op in steps:
+        clock.advance(dt)
+        if op == "call":
+            states[key].deposit(clock.now)
+            calls[key].append(clock.now)
+            continue
+        token = states[key].take()
+        if token is None:
+            continue
+        if op == "refunded":
+            states[key].refund(token)
+            continue
+        retries[key].append(clock.now)
+        if token.floor:
+            floored.append(clock.now)
+    eps = 1e-9 * max(1.0, clock.now)
+    for key in range(3):
+        for t in retries[key]:
+            recent = sum(1 for r in retries[key] if t - window + eps <= r <= t)
+            made = sum(1 for c in calls[key] if t - window - eps <= c <= t)
+            assert recent <= ratio * made + floor * window + 1e-9
+    for t in floored:
+        assert sum(1 for r in floored if t - window + eps <= r <= t) <= floor * window + 1e-9

@@ -95,3 +95,31 @@ def test_two_event_loops_in_two_threads_share_one_policy() -> None:
     for t in threads:
         t.join(15)
     assert results == ["ok", "ok"]
+
+
+def test_for_key_under_eviction_churn_from_many_threads() -> None:
+    """Known keys are found without the registry's lock; evictions racing with that
+    must only send a caller down the locked path, never hand it another key's state."""
+    import threading
+
+    policy = Policy(max_keys=8)
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def work(seed: int) -> None:
+        try:
+            start.wait()
+            for i in range(3000):
+                key = f"k{(i * 7 + seed) % 12}"  # 12 keys through an 8-key registry
+                view = policy.for_key(key)
+                assert view.key == key
+                assert view.call(int, i) == i
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []

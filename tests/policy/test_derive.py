@@ -22,7 +22,7 @@ def test_a_derived_policy_shares_every_keys_breaker_both_ways() -> None:
     clock = FakeClock()
     policy = Policy(
         retry=Retry(attempts=1),
-        breaker=CircuitBreaker(failures=2, reset=5),
+        breaker=CircuitBreaker(failures=2, reset=5, min_reset=5),
         clock=clock,
         sleep=clock.sleep,
     )

@@ -115,18 +115,18 @@ def test_the_success_path_builds_no_tenacity_objects(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[object] = []
-    original = tenacity.Retrying.__init__
+    original = tenacity.RetryCallState.__init__
 
-    def spy(self: tenacity.Retrying, *a: object, **kw: object) -> None:
+    def spy(self: tenacity.RetryCallState, *a: object, **kw: object) -> None:
         built.append(self)
         original(self, *a, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tenacity.Retrying, "__init__", spy)
+    monkeypatch.setattr(tenacity.RetryCallState, "__init__", spy)
     policy = make(clock)
     assert policy.call(lambda: 1) == 1
     assert built == []
     assert policy.call(failing(1, TimeoutError())) == "ok"
-    assert len(built) == 1
+    assert built  # a retry does: the stop rule's state, the backoff's wait_exponential
 
 
 def test_a_result_classifier_builds_a_run_only_for_a_result_to_retry(
@@ -198,16 +198,21 @@ def test_a_retryable_result_is_retried_and_the_last_result_returned(clock: FakeC
     assert always.call(lambda: 503) == 503  # out of attempts: the result as is
 
 
-def test_the_classifiers_delay_hint_is_honoured_and_capped(clock: FakeClock) -> None:
+def test_the_classifiers_delay_hint_is_honoured_and_one_past_the_cap_ends_the_call(
+    clock: FakeClock,
+) -> None:
     hints = iter([0.7, 50.0, 1.0])
 
     def classify(outcome: Outcome) -> Decision:
         return Decision(retry=True, unwell=True, delay=next(hints))
 
     policy = make(clock, classify_error=classify, retry=Retry(attempts=3, base=0.01, cap=5.0))
+    fn = failing(9, TimeoutError())
     with pytest.raises(TimeoutError):
-        policy.call(failing(9, TimeoutError()))
-    assert clock.slept == [0.7, 5.0]
+        policy.call(fn)
+    # 50 s asked for, 5 s the most this policy waits: not asked again sooner than it said.
+    assert clock.slept == [0.7]
+    assert fn.calls == [2]  # type: ignore[attr-defined]
 
 
 def test_a_deadline_stops_retries_whose_wait_would_overrun_it(clock: FakeClock) -> None:
@@ -215,14 +220,50 @@ def test_a_deadline_stops_retries_whose_wait_would_overrun_it(clock: FakeClock) 
         clock.advance(0.4)
         raise TimeoutError
 
-    retry = Retry(attempts=10, base=0.1, cap=0.1, deadline=1.0)
+    retry = Retry(attempts=10, base=0.1, cap=0.1, deadline=0.95)
     policy = make(clock, retry=retry, uniform=lambda lo, hi: hi)
     start = clock.now
     with pytest.raises(TimeoutError):
         policy.call(slow_failure)
-    # 0.4 + 0.1 + 0.4 = 0.9; another wait (0.1) would end at 1.0 and the attempt past it
-    assert clock.now - start <= 1.0 + 0.4
-    assert len(clock.slept) == 2
+    # 0.4 + 0.1 + 0.4 = 0.9; another wait (0.1) would end past the deadline: no time
+    # is left for the attempt after it, so none is made.
+    assert clock.now - start <= 0.95
+    assert len(clock.slept) == 1
+
+
+def test_no_retry_starts_that_could_not_finish_by_the_deadline(clock: FakeClock) -> None:
+    def slow_failure() -> None:
+        clock.advance(0.4)  # each attempt takes 0.4 s to fail (a slow refusal, say)
+        raise ConnectionError("refused, slowly")
+
+    retry = Retry(attempts=10, base=0.1, cap=0.1, deadline=1.2)
+    policy = make(clock, retry=retry, uniform=lambda lo, hi: hi)
+    start = clock.now
+    with pytest.raises(ConnectionError):
+        policy.call(slow_failure)
+    # At 0.9 s a wait (0.1) would leave 0.2 s, less than an attempt takes: not started.
+    assert len(clock.slept) == 1
+    assert clock.now - start <= 1.2
+
+
+def test_after_a_timeout_a_retry_starts_when_its_wait_fits(clock: FakeClock) -> None:
+    # A timed-out attempt says how long the caller would wait, not how long an attempt
+    # takes: the retry (perhaps to another address) starts if its wait fits; its own
+    # timeouts are the caller's to cut to what remains.
+    calls: list[float] = []
+
+    def timed_out_then_quick() -> str:
+        calls.append(clock.now)
+        if len(calls) == 1:
+            clock.advance(1.0)
+            raise TimeoutError("read timed out")
+        clock.advance(0.01)
+        return "ok"
+
+    retry = Retry(attempts=3, base=0.1, cap=0.1, deadline=1.5)
+    policy = make(clock, retry=retry, uniform=lambda lo, hi: hi)
+    assert policy.call(timed_out_then_quick) == "ok"
+    assert len(calls) == 2
 
 
 def test_phase_says_what_is_safe_to_retry() -> None:
@@ -241,6 +282,8 @@ def test_phase_says_what_is_safe_to_retry() -> None:
         (" 1.5 ", 1.5),
         ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
         ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+        ("Wed Oct 21 07:28:10 2015", 10.0),  # asctime, which RFC 9110 requires too
+        ("Wednesday, 21-Oct-15 07:28:10 GMT", 10.0),  # RFC 850
         ("soon", None),
         ("-4", None),
         (None, None),
@@ -284,26 +327,53 @@ def test_budget_spent_fails_at_once_with_the_original_error(
     assert (event.attempt, event.cause) == (1, "TimeoutError: b")  # type: ignore[attr-defined]
 
 
-def test_a_budget_spent_during_the_wait_refuses_the_retry_after_it(
-    clock: FakeClock, recorder: Recorder
-) -> None:
+def test_the_budget_token_is_taken_before_the_wait(clock: FakeClock, recorder: Recorder) -> None:
     from outlast.policy import BudgetExhausted
+
+    taken: list[bool] = []
 
     def sleep(seconds: float) -> None:
         clock.sleep(seconds)
-        assert budget.withdraw()  # meanwhile another caller takes the last retry
+        taken.append(budget.withdraw())  # meanwhile another caller wants the last retry
 
     # the floor allows 0.1 * 10 = 1 retry in the window, the ratio none
     policy = make(clock, recorder, budget=RetryBudget(ratio=0.0, floor=0.1, window=10), sleep=sleep)
     assert policy._guard is not None
     budget = policy._guard.budget
     assert budget is not None
+    mine = failing(1, TimeoutError("mine"))
+    assert policy.call(mine) == "ok"  # the waiting caller keeps the token it waited for
+    assert mine.calls == [2]  # type: ignore[attr-defined]
+    assert taken == [False]
+    assert policy.budget_counts() == (1, 1)
+    assert recorder.of(BudgetExhausted) == []
+
+
+def test_a_retry_the_breaker_refuses_after_the_wait_gives_its_token_back(
+    clock: FakeClock,
+) -> None:
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        policy._force("open")  # another caller's failures opened it meanwhile
+
+    policy = make(
+        clock,
+        budget=RetryBudget(ratio=0.0, floor=0.1, window=10),
+        breaker=CircuitBreaker(failures=5, reset=1.0),
+        sleep=sleep,
+    )
     error = TimeoutError("mine")
-    mine = failing(1, error)
     with pytest.raises(TimeoutError) as info:
-        policy.call(mine)
+        policy.call(failing(1, error))
     assert info.value is error
-    assert mine.calls == [1]  # type: ignore[attr-defined]
-    assert policy.budget_counts() == (1, 1)  # the other caller's retry only
-    [event] = recorder.of(BudgetExhausted)
-    assert (event.attempt, event.cause) == (1, "TimeoutError: mine")  # type: ignore[attr-defined]
+    assert policy.budget_counts() == (1, 0)  # the token came back
+
+
+def test_a_wait_cut_short_gives_its_token_back(clock: FakeClock) -> None:
+    def sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    policy = make(clock, budget=RetryBudget(ratio=0.0, floor=0.1, window=10), sleep=sleep)
+    with pytest.raises(KeyboardInterrupt):
+        policy.call(failing(1, TimeoutError()))
+    assert policy.budget_counts() == (1, 0)

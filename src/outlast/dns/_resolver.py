@@ -243,13 +243,15 @@ class Resolver:
 
     # -- public API -------------------------------------------------------------------
 
-    def resolve(self, host: str) -> Answer:
+    def resolve(self, host: str, *, timeout: float | None = None) -> Answer:
         """The addresses for ``host``.
 
         Served from memory when fresh; a stale answer is served at once while one
         background refresh runs. Raises :class:`~outlast.ResolveError` when nothing
         usable is held and the providers give no addresses (after ``OUTLAST_DNS_STATIC``),
         and :class:`~outlast.InvalidHostError` for a malformed name (no query is sent).
+        ``timeout`` (seconds) bounds the wait for a lookup (a caller's deadline); the
+        lookup itself goes on for the next caller.
         """
         if self._disabled:
             return _getaddrinfo(host)
@@ -267,15 +269,16 @@ class Resolver:
                 "resolve() was called on the resolver's own thread (from a listener or a "
                 "provider) for a name it does not hold; it cannot wait for itself",
             )
+        limit = self._wait_limit if timeout is None else max(0.0, min(self._wait_limit, timeout))
         try:
-            outcome = future.result(timeout=self._wait_limit)
+            outcome = future.result(timeout=limit)
         except concurrent.futures.TimeoutError:
-            outcome = Failure(f"the lookup took longer than {self._wait_limit:g}s", "providers")
+            outcome = Failure(f"the lookup took longer than {limit:g}s", "providers")
         except concurrent.futures.CancelledError:
             raise ResolveError(host, "the resolver was closed during the lookup") from None
         return self._after_wait(host, name, outcome)
 
-    async def aresolve(self, host: str) -> Answer:
+    async def aresolve(self, host: str, *, timeout: float | None = None) -> Answer:
         """:meth:`resolve` for async code (asyncio or trio): never blocks the event loop."""
         if self._disabled:
             return await _agetaddrinfo(host)
@@ -286,10 +289,11 @@ class Resolver:
         if isinstance(step, Answer):
             return step
         name, future = step
+        limit = self._wait_limit if timeout is None else max(0.0, min(self._wait_limit, timeout))
         try:  # on asyncio or trio; cancelling this caller leaves the shared lookup running
-            outcome = await wait_future(future, self._wait_limit)
+            outcome = await wait_future(future, limit)
         except TimeoutError:
-            outcome = Failure(f"the lookup took longer than {self._wait_limit:g}s", "providers")
+            outcome = Failure(f"the lookup took longer than {limit:g}s", "providers")
         except concurrent.futures.CancelledError:  # the shared lookup was cancelled
             raise ResolveError(host, "the resolver was closed during the lookup") from None
         return self._after_wait(host, name, outcome)

@@ -82,6 +82,12 @@ def _resolve_failed(exc: ResolveError, port: int) -> httpcore.ConnectError:
     return httpcore.ConnectError(f"cannot connect to {exc.host!r} port {port}: {exc}")
 
 
+def _resolver_unusable(exc: RuntimeError, host: str, port: int) -> httpcore.ConnectError:
+    # A closed (shared) resolver: the caller gets an httpx error, as for any other
+    # failure to find an address, with the resolver's own error chained.
+    return httpcore.ConnectError(f"cannot connect to {host!r} port {port}: {exc}")
+
+
 def _all_failed(exc: AllAddressesFailed) -> httpcore.ConnectError | httpcore.ConnectTimeout:
     if exc.timed_out or (
         exc.errors
@@ -166,10 +172,15 @@ class SyncBackend(httpcore.NetworkBackend):
         Returns the stream, the answer dialled and the address that won.
         """
         options = [] if socket_options is None else list(socket_options)
-        try:
-            answer = self._resolver.resolve(host)
+        started = time.monotonic()
+        try:  # resolution counts against the connect timeout
+            answer = self._resolver.resolve(host, timeout=timeout)
         except ResolveError as exc:
             raise _resolve_failed(exc, port) from exc
+        except RuntimeError as exc:  # the resolver is closed
+            raise _resolver_unusable(exc, host, port) from exc
+        if timeout is not None:
+            timeout = max(0.0, timeout - (time.monotonic() - started))
         ordered = plan(answer.addresses, port, self._outliers)
         report = Report(self._emitter, host, self._outliers)
         if self._dialer is not None:
@@ -342,10 +353,15 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
     ) -> tuple[AsyncWatchedStream, Answer, str]:
         """:meth:`SyncBackend.dial` for the async face."""
         options = None if socket_options is None else list(socket_options)
-        try:
-            answer = await self._resolver.aresolve(host)
+        started = anyio.current_time()
+        try:  # resolution counts against the connect timeout
+            answer = await self._resolver.aresolve(host, timeout=timeout)
         except ResolveError as exc:
             raise _resolve_failed(exc, port) from exc
+        except RuntimeError as exc:  # the resolver is closed
+            raise _resolver_unusable(exc, host, port) from exc
+        if timeout is not None:
+            timeout = max(0.0, timeout - (anyio.current_time() - started))
         ordered = plan(answer.addresses, port, self._outliers)
         report = Report(self._emitter, host, self._outliers)
         inner = self._inner if self._dialer is None else self._dialer(host, self._inner)

@@ -3,11 +3,15 @@
 Connect-phase failures (the name did not resolve, every address refused or timed out,
 the TLS handshake broke off) never reached the server, so they are retried for every
 method. A proxy that refuses the tunnel (``httpx.ProxyError``: 407, 403 on CONNECT)
-is not retried (it would answer the same) and not held against the target origin,
-whose breaker it is: the target was never reached. Read-phase failures (the request was written,
-the response did not come) and 502/503/504 are retried only when repeating the request
-is safe: an idempotent method (GET, HEAD, OPTIONS, PUT, DELETE) or an
-``Idempotency-Key`` header, *and* a body that can be sent again. 429 and 503 pass the
+and a wait for a free pool connection that timed out (``httpx.PoolTimeout``) are
+neutral: not retried, and neither counted against the origin's breaker nor taken as
+its success (the origin was never reached; a half-open probe that ends so is freed).
+Read-phase failures (the request was written, the response did not come) and
+500/502/503/504 are retried only when repeating the request is safe: an idempotent
+method (GET, HEAD, OPTIONS, PUT, DELETE) or an ``Idempotency-Key`` header, *and* a
+body that can be sent again. Every 5xx but 501 (Not Implemented) and 505 (HTTP Version
+Not Supported), which say what the server cannot do rather than that it is unwell,
+counts against the breaker whether or not it is retried. 429 and 503 pass the
 server's ``Retry-After`` to the policy as the delay.
 
 A certificate that fails verification is not retried: another attempt would meet the
@@ -35,8 +39,10 @@ __all__ = [
 
 #: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-#: Statuses that say "the server is unwell or busy; try again".
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+#: Statuses that say "the server is unwell or busy; try again" (retried when safe).
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+#: 5xx that say what the server cannot do, not that it is unwell: never counted.
+_WELL_5XX: Final = frozenset({501, 505})
 _DELAY_HINTED: Final = frozenset({429, 503})
 _CONNECT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 _READ_ERRORS: Final = (
@@ -92,8 +98,8 @@ def classify_error(outcome: Outcome, /) -> Decision:
     Added in 0.1.0.
     """
     error = outcome.error
-    if isinstance(error, httpx.ProxyError):
-        return Decision.ACCEPT  # the proxy's answer: not the target's health
+    if isinstance(error, (httpx.ProxyError, httpx.PoolTimeout)):
+        return Decision.NEUTRAL  # the proxy's answer or our own pool: not the target's doing
     if isinstance(error, _CONNECT_ERRORS):
         if _certificate_failed(error):
             return Decision(retry=False, unwell=True)
@@ -101,7 +107,7 @@ def classify_error(outcome: Outcome, /) -> Decision:
     if isinstance(error, _READ_ERRORS):
         request = _request_of(error)
         return Decision.failure(Phase.READ, idempotent=request is not None and retry_safe(request))
-    return Decision.ACCEPT  # PoolTimeout, protocol misuse, a bug: not the destination's fault
+    return Decision.NEUTRAL  # protocol misuse, a bug: says nothing about the destination
 
 
 def classify_result(outcome: Outcome, /) -> Decision:
@@ -110,9 +116,15 @@ def classify_result(outcome: Outcome, /) -> Decision:
     Added in 0.1.0.
     """
     response = outcome.result
-    if not isinstance(response, httpx.Response) or response.status_code not in RETRY_STATUSES:
+    if not isinstance(response, httpx.Response):
         return Decision.ACCEPT
     status = response.status_code
+    if status < 500 and status != 429:
+        return Decision.ACCEPT
+    # 429 is the server pacing us, not failing: retried when safe, not held against it.
+    unwell = status >= 500 and status not in _WELL_5XX
+    if status not in RETRY_STATUSES:
+        return Decision(unwell=unwell)
     try:
         safe = retry_safe(response.request)
     except RuntimeError:
@@ -120,5 +132,4 @@ def classify_result(outcome: Outcome, /) -> Decision:
     delay = None
     if status in _DELAY_HINTED:
         delay = parse_retry_after(response.headers.get("retry-after"))
-    # 429 is the server pacing us, not failing: retried when safe, not held against it.
-    return Decision(retry=safe, unwell=status != 429, delay=delay)
+    return Decision(retry=safe, unwell=unwell, delay=delay)

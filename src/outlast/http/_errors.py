@@ -13,6 +13,8 @@ Inside the network backend, a :class:`~outlast.ResolveError` and a failed dial b
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from outlast._exceptions import CircuitOpenError as _OutlastCircuitOpenError
@@ -40,3 +42,20 @@ class CircuitOpenError(httpx.ConnectError, _OutlastCircuitOpenError):
             f"the next probe is allowed in {retry_after:.2f}s",
         )
         self.request = request
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Outlast's base pickles (name, retry_after) alone, and this __init__ needs the
+        # request too: without it an error raised in a worker process cannot come back.
+        return _rebuild, (type(self), self.name, self.retry_after, self._request)
+
+
+def _rebuild(
+    cls: type[CircuitOpenError], name: str, retry_after: float, request: httpx.Request | None
+) -> CircuitOpenError:
+    error = cls.__new__(cls)
+    if request is None:  # httpx's errors may be built without one
+        _OutlastCircuitOpenError.__init__(error, name, retry_after)
+        error._request = None
+        return error
+    CircuitOpenError.__init__(error, name, retry_after, request=request)
+    return error

@@ -8,8 +8,9 @@ what the transport did), with three things added on top of the policy's own clas
   failure) is vetoed unless the request is retry-safe (idempotent method or
   ``Idempotency-Key``, and a replayable body): a ``policy=`` built with the default
   ``retry_all`` must not send a POST twice;
-- an ``httpx.ProxyError`` (the proxy refused the tunnel, e.g. 407) is neither retried
-  nor held against the target origin's breaker: the target was never reached;
+- an ``httpx.ProxyError`` (the proxy refused the tunnel, e.g. 407) or
+  ``httpx.PoolTimeout`` (no pool connection came free) is neutral: neither retried nor
+  counted by the target origin's breaker, for or against: the target was never reached;
 - the policy's sleep first frees the failed response of the attempt being retried (the
   retry is certain once the policy sleeps), so no pool connection is held through the
   backoff, and none is lost if the wait is cancelled.
@@ -72,8 +73,8 @@ def keep_error_rules(classify: Classifier) -> Classifier:
     """``classify`` with the HTTP rules for errors on top."""
 
     def classify_error(outcome: Outcome, /) -> Decision:
-        if isinstance(outcome.error, httpx.ProxyError):
-            return Decision.ACCEPT  # the proxy's answer, not the target's health
+        if isinstance(outcome.error, (httpx.ProxyError, httpx.PoolTimeout)):
+            return Decision.NEUTRAL  # the proxy's answer or our own pool, not the target's
         return _vetoed(classify(outcome), outcome)
 
     return classify_error

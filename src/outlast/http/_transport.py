@@ -128,17 +128,93 @@ def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpe
     return CircuitOpenError(exc.name, exc.retry_after, request=request)
 
 
+#: The shortest timeout an attempt is given when its deadline has (nearly) passed: httpcore
+#: reads 0 as "do not block", which is not "give up now".
+_LEAST_TIMEOUT: Final = 0.001
+
+
+def _limit(request: httpx.Request, view: Policy) -> float | None:
+    """The seconds a whole call may take: connect + read of httpx's timeout, or less.
+
+    ``Retry.deadline`` (``OUTLAST_RETRY_DEADLINE``) applies too, the tighter winning.
+    None when neither bounds the call.
+    """
+    timeout = request.extensions.get("timeout")
+    limit: float | None = None
+    if isinstance(timeout, dict):
+        connect, read = timeout.get("connect"), timeout.get("read")
+        if connect is not None and read is not None:
+            limit = float(connect) + float(read)
+    retry = view.retry
+    if retry is not None and retry.deadline is not None:
+        limit = retry.deadline if limit is None else min(limit, retry.deadline)
+    return limit if limit is not None and limit > 0 else None
+
+
+def _restore_causes(error: BaseException) -> None:
+    """Put back the causes httpcore's pool hid: it re-raises with ``raise exc from None``.
+
+    So a ``ResolveError`` (or the dial's own error) behind ``httpcore.ConnectError`` is
+    its ``__cause__`` again, as the backend raised it, and a printed traceback shows why.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if (
+            link.__cause__ is None
+            and link.__suppress_context__
+            and link.__context__ is not None
+            and type(link).__module__.startswith("httpcore")
+        ):
+            link.__cause__ = link.__context__
+        link = link.__cause__
+
+
 class _Attempts:
-    """One request's attempts: sends it, tags what comes back, frees a failed response."""
+    """One request's attempts: sends it, tags what comes back, frees a failed response.
 
-    __slots__ = ("freed", "last", "request", "send_once")
+    With a deadline, each attempt's httpx timeouts are cut to the time that remains, so
+    the attempts and the waits between them together stay within it.
+    """
 
-    def __init__(self, send_once: Callable[[httpx.Request], Any], request: httpx.Request) -> None:
+    __slots__ = ("deadline", "freed", "last", "request", "send_once", "timeouts")
+
+    def __init__(
+        self,
+        send_once: Callable[[httpx.Request], Any],
+        request: httpx.Request,
+        deadline: float | None = None,
+    ) -> None:
         self.send_once = send_once
         self.request = request
         self.last: httpx.Response | None = None
         #: The last response closed for a retry: the policy may still hand it back.
         self.freed: httpx.Response | None = None
+        #: When the whole call must be over (``time.monotonic()``), or None.
+        self.deadline = deadline
+        self.timeouts: dict[str, float | None] | None = None  # the caller's own, if cut
+
+    def _bound(self) -> None:
+        """Cut the request's timeouts to what remains before the deadline."""
+        deadline = self.deadline
+        if deadline is None:
+            return
+        request = self.request
+        if self.timeouts is None:
+            self.timeouts = dict(request.extensions.get("timeout") or {})
+        remaining = max(_LEAST_TIMEOUT, deadline - time.monotonic())
+        cut = {
+            phase: remaining if value is None else min(value, remaining)
+            for phase, value in self.timeouts.items()
+        }
+        request.extensions = {**request.extensions, "timeout": cut}
+
+    def restore(self) -> None:
+        """Give the request back its own timeouts."""
+        if self.timeouts is not None:
+            self.request.extensions = {**self.request.extensions, "timeout": self.timeouts}
+            self.timeouts = None
 
     def release(self) -> None:
         """Close the last response: it is being retried, or the request was abandoned."""
@@ -156,11 +232,13 @@ class _Attempts:
 
     def send(self) -> httpx.Response:
         self.release()  # the policy chose to retry (in testing mode it does not sleep)
+        self._bound()
         request = self.request
         try:
             response: httpx.Response = self.send_once(request)
         except httpx.RequestError as exc:
             exc.request = request
+            _restore_causes(exc)
             raise
         response.request = request
         self.last = response
@@ -168,12 +246,14 @@ class _Attempts:
 
     async def asend(self) -> httpx.Response:
         await self.arelease()
+        self._bound()
         request = self.request
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = self.send_once
         try:
             response = await send(request)
         except httpx.RequestError as exc:
             exc.request = request
+            _restore_causes(exc)
             raise
         response.request = request
         self.last = response
@@ -295,8 +375,11 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
         send: Callable[[httpx.Request], httpx.Response] = super().handle_request
         if self._parts.chaos is not None:
             send = self._parts.chaos.wrap(send)
-        attempts = _Attempts(send, request)
         view = policy.for_key(origin_of(request.url))
+        limit = _limit(request, view)
+        if limit is not None:  # the caller's timeout bounds the whole call
+            view = view.within(limit)
+        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
         token = HELD.set(attempts)
         try:
             response = view.call(attempts.send)
@@ -307,6 +390,7 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
             raise
         finally:
             HELD.reset(token)
+            attempts.restore()
         _refused(response, attempts, view)
         return response
 
@@ -352,8 +436,11 @@ class AsyncTransport(
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = super().handle_async_request
         if self._parts.chaos is not None:
             send = self._parts.chaos.awrap(send)
-        attempts = _Attempts(send, request)
         view = policy.for_key(origin_of(request.url))
+        limit = _limit(request, view)
+        if limit is not None:  # the caller's timeout bounds the whole call
+            view = view.within(limit)
+        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
         token = HELD.set(attempts)
         try:
             response = await view.acall(attempts.asend)
@@ -364,5 +451,6 @@ class AsyncTransport(
             raise
         finally:
             HELD.reset(token)
+            attempts.restore()
         _refused(response, attempts, view)
         return response

@@ -44,6 +44,7 @@ __all__ = [
     "CLOSED",
     "DEFAULT_FAILURES",
     "DEFAULT_MIN_CALLS",
+    "DEFAULT_MIN_RESET",
     "DEFAULT_PROBE_TIMEOUT",
     "DEFAULT_RESET",
     "DEFAULT_WINDOW",
@@ -55,7 +56,8 @@ __all__ = [
 ]
 
 DEFAULT_FAILURES: Final = 5
-DEFAULT_RESET: Final = 5.0
+DEFAULT_RESET: Final = 0.25
+DEFAULT_MIN_RESET: Final = 0.05
 DEFAULT_PROBE_TIMEOUT: Final = 60.0
 DEFAULT_MIN_CALLS: Final = 20
 DEFAULT_WINDOW: Final = 10.0
@@ -72,11 +74,16 @@ class CircuitBreaker:
 
     After ``failures`` consecutive failures that the classifier calls "unwell" the
     breaker opens: calls fail at once with :class:`~outlast.CircuitOpenError`. After
-    ``reset`` seconds one probe is let through; its success closes the breaker, its
-    failure opens it for another ``reset``. While the probe is in flight every other
-    caller fails fast; only a probe that has not reported for ``probe_timeout`` seconds
-    is presumed lost and lets another caller probe (default: 60 s, or twice ``reset``
-    if that is longer; it may not be shorter than ``reset``).
+    ``min_reset`` seconds one probe is let through; its success closes the breaker,
+    its failure opens it again for twice as long, and so on up to ``reset`` seconds
+    (as Envoy grows an ejection, or resilience4j's exponential wait in the open state):
+    a short outage is over for the callers soon after it is over for the destination,
+    a long one costs it one probe per ``reset``. ``min_reset`` defaults to 0.05 s (or
+    ``reset`` if that is shorter); set it to ``reset`` for a fixed interval. While the
+    probe is in flight every other caller fails fast; only a probe that has not
+    reported for ``probe_timeout`` seconds is presumed lost and lets another caller
+    probe (default: 60 s, or twice ``reset`` if that is longer; it may not be shorter
+    than ``reset``).
 
     With ``ratio`` set, the breaker also opens when, over the last ``window`` seconds,
     at least ``min_calls`` calls finished while it was closed and the share of "unwell"
@@ -94,6 +101,7 @@ class CircuitBreaker:
     ratio: float | None
     min_calls: int
     window: float
+    min_reset: float
 
     def __init__(
         self,
@@ -104,6 +112,7 @@ class CircuitBreaker:
         ratio: float | None = None,
         min_calls: int = DEFAULT_MIN_CALLS,
         window: Duration = DEFAULT_WINDOW,
+        min_reset: Duration | None = None,
     ) -> None:
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
             raise ConfigError("failures", failures, "a whole number of at least 1")
@@ -115,6 +124,12 @@ class CircuitBreaker:
             raise ConfigError("min_calls", min_calls, "a whole number of at least 1")
         window_s = to_seconds("window", window, allow_zero=False)
         reset_s = to_seconds("reset", reset, allow_zero=False)
+        if min_reset is None:
+            first = min(DEFAULT_MIN_RESET, reset_s)
+        else:
+            first = to_seconds("min_reset", min_reset, allow_zero=False)
+            if first > reset_s:
+                raise ConfigError("min_reset", min_reset, f"at most reset ({reset_s:g})")
         if probe_timeout is None:
             lost = max(DEFAULT_PROBE_TIMEOUT, 2 * reset_s)
         else:
@@ -127,6 +142,7 @@ class CircuitBreaker:
         object.__setattr__(self, "ratio", None if ratio is None else float(ratio))
         object.__setattr__(self, "min_calls", min_calls)
         object.__setattr__(self, "window", window_s)
+        object.__setattr__(self, "min_reset", first)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CircuitBreaker:
@@ -274,6 +290,7 @@ class BreakerState:
         "_config",
         "_emitter",
         "_forced",
+        "_interval",
         "_lease",
         "_link",
         "_lock",
@@ -311,6 +328,8 @@ class BreakerState:
             name=name,
         )
         self._opened_at: float | None = None
+        # How long this opening lasts: min_reset, doubled by each failed probe, up to reset.
+        self._interval = config.min_reset
         self._probe = 0  # the token of the probe in flight; 0 when there is none
         self._probe_since: float | None = None
         self._tokens = 0  # the last token handed out
@@ -372,7 +391,7 @@ class BreakerState:
         if state == OPEN:
             if self._opened_at is None:  # opened elsewhere (a shared storage): start timing now
                 self._opened_at = now
-            wait = self._opened_at + config.reset - now
+            wait = self._opened_at + self._interval - now
             if wait > 0:
                 raise CircuitOpenError(self.name, wait)
             if self._lease is not None and not leased:  # one probe per reset in the fleet
@@ -383,7 +402,7 @@ class BreakerState:
             # is presumed lost (its token goes stale and this caller probes instead).
             lost = self._probe_since + config.probe_timeout - now
             if lost > 0:
-                raise CircuitOpenError(self.name, min(config.reset, lost))
+                raise CircuitOpenError(self.name, min(self._interval, lost))
         self._tokens += 1
         self._probe = self._tokens
         self._probe_since = now
@@ -401,9 +420,9 @@ class BreakerState:
                 return 0.0
             if state == OPEN:
                 opened = now if self._opened_at is None else self._opened_at
-                return max(0.0, opened + config.reset - now)
+                return max(0.0, opened + self._interval - now)
             if self._probe and self._probe_since is not None:  # half-open, probe in flight
-                return max(0.0, min(config.reset, self._probe_since + config.probe_timeout - now))
+                return max(0.0, min(self._interval, self._probe_since + config.probe_timeout - now))
             return 0.0
 
     def _claim(self, probe: int) -> bool:
@@ -424,6 +443,7 @@ class BreakerState:
                     if self._storage.state == HALF_OPEN:
                         self._storage.reset_counter()
                         self._opened_at = None
+                        self._interval = self._config.min_reset
                         self._pb.close()
                         self._afresh()
                         closed = True
@@ -452,7 +472,8 @@ class BreakerState:
         with self._lock:
             state = self._storage.state
             if self._claim(probe):
-                if state == HALF_OPEN:
+                if state == HALF_OPEN:  # the probe failed: stay open twice as long
+                    self._interval = min(self._config.reset, 2.0 * self._interval)
                     self._trip()
                     tripped = True
             elif state == CLOSED and self._forced != CLOSED:  # ordinary, or a stale probe
@@ -480,6 +501,10 @@ class BreakerState:
             current = self._storage.state
             if state == OPEN:
                 self._opened_at = self._clock() - max(opened_ago, 0.0)
+                # Opened elsewhere: the process that opened it probes on its short,
+                # growing interval and its verdict reaches every process; here the
+                # breaker waits the full ``reset``, so the fleet does not probe at once.
+                self._interval = self._config.reset
                 if current != OPEN:
                     self._probe, self._probe_since = 0, None
                     self._pb.open()
@@ -487,6 +512,7 @@ class BreakerState:
             elif state == CLOSED and current != CLOSED:
                 self._storage.reset_counter()
                 self._opened_at = None
+                self._interval = self._config.min_reset
                 self._probe, self._probe_since = 0, None
                 self._pb.close()
                 self._afresh()
@@ -529,6 +555,7 @@ class BreakerState:
                     self._trip()
             elif self._storage.state != CLOSED:
                 self._storage.reset_counter()
+                self._interval = self._config.min_reset
                 self._pb.close()
                 self._afresh()
             else:

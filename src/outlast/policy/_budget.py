@@ -2,8 +2,17 @@
 
 Over a sliding window (``window`` seconds, kept in ten buckets) a key may retry at most
 ``ratio`` times the calls it made, plus ``floor`` retries per second of window so that a
-quiet destination can still retry at all. When the budget is spent, the call fails at
-once with its own error. Counting a call costs one clock reading and one short lock.
+quiet destination can still retry at all. The floor is also capped policy-wide: the
+retries that only the floor allows (beyond ``ratio`` of their key's calls) come from
+one :class:`FloorPool` per policy, ``floor`` per second across every key, so a
+hundred quiet origins do not get a hundred floors. When the budget is spent, the call
+fails at once with its own error. Counting a call costs one clock reading and one
+short lock.
+
+A retry's token is taken before its wait (:meth:`BudgetState.take`) and given back
+(:meth:`BudgetState.refund`) if the retry is not made after all (the breaker refused
+it after the wait, the wait was cancelled), so callers waiting on a backoff cannot
+all be promised the same last token.
 
 A real window ``[t - window, t]`` touches eleven buckets, not ten. So that the bound
 holds for it and not only for bucket-aligned windows, a retry is weighed against the
@@ -22,7 +31,16 @@ from outlast._config import Settings
 from outlast._exceptions import ConfigError
 from outlast.policy._clock import Clock, Duration, to_seconds
 
-__all__ = ["BUCKETS", "DEFAULT_FLOOR", "DEFAULT_RATIO", "DEFAULT_WINDOW", "RetryBudget"]
+__all__ = [
+    "BUCKETS",
+    "DEFAULT_FLOOR",
+    "DEFAULT_RATIO",
+    "DEFAULT_WINDOW",
+    "BudgetState",
+    "FloorPool",
+    "RetryBudget",
+    "Token",
+]
 
 DEFAULT_RATIO: Final = 0.1
 DEFAULT_FLOOR: Final = 1.0
@@ -73,14 +91,70 @@ class RetryBudget:
         return self.floor * self.window
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Token:
+    """One retry taken from a budget: the bucket it was counted in, and whether the
+    policy-wide floor paid for it."""
+
+    epoch: int
+    floor: bool
+
+
+class FloorPool:
+    """The retries every key of one policy took on its floor alone, over the window.
+
+    At most ``floor * window`` of them (one reserve for the whole policy). Thread-safe.
+    """
+
+    __slots__ = ("_counts", "_epochs", "_lock", "_reserve")
+
+    def __init__(self, config: RetryBudget) -> None:
+        self._reserve = config.reserve
+        self._lock = threading.Lock()
+        self._epochs = [-_SLOTS - 1] * _SLOTS
+        self._counts = [0] * _SLOTS
+
+    def take(self, epoch: int) -> bool:
+        """Count one floor retry in bucket ``epoch`` if the pool allows it."""
+        oldest = epoch - BUCKETS
+        with self._lock:
+            used = sum(
+                n for e, n in zip(self._epochs, self._counts, strict=True) if oldest <= e <= epoch
+            )
+            if used + 1 > self._reserve:
+                return False
+            slot = epoch % _SLOTS
+            if self._epochs[slot] != epoch:
+                self._epochs[slot] = epoch
+                self._counts[slot] = 0
+            self._counts[slot] += 1
+            return True
+
+    def refund(self, epoch: int) -> None:
+        with self._lock:
+            slot = epoch % _SLOTS
+            if self._epochs[slot] == epoch and self._counts[slot] > 0:
+                self._counts[slot] -= 1
+
+
 class BudgetState:
     """The live counts of one key's budget. Thread-safe; the lock is held for counting only."""
 
-    __slots__ = ("_calls", "_clock", "_config", "_epochs", "_lock", "_retries", "_width")
+    __slots__ = (
+        "_calls",
+        "_clock",
+        "_config",
+        "_epochs",
+        "_lock",
+        "_pool",
+        "_retries",
+        "_width",
+    )
 
-    def __init__(self, config: RetryBudget, clock: Clock) -> None:
+    def __init__(self, config: RetryBudget, clock: Clock, pool: FloorPool | None = None) -> None:
         self._config = config
         self._clock = clock
+        self._pool = pool
         self._width = config.window / BUCKETS
         self._lock = threading.Lock()
         self._epochs = [-_SLOTS - 1] * _SLOTS
@@ -136,14 +210,36 @@ class BudgetState:
 
     def withdraw(self) -> bool:
         """Take one retry if the window allows it; False when the budget is spent."""
+        return self.take() is not None
+
+    def take(self) -> Token | None:
+        """Take one retry if the window (and the policy-wide floor) allows it, else None.
+
+        Give the token back with :meth:`refund` if the retry is not made after all.
+        """
         epoch = int(self._clock() // self._width)
+        config = self._config
         with self._lock:
             slot = self._slot(epoch)
             calls, retries = self._weigh(epoch)
-            if retries + 1 > self._config.ratio * calls + self._config.reserve:
-                return False
+            allowed = config.ratio * calls
+            if retries + 1 > allowed + config.reserve:
+                return None
+            floor = retries + 1 > allowed  # only the floor allows it
+            if floor and self._pool is not None and not self._pool.take(epoch):
+                return None
             self._retries[slot] += 1
-            return True
+            return Token(epoch, floor)
+
+    def refund(self, token: Token) -> None:
+        """Give back a retry taken by :meth:`take` that was not made."""
+        epoch = token.epoch
+        with self._lock:
+            slot = epoch % _SLOTS
+            if self._epochs[slot] == epoch and self._retries[slot] > 0:
+                self._retries[slot] -= 1
+        if token.floor and self._pool is not None:
+            self._pool.refund(epoch)
 
     def counts(self) -> tuple[int, int]:
         """(calls, retries) that a retry now would be weighed by."""

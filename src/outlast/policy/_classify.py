@@ -10,6 +10,7 @@ server's delay hint.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import email.utils
 import enum
 import math
@@ -53,7 +54,11 @@ class Decision:
     ``retry``: the attempt may be retried. ``unwell``: the outcome says the destination
     is unwell and counts against its circuit breaker (a business error such as a 404
     does not). ``delay``: the destination's own hint of how long to wait, in seconds;
-    the policy waits that long (capped by ``Retry.cap``) instead of its jittered delay.
+    the policy waits that long instead of its jittered delay, and does not retry at
+    all when the hint is longer than ``Retry.cap`` or than the call's deadline leaves.
+    ``neutral``: the outcome says nothing about the destination (a local pool timeout,
+    a proxy's refusal): the breaker neither counts it nor resets its count, and a
+    half-open probe that ends this way is freed for another caller, not settled.
 
     Added in 0.1.0.
     """
@@ -61,11 +66,14 @@ class Decision:
     retry: bool = False
     unwell: bool = False
     delay: float | None = None
+    neutral: bool = False
 
     ACCEPT: ClassVar[Decision]
     """A success or a business error: returned or raised as is, the destination is well."""
     TRANSIENT: ClassVar[Decision]
     """A transient failure of the destination: retry it, and count it."""
+    NEUTRAL: ClassVar[Decision]
+    """Not the destination's doing: returned or raised as is, and the breaker ignores it."""
 
     @classmethod
     def failure(cls, phase: Phase, *, idempotent: bool, delay: float | None = None) -> Decision:
@@ -75,6 +83,7 @@ class Decision:
 
 Decision.ACCEPT = Decision()
 Decision.TRANSIENT = Decision(retry=True, unwell=True)
+Decision.NEUTRAL = Decision(neutral=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,6 +154,10 @@ def retry_on(*errors: type[Exception]) -> Classifier:
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
 
+    Every HTTP-date form RFC 9110 (section 5.6.7) requires is read: IMF-fixdate
+    (``Sun, 06 Nov 1994 08:49:37 GMT``), the obsolete RFC 850 form and asctime
+    (``Sun Nov  6 08:49:37 1994``), the last two taken as UTC as the RFC says.
+
     ``now`` is the current POSIX time (for an HTTP-date; ``time.time()`` by default).
     Returns None for a missing or unreadable value; a date in the past gives 0.
     For ``x-amz-retry-after`` (milliseconds) divide by 1000 before use.
@@ -164,8 +177,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        return None
+    if when.tzinfo is None:  # asctime (or "-0000"): HTTP dates are always UTC (RFC 9110 5.6.7)
+        when = when.replace(tzinfo=datetime.timezone.utc)
     if now is None:
         now = time.time()
     return max(0.0, when.timestamp() - now)

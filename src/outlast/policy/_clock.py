@@ -34,7 +34,7 @@ AsyncSleep: TypeAlias = Callable[[float], Awaitable[None]]
 
 monotonic: Clock = time.monotonic
 default_sleep: Sleep = time.sleep
-default_async_sleep: AsyncSleep = anyio.sleep
+default_async_sleep: AsyncSleep = anyio.sleep  # asyncio and trio alike
 
 
 def to_seconds(setting: str, value: object, *, allow_zero: bool = True) -> float:

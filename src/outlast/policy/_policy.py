@@ -28,12 +28,12 @@ from outlast._config import Settings
 from outlast._events import Emitter, Listener
 from outlast._exceptions import ConfigError
 from outlast.policy._breaker import BreakerState, CircuitBreaker, SharedBreakers
-from outlast.policy._budget import BudgetState, RetryBudget
-from outlast.policy._classify import Classifier, Decision, Outcome, first_result, retry_all
+from outlast.policy._budget import BudgetState, FloorPool, RetryBudget
+from outlast.policy._classify import Classifier, Outcome, first_result, retry_all
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
-from outlast.policy._run import Guard, Rules, Run, judge, replay, tell
+from outlast.policy._run import Guard, Rules, Run, judge, tell
 from outlast.policy._snapshot import KeyState, PolicySnapshot
 
 
@@ -72,7 +72,7 @@ DEFAULT_BREAKER: Final = CircuitBreaker()
 class _Guards:
     """The per-key breakers and budgets: a bounded LRU registry, shared by derived views."""
 
-    __slots__ = ("breaker", "budget", "lock", "max_keys", "registry", "shared")
+    __slots__ = ("breaker", "budget", "floor", "lock", "max_keys", "registry", "shared")
 
     def __init__(
         self,
@@ -83,6 +83,8 @@ class _Guards:
     ) -> None:
         self.budget = budget
         self.breaker = breaker
+        # The retries that only a budget's floor allows: one reserve for every key.
+        self.floor = None if budget is None else FloorPool(budget)
         self.max_keys = max_keys
         self.shared = shared
         # Reentrant: a new guard emits its breaker's initial state to listeners, which
@@ -96,7 +98,7 @@ class _Guards:
             if self.breaker is None
             else BreakerState(self.breaker, key, rules.clock, rules.emitter, self.shared)
         )
-        budget = None if self.budget is None else BudgetState(self.budget, rules.clock)
+        budget = None if self.budget is None else BudgetState(self.budget, rules.clock, self.floor)
         return Guard(key=key, breaker=breaker, budget=budget)
 
     def get(self, key: str, rules: Rules) -> Guard:
@@ -146,6 +148,16 @@ class _Core:
         if key == self.name and self.default is not None:
             return self.default
         guards = self.guards
+        view = self.views.get(key)
+        if view is not None:  # a known key: no lock (0.3 us of every HTTP request)
+            registry = guards.registry
+            if registry.get(key) is view._guard:
+                try:  # OrderedDict's own methods are atomic; an eviction in between
+                    registry.move_to_end(key)  # only sends this call down the locked path
+                except KeyError:
+                    pass
+                else:
+                    return view
         with guards.lock:
             guard = guards.get(key, self.rules)
             view = self.views.get(key)
@@ -174,10 +186,11 @@ class Policy:
     Added in 0.1.0.
     """
 
-    __slots__ = ("_core", "_guard")
+    __slots__ = ("_core", "_guard", "_limit")
 
     _core: _Core
     _guard: Guard | None
+    _limit: float | None
 
     def __init__(
         self,
@@ -223,6 +236,7 @@ class Policy:
         guards = _Guards(budget, breaker, max_keys, shared)
         self._core = core = _Core(rules, guards, name, enabled)
         self._guard = guards.make(name, rules) if enabled else None
+        self._limit = None
         core.default = self
 
     @classmethod
@@ -413,6 +427,28 @@ class Policy:
             keys.append(KeyState(guard.key, state, failures, open_since, wait, calls, retries))
         return PolicySnapshot(core.name, time.time(), tuple(keys))
 
+    def within(self, seconds: float | None) -> Policy:
+        """This view with a deadline for each call: at most ``seconds``, waits included.
+
+        The call's own attempt is never cut short (bound it with its own timeout); no
+        retry is made whose wait would end past the deadline, and a destination's hint
+        (``Decision.delay``) longer than what remains returns the outcome at once. The
+        tighter of this and ``Retry.deadline`` applies. None: only ``Retry.deadline``.
+        Raises :class:`~outlast.ConfigError` for a value that is not seconds above 0.
+
+        Added in 0.1.0.
+        """
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not seconds > 0
+            or seconds != seconds
+        ):
+            raise ConfigError("seconds", seconds, "a number of seconds greater than 0, or None")
+        view = _view(self._core, self._guard)
+        view._limit = None if seconds is None else float(seconds)
+        return view
+
     def retry_after(self) -> float:
         """Seconds until this policy's breaker (for its key) lets a call through; 0 if closed.
 
@@ -453,31 +489,35 @@ class Policy:
         now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
-        if probe:
-            return self._probe(guard, probe, now, fn, args, kwargs)
+        if probe:  # rare: the probe's first attempt is made by the retry loop itself
+            return Run[T](rules, guard, now, self._limit, None, probe).run(fn, args, kwargs)
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            return _recover(rules, guard, 0, now, Outcome(1, error=exc), fn, args, kwargs)
+            run: Run[T] | None = _retrying(rules, guard, now, self._limit, Outcome(1, error=exc))
+            if run is None:
+                raise
+            return run.run(fn, args, kwargs)
         classify = rules.classify_result
-        if classify is not None:  # inline: a Run is built only for a result worth retrying
-            first = first_result(result)
-            decision = classify(first)
-            if decision.retry:
-                return _recover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+        if classify is None:
+            if breaker is not None and (breaker.failures or breaker.window is not None):
+                breaker.succeeded(0)
+            return result
+        first = first_result(result)  # inline: a Run is built only for a result to retry
+        decision = classify(first)
+        if decision.retry and rules.retry is not None:
+            return Run[T](rules, guard, now, self._limit, first, 0, decision).run(fn, args, kwargs)
+        if breaker is not None and not decision.neutral:  # _settled, inlined: every response
             if decision.unwell:
-                if breaker is not None:
-                    breaker.failed(0)
-                return result
-        if breaker is not None and (breaker.failures or breaker.window is not None):
-            breaker.succeeded(0)
+                breaker.failed(0)
+            elif breaker.failures or breaker.window is not None:
+                breaker.succeeded(0)
         return result
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)`` under the policy and return its result.
 
-        A cancelled call (``asyncio.CancelledError``, trio's ``Cancelled``) is not counted
-        as a failure.
+        A cancelled call (cancellation is not an ``Exception``) is not counted as a failure.
         """
         guard = self._guard
         if guard is None:
@@ -489,67 +529,30 @@ class Policy:
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:
-            return await self._aprobe(guard, probe, now, fn, args, kwargs)
+            return await Run[T](rules, guard, now, self._limit, None, probe).arun(fn, args, kwargs)
         try:
             result = await fn(*args, **kwargs)
-        except Exception as exc:  # asyncio.CancelledError is not an Exception
-            first = Outcome(1, error=exc)
-            return await _arecover(rules, guard, 0, now, first, fn, args, kwargs)
+        except Exception as exc:
+            run: Run[T] | None = _retrying(rules, guard, now, self._limit, Outcome(1, error=exc))
+            if run is None:
+                raise
+            return await run.arun(fn, args, kwargs)
         classify = rules.classify_result
-        if classify is not None:  # inline: a Run is built only for a result worth retrying
-            first = first_result(result)
-            decision = classify(first)
-            if decision.retry:
-                return await _arecover(rules, guard, 0, now, first, fn, args, kwargs, decision)
+        if classify is None:
+            if breaker is not None and (breaker.failures or breaker.window is not None):
+                breaker.succeeded(0)
+            return result
+        first = first_result(result)
+        decision = classify(first)
+        if decision.retry and rules.retry is not None:
+            again = Run[T](rules, guard, now, self._limit, first, 0, decision)
+            return await again.arun(fn, args, kwargs)
+        if breaker is not None and not decision.neutral:  # _settled, inlined: every response
             if decision.unwell:
-                if breaker is not None:
-                    breaker.failed(0)
-                return result
-        if breaker is not None and (breaker.failures or breaker.window is not None):
-            breaker.succeeded(0)
+                breaker.failed(0)
+            elif breaker.failures or breaker.window is not None:
+                breaker.succeeded(0)
         return result
-
-    def _probe(
-        self, guard: Guard, probe: int, now: float, fn: Callable[..., T], args: Any, kwargs: Any
-    ) -> T:
-        rules = self._core.rules
-        settled = False
-        try:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                settled = True
-                return _recover(rules, guard, probe, now, Outcome(1, error=exc), fn, args, kwargs)
-            settled = True
-            return _recover(rules, guard, probe, now, first_result(result), fn, args, kwargs)
-        finally:
-            if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(probe)
-
-    async def _aprobe(
-        self,
-        guard: Guard,
-        probe: int,
-        now: float,
-        fn: Callable[..., Awaitable[T]],
-        args: Any,
-        kwargs: Any,
-    ) -> T:
-        rules = self._core.rules
-        settled = False
-        try:
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:
-                settled = True
-                first = Outcome(1, error=exc)
-                return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
-            settled = True
-            first = first_result(result)
-            return await _arecover(rules, guard, probe, now, first, fn, args, kwargs)
-        finally:
-            if not settled and guard.breaker is not None:
-                guard.breaker.abandoned(probe)
 
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]:
         """Decorate a ``def`` or ``async def`` so every call goes through the policy."""
@@ -574,50 +577,19 @@ def _view(core: _Core, guard: Guard | None) -> Policy:
     view = object.__new__(Policy)
     view._core = core
     view._guard = guard
+    view._limit = None
     return view
 
 
-def _recover(
-    rules: Rules,
-    guard: Guard,
-    probe: int,
-    started: float,
-    first: Outcome,
-    fn: Callable[..., T],
-    args: Any,
-    kwargs: Any,
-    decision: Decision | None = None,
-) -> T:
-    """After a first attempt that failed (or needs a look): classify, then maybe retry.
+def _retrying(
+    rules: Rules, guard: Guard, started: float, limit: float | None, first: Outcome
+) -> Run[Any] | None:
+    """After a first attempt that failed (or needs a look): the Run that retries it.
 
-    ``decision`` is the classifier's verdict if the caller has already asked for it.
+    None when the outcome is final; the breaker has then been told what it showed.
     """
-    if decision is None:
-        decision = judge(rules, first)
-    tell(guard.breaker, decision, probe)
-    if not decision.retry:
-        result: T = replay(first)
-        return result
-    run: Run[T] = Run(rules, guard, started, first, decision)
-    return run.run(fn, args, kwargs)
-
-
-async def _arecover(
-    rules: Rules,
-    guard: Guard,
-    probe: int,
-    started: float,
-    first: Outcome,
-    fn: Callable[..., Awaitable[T]],
-    args: Any,
-    kwargs: Any,
-    decision: Decision | None = None,
-) -> T:
-    if decision is None:
-        decision = judge(rules, first)
-    tell(guard.breaker, decision, probe)
-    if not decision.retry:
-        result: T = replay(first)
-        return result
-    run: Run[T] = Run(rules, guard, started, first, decision)
-    return await run.arun(fn, args, kwargs)
+    decision = judge(rules, first)
+    if decision.retry and rules.retry is not None:
+        return Run(rules, guard, started, limit, first, 0, decision)
+    tell(guard.breaker, decision, 0)
+    return None

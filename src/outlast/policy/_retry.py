@@ -2,8 +2,9 @@
 
 The delay before retry ``n`` (0 for the first retry) is drawn uniformly from
 ``[0, min(cap, base * 2**n)]``: "full jitter" from the AWS Architecture Blog's
-"Exponential Backoff And Jitter". A destination's own hint replaces the draw, capped
-by ``cap``. An optional ``deadline`` bounds the whole call, waits included.
+"Exponential Backoff And Jitter"; tenacity's ``wait_exponential`` computes the
+ceiling. A destination's own hint replaces the draw (a hint longer than ``cap`` ends
+the call instead). An optional ``deadline`` bounds the whole call, waits included.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import dataclasses
 import random
 from collections.abc import Callable
 from typing import Final
+
+import tenacity
 
 from outlast._config import Settings
 from outlast._exceptions import ConfigError
@@ -32,7 +35,8 @@ class Retry:
 
     ``attempts`` counts the first call (1 means never retry). ``base`` and ``cap`` shape
     the full-jitter backoff; ``deadline``, if set, is the most a whole call may take,
-    waits included: a retry whose wait would end past it is not made.
+    waits included: a retry is not made unless its wait, and an attempt as long as the
+    last one took, would end before it.
     Durations are seconds or :class:`datetime.timedelta`.
 
     Added in 0.1.0.
@@ -65,14 +69,24 @@ class Retry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retry:
-        """A Retry from ``OUTLAST_RETRY_ATTEMPTS``, ``_BASE`` and ``_CAP``."""
+        """A Retry from ``OUTLAST_RETRY_ATTEMPTS``, ``_BASE``, ``_CAP`` and ``_DEADLINE``."""
         return cls(
-            attempts=settings.retry_attempts, base=settings.retry_base, cap=settings.retry_cap
+            attempts=settings.retry_attempts,
+            base=settings.retry_base,
+            cap=settings.retry_cap,
+            deadline=settings.retry_deadline,
         )
 
     def backoff(self, retry: int, uniform: Uniform = random.uniform) -> float:
-        """The jittered wait before retry ``retry`` (0 for the first retry)."""
-        ceiling = min(self.cap, self.base * 2.0 ** min(retry, 1000))
+        """The jittered wait before retry ``retry`` (0 for the first retry).
+
+        tenacity's ``wait_exponential(multiplier=base, max=cap)`` gives the ceiling and
+        ``uniform`` draws below it: ``wait_random_exponential``, with a draw a test can
+        inject.
+        """
+        state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        state.attempt_number = retry + 1
+        ceiling = tenacity.wait_exponential(multiplier=self.base, max=self.cap)(state)
         return uniform(0.0, ceiling)
 
     def delay(

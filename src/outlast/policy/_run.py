@@ -1,20 +1,41 @@
-"""The retries of one call, once its first attempt has failed: tenacity runs the loop.
+"""The retries of one call, once its first attempt has failed: one engine, two thin faces.
 
 The success path never comes here, nor does an attempt its classifier does not want
-retried (:func:`judge`, :func:`tell` and :func:`replay` serve those). When the first
-attempt fails and its classifier says "retry", a :class:`Run` is built and hands
-tenacity its hooks: ``retry`` (the latest decision), ``wait`` (full jitter or the
-destination's hint), ``stop`` (attempts, deadline, a breaker that is not closed, a
-spent budget) and ``before_sleep`` (the event). tenacity's first attempt replays the
-failure already seen; each later attempt passes the breaker's gate, then takes its
-budget token, calls the function and is classified. Whatever ends the loop, the
-caller gets the last attempt's own error (or result), never a tenacity wrapper.
+retried (:func:`judge`, :func:`tell` and :func:`replay` serve those). A :class:`Run` is
+built when a first attempt failed and may be retried, or when the first attempt is a
+half-open breaker's probe. Its :meth:`Run.steps` is the whole retry loop written once,
+as a generator that does no I/O: it yields a :class:`Wait` when the caller should sleep
+and an attempt number when the caller should call the function, and is sent back each
+attempt's :class:`Outcome`. :meth:`Run.run` drives it with a blocking sleep and a
+plain call, :meth:`Run.arun` with an awaited sleep (``anyio.sleep`` by default, so
+asyncio and trio both) and an awaited call: a dozen lines each.
+
+tenacity supplies the wait and stop math: the backoff's ceiling is
+``wait_exponential(multiplier=base, max=cap)`` drawn from uniformly (full jitter, its
+``wait_random_exponential`` with an injectable draw), and the stop rule is
+``stop_after_attempt(attempts) | stop_before_delay(deadline)`` evaluated on a
+``RetryCallState`` timed by the policy's own clock, whose upcoming sleep is the wait
+plus as long as the last attempt took: a retry that could not finish by the deadline
+is not started. An attempt that ended in a timeout says how long the caller was
+willing to wait, not how long an attempt takes (the next one may well go to another
+address): after one, the retry needs room for its wait only, and its own timeouts are
+cut to what remains, so it still ends by the deadline. Around those, before each wait, the
+loop also stops for a destination's hint longer than ``Retry.cap``, a breaker that is
+not closed, and a spent budget.
+
+The budget's token is taken before the wait, as the last check that may say no: a
+caller is never made to wait for a retry the budget then refuses. After the wait the
+breaker's gate is passed; if it refuses (it opened meanwhile) the token is given back
+and the last outcome is returned. Whatever stops the loop (a refusal, cancellation, an
+interrupt thrown in at a ``yield``), the generator's ``finally`` gives back a token not
+spent and frees a probe slot not settled. The caller always gets the last attempt's own
+error (or result), never a wrapper.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
 import tenacity
@@ -23,13 +44,13 @@ from outlast._events import Emitter
 from outlast._exceptions import CircuitOpenError
 from outlast.policy import _testing
 from outlast.policy._breaker import CLOSED, BreakerState
-from outlast.policy._budget import BudgetState
+from outlast.policy._budget import BudgetState, Token
 from outlast.policy._classify import Classifier, Decision, Outcome
 from outlast.policy._clock import AsyncSleep, Clock, Sleep
 from outlast.policy._events import BudgetExhausted, RetryScheduled, describe_cause
 from outlast.policy._retry import Retry, Uniform
 
-__all__ = ["Guard", "Rules", "Run", "judge", "replay", "tell"]
+__all__ = ["Guard", "Rules", "Run", "Wait", "judge", "replay", "tell"]
 
 T = TypeVar("T")
 
@@ -57,6 +78,17 @@ class Rules:
     emitter: Emitter
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Wait:
+    """What :meth:`Run.steps` yields when the caller should sleep, before a retry."""
+
+    seconds: float
+
+
+#: What :meth:`Run.steps` yields: a wait, or the number of the attempt to make now.
+Step = Wait | int
+
+
 def judge(rules: Rules, outcome: Outcome) -> Decision:
     """What an attempt's outcome means, by the policy's classifiers."""
     if outcome.error is not None:
@@ -67,9 +99,15 @@ def judge(rules: Rules, outcome: Outcome) -> Decision:
 
 
 def tell(breaker: BreakerState | None, decision: Decision, probe: int) -> None:
-    """Tell the breaker (if any) what an attempt showed."""
+    """Tell the breaker (if any) what an attempt showed.
+
+    A neutral outcome is not the destination's doing: not counted, the count is not
+    reset, and a probe that ended so is freed for another caller rather than settled.
+    """
     if breaker is not None:
-        if decision.unwell:
+        if decision.neutral:
+            breaker.abandoned(probe)
+        elif decision.unwell:
             breaker.failed(probe)
         else:
             breaker.succeeded(probe)
@@ -92,197 +130,187 @@ async def _no_asleep(seconds: float) -> None:
 
 
 class Run(Generic[T]):
-    """One call's retry loop. Built only after a first attempt failed and may be retried."""
+    """One call's retry loop (see the module docstring). Built only off the success path.
 
-    __slots__ = (
-        "_attempts",
-        "_fresh",
-        "_guard",
-        "_outcome",
-        "_refused",
-        "_rules",
-        "_started",
-        "decision",
-    )
+    ``first`` is the first attempt's outcome, or None when the first attempt is yet to
+    be made (a probe: ``probe`` is its token). ``decision`` is the classifier's verdict
+    on ``first`` if the caller has already asked for it. ``limit`` is the call's own
+    deadline in seconds from ``started`` (``Policy.within``); ``Retry.deadline`` applies
+    too, the tighter winning.
+    """
+
+    __slots__ = ("_decision", "_first", "_guard", "_limit", "_probe", "_rules", "_started")
 
     def __init__(
-        self, rules: Rules, guard: Guard, started: float, first: Outcome, decision: Decision
+        self,
+        rules: Rules,
+        guard: Guard,
+        started: float,
+        limit: float | None,
+        first: Outcome | None,
+        probe: int = 0,
+        decision: Decision | None = None,
     ) -> None:
         self._rules = rules
         self._guard = guard
         self._started = started
-        self._outcome = first
-        self.decision = decision
-        self._refused = False
-        self._fresh = True
         retry = rules.retry
+        if retry is not None and retry.deadline is not None:
+            limit = retry.deadline if limit is None else min(limit, retry.deadline)
+        self._limit = limit
+        self._first = first
+        self._probe = probe
+        self._decision = decision
+
+    # -- the loop, once ----------------------------------------------------------------
+
+    def _stop_rule(self) -> tenacity.stop.stop_base:
+        retry = self._rules.retry
         attempts = 1 if retry is None else retry.attempts
         mode = _testing.current()
         if mode is not None and mode.attempts is not None:
             attempts = min(attempts, mode.attempts)
-        self._attempts = attempts
+        rule: tenacity.stop.stop_base = tenacity.stop_after_attempt(attempts)
+        if self._limit is not None:
+            rule = rule | tenacity.stop_before_delay(self._limit)
+        return rule
 
-    # -- tenacity's hooks ------------------------------------------------------------
-
-    def _retry(self, state: tenacity.RetryCallState) -> bool:
-        return self.decision.retry and not self._refused
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        retry = self._rules.retry
-        assert retry is not None  # a Run exists only when retries are configured
-        return retry.delay(state.attempt_number - 1, self.decision.delay, self._rules.uniform)
-
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= self._attempts:
-            return True
-        retry = self._rules.retry
-        if retry is not None and retry.deadline is not None:
-            elapsed = self._rules.clock() - self._started
-            if elapsed + state.upcoming_sleep > retry.deadline:
-                return True
-        breaker = self._guard.breaker
-        if breaker is not None and breaker.state != CLOSED:
-            # Open (or half-open, another caller's probe in flight): the retry would be
-            # refused, or would probe with a request already seen failing. Stop now,
-            # rather than wait out a backoff first.
-            return True
-        budget = self._guard.budget
-        if budget is not None and not budget.spare():
-            self._exhausted()
-            return True
-        return False
-
-    def _exhausted(self) -> None:
-        self._rules.emitter.emit(
-            BudgetExhausted(key=self._guard.key, attempt=self._outcome.attempt, cause=self._cause())
-        )
-
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        self._rules.emitter.emit(
-            RetryScheduled(
-                key=self._guard.key,
-                attempt=state.attempt_number,
-                delay=state.upcoming_sleep,
-                cause=self._cause(),
-            )
-        )
-
-    def _give_up(self, state: tenacity.RetryCallState) -> Any:
-        assert state.outcome is not None
-        return state.outcome.result()  # the last attempt's own error or result
-
-    def _cause(self) -> str:
-        return describe_cause(self._outcome.error, self._outcome.result)
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "retry": self._retry,
-            "wait": self._wait,
-            "stop": self._stop,
-            "before_sleep": self._before_sleep,
-            "retry_error_callback": self._give_up,
-        }
-
-    # -- attempts --------------------------------------------------------------------
-
-    def replay(self) -> T:
-        """Repeat what the last attempt produced, without calling anything."""
-        result: T = replay(self._outcome)
-        return result
-
-    def _gate(self) -> int | None:
-        """Pass the breaker, then the budget, for a retry.
-
-        Returns the probe token (0 if not probing), or None when the retry is refused.
-        A budget token is withdrawn only once the breaker has admitted the retry.
-        """
-        guard = self._guard
-        breaker = guard.breaker
-        probe = 0
-        if breaker is not None:
-            try:
-                probe = breaker.allow()
-            except CircuitOpenError:
-                self._refused = True
-                return None
-        budget = guard.budget
-        if budget is not None and not budget.withdraw():  # spent while this one slept
-            if breaker is not None:
+    def steps(self) -> Generator[Step, Outcome, Outcome]:
+        """The retry loop: yields waits and attempt numbers, returns the last outcome."""
+        rules, guard = self._rules, self._guard
+        breaker, budget = guard.breaker, guard.budget
+        probe = self._probe  # the token of the attempt in flight, if it is a probe
+        token: Token | None = None  # the budget's token of the retry being waited for
+        try:
+            outcome = self._first
+            if outcome is None:
+                outcome = yield 1
+            # How long the last attempt took: what the next one may be expected to take.
+            took = _expected(outcome, rules.clock() - self._started)
+            decision = self._decision if self._decision is not None else judge(rules, outcome)
+            tell(breaker, decision, probe)
+            probe = 0
+            retry = rules.retry
+            if retry is None or not decision.retry:
+                return outcome
+            stop = self._stop_rule()
+            state = tenacity.RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+            state.start_time = self._started
+            while decision.retry:
+                hint = decision.delay
+                if hint is not None and hint > retry.cap:
+                    break  # the destination asked for longer than this policy waits
+                delay = retry.delay(outcome.attempt - 1, hint, rules.uniform)
+                state.attempt_number = outcome.attempt
+                state.outcome_timestamp = rules.clock()
+                # The deadline must leave room for the wait and for an attempt as long
+                # as the last one: a retry that cannot finish in time is not started.
+                state.upcoming_sleep = delay + took
+                if stop(state):
+                    break  # attempts used up, or the retry could not finish by the deadline
+                if breaker is not None and breaker.state != CLOSED:
+                    # Open (or half-open, another caller's probe in flight): the retry
+                    # would be refused, or would probe with a request already seen
+                    # failing. Stop now, rather than wait out a backoff first.
+                    break
+                if budget is not None:
+                    token = budget.take()  # before the wait: the last word on retrying
+                    if token is None:
+                        self._exhausted(outcome)
+                        break
+                rules.emitter.emit(
+                    RetryScheduled(
+                        key=guard.key, attempt=outcome.attempt, delay=delay, cause=_cause(outcome)
+                    )
+                )
+                yield Wait(delay)
+                if breaker is not None:
+                    try:
+                        probe = breaker.allow()
+                    except CircuitOpenError:  # it opened during the wait
+                        break  # (the token is given back below)
+                token = None  # spent on this retry
+                began = rules.clock()
+                outcome = yield outcome.attempt + 1
+                took = _expected(outcome, rules.clock() - began)
+                decision = judge(rules, outcome)
+                tell(breaker, decision, probe)
+                probe = 0
+            return outcome
+        finally:
+            if probe and breaker is not None:  # an attempt cut short: no verdict
                 breaker.abandoned(probe)
-            self._refused = True
-            self._exhausted()
-            return None
-        return probe
+            if token is not None and budget is not None:  # a retry not made after all
+                budget.refund(token)
 
-    def settle(self, outcome: Outcome, probe: int) -> Decision:
-        """Classify an attempt's outcome and tell the breaker."""
-        decision = judge(self._rules, outcome)
-        tell(self._guard.breaker, decision, probe)
-        self._outcome = outcome
-        self.decision = decision
-        return decision
+    def _exhausted(self, outcome: Outcome) -> None:
+        self._rules.emitter.emit(
+            BudgetExhausted(key=self._guard.key, attempt=outcome.attempt, cause=_cause(outcome))
+        )
 
-    def _attempt(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-        if self._fresh:  # tenacity's first attempt: the failure already seen
-            self._fresh = False
-            return self.replay()
-        probe = self._gate()
-        if probe is None:
-            return self.replay()
-        number = self._outcome.attempt + 1
-        settled = False
-        try:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as exc:
-                settled = True
-                self.settle(Outcome(number, error=exc), probe)
-                raise
-            settled = True
-            self.settle(Outcome(number, result=result), probe)
-            return result
-        finally:
-            if not settled and self._guard.breaker is not None:
-                self._guard.breaker.abandoned(probe)
-
-    async def _aattempt(self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
-        if self._fresh:
-            self._fresh = False
-            return self.replay()
-        probe = self._gate()
-        if probe is None:
-            return self.replay()
-        number = self._outcome.attempt + 1
-        settled = False
-        try:
-            try:
-                result = await fn(*args, **kwargs)
-            except Exception as exc:  # asyncio.CancelledError is not an Exception
-                settled = True
-                self.settle(Outcome(number, error=exc), probe)
-                raise
-            settled = True
-            self.settle(Outcome(number, result=result), probe)
-            return result
-        finally:
-            if not settled and self._guard.breaker is not None:
-                self._guard.breaker.abandoned(probe)
-
-    # -- the loop --------------------------------------------------------------------
+    # -- the two faces -----------------------------------------------------------------
 
     def run(self, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-        """Retry ``fn`` synchronously until it succeeds or a stop rule says enough."""
-        if self._attempts <= 1:
-            return self.replay()
+        """Drive :meth:`steps` with blocking sleeps and calls; return or raise the last outcome."""
         sleep = _no_sleep if _testing.current() is not None else self._rules.sleep
-        retrying = tenacity.Retrying(sleep=sleep, **self._options())
-        return retrying(self._attempt, fn, args, kwargs)
+        steps = self.steps()
+        try:
+            step = next(steps)
+            while True:
+                if isinstance(step, Wait):
+                    sleep(step.seconds)
+                    step = next(steps)
+                    continue
+                try:
+                    outcome = Outcome(step, result=fn(*args, **kwargs))
+                except Exception as exc:
+                    outcome = Outcome(step, error=exc)
+                step = steps.send(outcome)
+        except StopIteration as stop:
+            last: Outcome = stop.value
+        finally:
+            steps.close()  # interrupted: the loop gives back what it holds
+        result: T = replay(last)
+        return result
 
     async def arun(self, fn: Callable[..., Awaitable[T]], args: Any, kwargs: Any) -> T:
-        """Retry the coroutine function ``fn`` until it succeeds or a stop rule says enough."""
-        if self._attempts <= 1:
-            return self.replay()
+        """Drive :meth:`steps` with awaited sleeps and calls; return or raise the last outcome."""
         asleep = _no_asleep if _testing.current() is not None else self._rules.asleep
-        retrying = tenacity.AsyncRetrying(sleep=asleep, **self._options())
-        result: T = await retrying(self._aattempt, fn, args, kwargs)
+        steps = self.steps()
+        try:
+            step = next(steps)
+            while True:
+                if isinstance(step, Wait):
+                    await asleep(step.seconds)
+                    step = next(steps)
+                    continue
+                try:
+                    outcome = Outcome(step, result=await fn(*args, **kwargs))
+                except Exception as exc:  # cancellation is not an Exception
+                    outcome = Outcome(step, error=exc)
+                step = steps.send(outcome)
+        except StopIteration as stop:
+            last: Outcome = stop.value
+        finally:
+            steps.close()  # cancelled: the loop gives back what it holds
+        result: T = replay(last)
         return result
+
+
+def _cause(outcome: Outcome) -> str:
+    return describe_cause(outcome.error, outcome.result)
+
+
+def _expected(outcome: Outcome, took: float) -> float:
+    """What the next attempt may be expected to take, judging by the last one.
+
+    An attempt cut short by a timeout (``TimeoutError``, httpx's ``ReadTimeout``,
+    botocore's ``ReadTimeoutError``, requests' ``Timeout``) tells nothing of that: 0.
+    """
+    error = outcome.error
+    if error is not None and (
+        isinstance(error, TimeoutError)
+        or any("Timeout" in cls.__name__ for cls in type(error).__mro__)
+    ):
+        return 0.0
+    return took
