@@ -1,0 +1,113 @@
+"""The Azure recipe, for real: azure-storage-blob on outlast.requests against Azurite.
+
+``BlobServiceClient(..., transport=RequestsTransport(session=outlast.requests.Session(),
+session_owner=False), retry_total=0)``: uploads and downloads resolve through outlast,
+keep working while the account's record is empty, and a 503 storm is retried by
+outlast alone (Storage's own retry policy off), so attempts never multiply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+import requests
+from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient
+from azurite_account import ACCOUNT, KEY
+from loopback_http import Backend
+from requests_helpers import quick_policy
+
+import outlast.requests
+from outlast import Event, Resolver
+from outlast.dns import EmptyAnswerDistrusted
+from outlast.testing import DNSServer
+
+
+def _client(url: str, session: requests.Session, **options: object) -> BlobServiceClient:
+    transport = RequestsTransport(session=session, session_owner=False)
+    return BlobServiceClient(
+        account_url=url,
+        credential={"account_name": ACCOUNT, "account_key": KEY},
+        transport=transport,
+        **options,
+    )
+
+
+def _fresh(session: requests.Session) -> None:
+    for adapter in session.adapters.values():
+        assert isinstance(adapter, requests.adapters.HTTPAdapter)
+        adapter.poolmanager.clear()
+
+
+def test_blob_round_trip_through_an_empty_record_outage(
+    azurite: int,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("blob")
+    fault_dns.set(name, ["127.0.0.1"], ttl=1)
+    events: list[Event] = []
+    resolver = resolver_for(listeners=[events.append], min_ttl=0.2, max_ttl=0.2)
+    session = outlast.requests.Session(resolver=resolver, policy=quick_policy())
+    with session, _client(f"http://{name}:{azurite}/{ACCOUNT}", session, retry_total=0) as client:
+        container = client.create_container(unique_name("c").split(".")[0])
+        container.upload_blob("k", b"value")
+        outcomes: list[bytes | str] = []
+        start = time.monotonic()
+        emptied = False
+        for _ in range(200):  # bounded
+            elapsed = time.monotonic() - start
+            if elapsed >= 2.5:
+                break
+            if not emptied and elapsed >= 0.4:
+                fault_dns.empty(name)
+                emptied = True
+            _fresh(session)
+            try:
+                outcomes.append(container.download_blob("k").readall())
+            except Exception as exc:
+                outcomes.append(type(exc).__name__)
+            time.sleep(0.05)
+        # session_owner=False: closing the Azure client left outlast's session open.
+    assert len(outcomes) >= 10
+    assert outcomes == [b"value"] * len(outcomes)
+    assert any(isinstance(e, EmptyAnswerDistrusted) for e in events)
+
+
+@pytest.mark.parametrize(("options", "expected"), [({"retry_total": 0}, 3)])
+def test_503_storm_is_retried_by_outlast_alone(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+    options: dict[str, object],
+    expected: int,
+) -> None:
+    name = unique_name("storm")
+    fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    with Backend() as server:
+        server.status = 503
+        session = outlast.requests.Session(resolver=resolver_for(), policy=quick_policy())
+        client = _client(f"http://{name}:{server.port}/{ACCOUNT}", session, **options)
+        with session, client, pytest.raises(HttpResponseError):
+            client.get_container_client("c").download_blob("k").readall()
+        assert server.hits == expected  # outlast's 3, not 3 x (1 + Storage's retries)
+
+
+def test_the_session_survives_the_client_when_not_owned(
+    azurite: int,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("owner")
+    fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    session = outlast.requests.Session(resolver=resolver_for(), policy=quick_policy())
+    url = f"http://{name}:{azurite}/{ACCOUNT}"
+    with _client(url, session, retry_total=0) as client:
+        list(client.list_containers())
+    with session, _client(url, session, retry_total=0) as again:
+        list(again.list_containers())  # the same session, still usable
