@@ -29,7 +29,7 @@ from urllib3.util.retry import Retry as Urllib3Retry
 
 import outlast.requests
 from outlast import ConfigError, Event, Policy, Resolver
-from outlast._dial import AddressFailed
+from outlast._dial import AddressFailed, FailedOver
 from outlast.dns import EmptyAnswerDistrusted
 from outlast.requests import CircuitOpenError, HTTPAdapter, Session, attempts_cap, mount
 from outlast.testing import DNSServer
@@ -133,10 +133,16 @@ def test_fails_over_to_the_next_address(
         fault_dns.set(name, ["127.0.0.2", "127.0.0.1"], ttl=30)
         session = Session(resolver=resolver_for(), policy=policy, listeners=[events.append])
         with session:
-            for _ in range(12):  # the DNS server shuffles: sooner or later .2 is dialled first
-                _fresh(session)
-                assert session.get(f"http://{name}:{server.port}/").status_code == 200
+            # The answer's order is the DNS server's: put the answering address last, so
+            # the refusing one is dialled first, whatever that order is.
+            adapter = session.adapters["http://"]
+            assert isinstance(adapter, HTTPAdapter)
+            dialer = adapter._outlast.dialer
+            assert dialer is not None
+            dialer.outliers.failed("127.0.0.1", server.port)
+            assert session.get(f"http://{name}:{server.port}/").status_code == 200
     assert any(isinstance(e, AddressFailed) and e.address == "127.0.0.2" for e in events)
+    assert any(isinstance(e, FailedOver) and e.address == "127.0.0.1" for e in events)
 
 
 # -- TLS --------------------------------------------------------------------------------

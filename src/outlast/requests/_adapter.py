@@ -399,10 +399,23 @@ def _outlast_class(cls: type[Any]) -> type[_Outlast]:
         return made
 
 
+def _left_default(retry: Any) -> bool:
+    """Whether an adapter's ``max_retries`` is requests' default (``Retry(0, read=False)``).
+
+    requests turns ``max_retries=0`` into that value, so a session nobody configured
+    does not cap outlast's attempts at one.
+    """
+    if not isinstance(retry, Urllib3Retry):
+        return False
+    defaults = Urllib3Retry(0, read=False)
+    fields = ("total", "connect", "read", "redirect", "status", "other", "status_forcelist")
+    return all(getattr(retry, f) == getattr(defaults, f) for f in fields)
+
+
 def _instrument(adapter: Any, options: dict[str, Any]) -> None:
     if isinstance(adapter, _Outlast) or not isinstance(adapter, requests.adapters.HTTPAdapter):
         return
-    cap = attempts_cap(adapter.max_retries if adapter.max_retries != _NO_RETRIES else None)
+    cap = attempts_cap(None if _left_default(adapter.max_retries) else adapter.max_retries)
     parts = _parts(cap=cap, **options)
     if parts.classes is None:
         return  # OUTLAST_DISABLE: the session stays as it is

@@ -1,0 +1,115 @@
+"""The Google recipe, for real: google-cloud-storage on outlast.requests.mount.
+
+``outlast.requests.mount(client._http)`` instruments the client's ``AuthorizedSession``
+(and the session google-auth refreshes tokens through) in place: downloads resolve
+through outlast and keep working while the endpoint's record is empty, and with
+``retry=None`` a 503 storm is retried by outlast alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from google.api_core.exceptions import ServiceUnavailable
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from loopback_http import Backend
+from requests_helpers import quick_policy
+
+import outlast.requests
+from outlast import Event, Resolver
+from outlast.dns import EmptyAnswerDistrusted
+from outlast.testing import DNSServer
+
+
+def _client(url: str) -> Any:
+    return storage.Client(
+        project="outlast-test",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": url},
+    )
+
+
+def _fresh(session: requests.Session) -> None:
+    for adapter in session.adapters.values():
+        assert isinstance(adapter, requests.adapters.HTTPAdapter)
+        adapter.poolmanager.clear()
+
+
+def test_mount_covers_the_authorized_session_and_its_refresh_session(
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    client = _client("http://storage.outlast.test:1")
+    session = client._http
+    assert outlast.requests.mount(session, resolver=resolver_for()) is session
+    refresh = session._auth_request_session
+    for each in (session, refresh):
+        https = each.adapters["https://"]
+        assert isinstance(https, outlast.requests.HTTPAdapter)
+        assert https.resolver is not None
+    # google-auth's refresh adapter asked urllib3 for 3 retries: outlast's attempts are
+    # capped at 4 and urllib3's own are off, so the two never multiply.
+    assert refresh.adapters["https://"].max_retries.total == 0
+    client.close()
+
+
+def test_download_through_an_empty_record_outage(
+    gcs_emulator: int,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("gcs")
+    fault_dns.set(name, ["127.0.0.1"], ttl=1)
+    events: list[Event] = []
+    resolver = resolver_for(listeners=[events.append], min_ttl=0.2, max_ttl=0.2)
+    client = _client(f"http://{name}:{gcs_emulator}")
+    session = outlast.requests.mount(client._http, resolver=resolver, policy=quick_policy())
+    bucket = client.create_bucket(unique_name("b").split(".")[0])
+    bucket.blob("k").upload_from_string(b"value", retry=None)
+    outcomes: list[bytes | str] = []
+    start = time.monotonic()
+    emptied = False
+    for _ in range(200):  # bounded
+        elapsed = time.monotonic() - start
+        if elapsed >= 2.5:
+            break
+        if not emptied and elapsed >= 0.4:
+            fault_dns.empty(name)
+            emptied = True
+        _fresh(session)
+        try:
+            outcomes.append(bucket.blob("k").download_as_bytes(retry=None))
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+        time.sleep(0.05)
+    client.close()
+    assert len(outcomes) >= 10
+    assert outcomes == [b"value"] * len(outcomes)
+    assert any(isinstance(e, EmptyAnswerDistrusted) for e in events)
+
+
+def test_503_storm_is_retried_by_outlast_alone(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    name = unique_name("storm")
+    fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    with Backend() as server:
+        server.status = 503
+        client = _client(f"http://{name}:{server.port}")
+        outlast.requests.mount(client._http, resolver=resolver_for(), policy=quick_policy())
+        with pytest.raises(ServiceUnavailable):
+            client.bucket("b").blob("k").download_as_bytes(retry=None)
+        client.close()
+        attempts = Counter(target for _, target, _ in server.requests)
+    # Each request the library made (it reads the bucket first) got outlast's 3 attempts;
+    # DEFAULT_RETRY would repeat each of those for up to 120 s.
+    assert any(target.startswith("/download/") for target in attempts)
+    assert set(attempts.values()) == {3}
