@@ -27,11 +27,11 @@ from outlast.aiohttp._resolver import Resolver
 from outlast.aiohttp._session import POLICY_NAME, ClientSession, middleware
 
 __all__ = [
+    "CircuitOpenError",
+    "ClientSession",
     "IDEMPOTENT_METHODS",
     "POLICY_NAME",
     "RETRY_STATUSES",
-    "CircuitOpenError",
-    "ClientSession",
     "Resolver",
     "classify_error",
     "classify_result",

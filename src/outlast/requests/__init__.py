@@ -25,11 +25,11 @@ from outlast.requests._classify import (
 from outlast.requests._errors import CircuitOpenError
 
 __all__ = [
+    "CircuitOpenError",
+    "HTTPAdapter",
     "IDEMPOTENT_METHODS",
     "POLICY_NAME",
     "RETRY_STATUSES",
-    "CircuitOpenError",
-    "HTTPAdapter",
     "Session",
     "attempts_cap",
     "classify_error",

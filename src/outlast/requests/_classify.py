@@ -74,7 +74,9 @@ def _chain(error: BaseException) -> list[BaseException]:
         seen.add(id(current))
         out.append(current)
         reason = getattr(current, "reason", None) if isinstance(current, MaxRetryError) else None
-        for link in (current.__cause__, current.__context__, reason, *current.args):
+        # Not __context__: a retry runs while the previous attempt's error is being
+        # handled, and would make a read failure look like the connect failure before it.
+        for link in (current.__cause__, reason, *current.args):
             if isinstance(link, BaseException):
                 pending.append(link)
     return out
