@@ -76,7 +76,8 @@ def classify_error(outcome: Outcome, /) -> Decision:
     if never_sent(error):
         return Decision.failure(Phase.CONNECT, idempotent=False)
     if isinstance(error, _READ_ERRORS):
-        return Decision.failure(Phase.READ, idempotent=retry_safe(getattr(error, "request", None)))
+        request = getattr(error, "outlast_request", None)  # set by the session's middleware
+        return Decision.failure(Phase.READ, idempotent=retry_safe(request))
     return Decision.ACCEPT
 
 

@@ -102,7 +102,11 @@ class _Attempts:
 
     async def __call__(self) -> aiohttp.ClientResponse:
         self.release()
-        response = await self.handler(self.request)
+        try:
+            response = await self.handler(self.request)
+        except Exception as exc:
+            exc.outlast_request = self.request  # type: ignore[attr-defined]  # for the classifiers
+            raise
         response.outlast_request = self.request  # type: ignore[attr-defined]
         self.last = response
         return response
