@@ -8,6 +8,7 @@ outlast alone (Storage's own retry policy off), so attempts never multiply.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -111,3 +112,58 @@ def test_the_session_survives_the_client_when_not_owned(
         list(client.list_containers())
     with session, _client(url, session, retry_total=0) as again:
         list(again.list_containers())  # the same session, still usable
+
+
+def test_async_blob_client_on_outlast_aiohttp(
+    azurite: int,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    """The async client: ``AioHttpTransport(session=outlast.aiohttp.ClientSession())``."""
+    from azure.core.pipeline.transport import AioHttpTransport
+    from azure.storage.blob.aio import BlobServiceClient as AsyncBlobServiceClient
+
+    import outlast.aiohttp
+
+    name = unique_name("ablob")
+    fault_dns.set(name, ["127.0.0.1"], ttl=1)
+    events: list[Event] = []
+    resolver = resolver_for(listeners=[events.append], min_ttl=0.2, max_ttl=0.2)
+
+    async def main() -> list[bytes | str]:
+        session = outlast.aiohttp.ClientSession(
+            resolver=resolver, policy=quick_policy(), connector_options={"force_close": True}
+        )
+        transport = AioHttpTransport(session=session, session_owner=False)
+        client = AsyncBlobServiceClient(
+            account_url=f"http://{name}:{azurite}/{ACCOUNT}",
+            credential={"account_name": ACCOUNT, "account_key": KEY},
+            transport=transport,
+            retry_total=0,
+        )
+        outcomes: list[bytes | str] = []
+        async with session, client:
+            container = await client.create_container(unique_name("ac").split(".")[0])
+            await container.upload_blob("k", b"value")
+            start = time.monotonic()
+            emptied = False
+            for _ in range(200):  # bounded
+                elapsed = time.monotonic() - start
+                if elapsed >= 2.5:
+                    break
+                if not emptied and elapsed >= 0.4:
+                    fault_dns.empty(name)
+                    emptied = True
+                try:
+                    downloader = await container.download_blob("k")
+                    outcomes.append(await downloader.readall())
+                except Exception as exc:
+                    outcomes.append(type(exc).__name__)
+                await asyncio.sleep(0.05)
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert len(outcomes) >= 10
+    assert outcomes == [b"value"] * len(outcomes)
+    assert any(isinstance(e, EmptyAnswerDistrusted) for e in events)
