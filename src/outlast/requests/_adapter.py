@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import importlib
 import os
 import threading
@@ -102,8 +103,9 @@ def _disabled() -> bool:
     return Settings.from_env().disable
 
 
+@functools.lru_cache(maxsize=1024)
 def origin_of(url: str) -> str:
-    """The key of a URL's breaker and budget: ``scheme://host:port``."""
+    """The key of a URL's breaker and budget: ``scheme://host:port`` (cached: hot path)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
