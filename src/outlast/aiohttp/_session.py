@@ -23,7 +23,13 @@ import aiohttp
 from outlast._config import VARIABLES, Settings
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError
-from outlast.aiohttp._classify import classify_error, classify_result, never_sent, retry_safe
+from outlast.aiohttp._classify import (
+    RETRY_STATUSES,
+    classify_error,
+    classify_result,
+    never_sent,
+    retry_safe,
+)
 from outlast.aiohttp._errors import CircuitOpenError
 from outlast.aiohttp._resolver import Resolver
 from outlast.dns import Resolver as _OutlastResolver
@@ -107,7 +113,8 @@ class _Attempts:
         except Exception as exc:
             exc.outlast_request = self.request  # type: ignore[attr-defined]  # for the classifiers
             raise
-        response.outlast_request = self.request  # type: ignore[attr-defined]
+        if response.status in RETRY_STATUSES:  # what the classifiers read, when they read it
+            response.outlast_request = self.request  # type: ignore[attr-defined]
         self.last = response
         return response
 
