@@ -260,3 +260,34 @@ def test_bad_arguments_are_config_errors() -> None:
             AiohttpResolver("1.1.1.1")  # type: ignore[arg-type]
 
     asyncio.run(main())
+
+
+def test_a_moved_record_is_followed_without_aiohttps_10s_cache(
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+    policy: Policy,
+) -> None:
+    """aiohttp's connector would hold the old address for 10 s; outlast's session does not."""
+    name = unique_name("moved")
+    resolver = resolver_for(min_ttl=0.2, max_ttl=0.2)
+
+    async def main(port: int) -> float | None:
+        session = ClientSession(resolver=resolver, policy=policy, connector_options=FRESH)
+        async with session:
+            async with session.get(f"http://{name}:{port}/") as response:
+                assert response.status == 200
+            fault_dns.set(name, ["127.0.0.3"], ttl=1)  # the record moves
+            start = time.monotonic()
+            for _ in range(100):  # bounded: 5 s
+                async with session.get(f"http://{name}:{port}/") as response:
+                    if response.status == 200 and new.hits:
+                        return time.monotonic() - start
+                await asyncio.sleep(0.05)
+        return None
+
+    with Backend(address="127.0.0.2") as old, Backend(address="127.0.0.3", port=old.port) as new:
+        fault_dns.set(name, ["127.0.0.2"], ttl=1)
+        moved_after = asyncio.run(main(old.port))
+    assert moved_after is not None
+    assert moved_after < 5  # aiohttp's own cache would have kept 127.0.0.2 for 10 s
