@@ -23,7 +23,7 @@ import pytest
 import requests
 import requests.adapters
 import trustme
-from loopback_http import Backend, ForwardProxy
+from loopback_http import Backend, ConnectProxy, ForwardProxy
 from requests_helpers import quick_policy
 from urllib3.util.retry import Retry as Urllib3Retry
 
@@ -295,6 +295,27 @@ def test_http_proxy_name_resolves_through_outlast(
             response = session.get("http://target.outlast.test/p")
     assert response.status_code == 200
     assert proxy.targets == ["http://target.outlast.test/p"]
+
+
+def test_https_through_a_connect_proxy_keeps_tls_on_the_target_name(
+    ca: trustme.CA,
+    ca_file: str,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+    policy: Policy,
+) -> None:
+    """outlast resolves the proxy's name; the tunnel and TLS are to the target's name."""
+    name, proxy_name = unique_name("tunnel"), unique_name("cproxy")
+    fault_dns.set(proxy_name, ["127.0.0.1"], ttl=30)
+    with Backend(cert=ca.issue_cert(name)) as server, ConnectProxy() as proxy:
+        proxies = {"https": f"http://{proxy_name}:{proxy.port}"}
+        session = Session(resolver=resolver_for(), policy=policy, proxies=proxies, verify=ca_file)
+        with session:
+            assert session.get(f"https://{name}:{server.port}/").status_code == 200
+        assert proxy.targets == [f"{name}:{server.port}"]
+        assert server.sni == [name]
+    assert fault_dns.queries_for(name) == 0  # the target's name is the proxy's business
 
 
 # -- mount ------------------------------------------------------------------------------
