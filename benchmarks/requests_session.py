@@ -13,29 +13,22 @@ A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
    ``keep_on_empty=0, stale_ttl=0``: what a stub resolver does) and no policy; the
    outlast side keeps the last-known-good addresses.
 
-Run: ``PYTHONPATH=src python benchmarks/requests.py``.
+Run: ``PYTHONPATH=src python benchmarks/requests_session.py``.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import asyncio
+import multiprocessing
+import statistics
+import time
+from typing import Any
 
-# This file is named like the library it measures: keep its folder off the import path.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import requests
 
-import asyncio  # noqa: E402
-import multiprocessing  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import requests  # noqa: E402
-
-import outlast.requests  # noqa: E402
-from outlast import Policy, Resolver  # noqa: E402
-from outlast.testing import DNSServer  # noqa: E402
+import outlast.requests
+from outlast import Policy, Resolver
+from outlast.testing import DNSServer
 
 NAME = "bench.outlast.test"
 ROUNDS = 40
