@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -14,9 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "requests"))
+
+from azurite_account import TLS_NAME
 
 from outlast import Resolver
 from outlast.testing import DNSServer
@@ -33,13 +37,11 @@ def _executable() -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A started Azurite blob service on 127.0.0.1; yields its port."""
+@contextlib.contextmanager
+def _azurite(location: Path, *extra: str) -> Iterator[int]:
     executable = _executable()
     if not os.path.exists(executable):
         pytest.fail(f"Azurite is not installed at {executable}: run .ci/run's npm step")
-    location = tmp_path_factory.mktemp("azurite")
     process = subprocess.Popen(
         [
             executable,
@@ -49,7 +51,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             "--disableTelemetry",  # it would reach the network otherwise
             "--disableProductStyleUrl",  # dotted host names are not account names
             "--loose",
-            "--skipApiVersionCheck",
+            "--skipApiVersionCheck",  # the SDK may be newer than the emulator
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -78,6 +81,37 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             process.wait(5)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A started Azurite blob service on 127.0.0.1 (HTTP); yields its port."""
+    with _azurite(tmp_path_factory.mktemp("azurite")) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def azurite_tls(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Iterator[int]:
+    """Azurite over HTTPS with a certificate for ``TLS_NAME`` from ``ca``; yields its port."""
+    folder = tmp_path_factory.mktemp("azurite-tls")
+    leaf = ca.issue_cert(TLS_NAME)
+    leaf.private_key_pem.write_to_path(str(folder / "key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    extra = ("--cert", str(folder / "cert.pem"), "--key", str(folder / "key.pem"))
+    with _azurite(folder / "data", *extra) as port:
+        yield port
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 import requests
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient
-from azurite_account import ACCOUNT, KEY
+from azurite_account import ACCOUNT, KEY, TLS_NAME
 from loopback_http import Backend
 from requests_helpers import quick_policy
 
@@ -27,8 +27,11 @@ from outlast.dns import EmptyAnswerDistrusted
 from outlast.testing import DNSServer
 
 
-def _client(url: str, session: requests.Session, **options: object) -> BlobServiceClient:
-    transport = RequestsTransport(session=session, session_owner=False)
+def _client(
+    url: str, session: requests.Session, verify: str | bool = True, **options: object
+) -> BlobServiceClient:
+    # TLS settings belong to the transport (``connection_verify``), not the client.
+    transport = RequestsTransport(session=session, session_owner=False, connection_verify=verify)
     return BlobServiceClient(
         account_url=url,
         credential={"account_name": ACCOUNT, "account_key": KEY},
@@ -167,3 +170,31 @@ def test_async_blob_client_on_outlast_aiohttp(
     assert len(outcomes) >= 10
     assert outcomes == [b"value"] * len(outcomes)
     assert any(isinstance(e, EmptyAnswerDistrusted) for e in events)
+
+
+def test_tls_keeps_the_account_host_name(
+    azurite_tls: int,
+    ca_file: str,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+) -> None:
+    """HTTPS Azurite: the right name verifies; another name for the same address fails once."""
+    wrong = unique_name("wrongname")
+    for name in (TLS_NAME, wrong):
+        fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    events: list[Event] = []
+    session = outlast.requests.Session(
+        resolver=resolver_for(), policy=quick_policy(), listeners=[events.append]
+    )
+    with session:
+        url = f"https://{TLS_NAME}:{azurite_tls}/{ACCOUNT}"
+        with _client(url, session, retry_total=0, verify=ca_file) as client:
+            list(client.list_containers())
+        url = f"https://{wrong}:{azurite_tls}/{ACCOUNT}"
+        with (
+            _client(url, session, retry_total=0, verify=ca_file) as client,
+            pytest.raises(ServiceRequestError) as caught,
+        ):
+            list(client.list_containers())
+    assert isinstance(caught.value.inner_exception, requests.exceptions.SSLError)
