@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "requests"))
@@ -53,6 +54,18 @@ def gcs_emulator() -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
 
 
 @pytest.fixture

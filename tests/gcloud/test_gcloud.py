@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+import trustme
 from google.api_core.exceptions import ServiceUnavailable
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -113,3 +114,36 @@ def test_503_storm_is_retried_by_outlast_alone(
     # DEFAULT_RETRY would repeat each of those for up to 120 s.
     assert any(target.startswith("/download/") for target in attempts)
     assert set(attempts.values()) == {3}
+
+
+def test_tls_checks_the_endpoint_name(
+    ca: trustme.CA,
+    ca_file: str,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mounted session verifies the endpoint's name; a wrong name fails, once.
+
+    A session ``mount()`` instruments keeps requests' rule: ``REQUESTS_CA_BUNDLE``
+    chooses the CA bundle over ``session.verify``, so that is how the test CA is given.
+    """
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    right, wrong = unique_name("gtls"), unique_name("gwrong")
+    for name in (right, wrong):
+        fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    with Backend(cert=ca.issue_cert(right)) as server:
+        client = _client(f"https://{right}:{server.port}")
+        outlast.requests.mount(client._http, resolver=resolver_for(), policy=quick_policy())
+        # The library's own download path, on the right name: the TLS handshake verifies.
+        assert client.bucket("b").blob("k").download_as_bytes(retry=None).startswith(b"GET ")
+        assert set(server.sni) == {right}
+        wrong_client = _client(f"https://{wrong}:{server.port}")
+        outlast.requests.mount(wrong_client._http, resolver=resolver_for(), policy=quick_policy())
+        before = server.connections
+        with pytest.raises(requests.exceptions.SSLError):
+            wrong_client.bucket("b").blob("k").download_as_bytes(retry=None)
+        assert server.connections - before == 1  # a certificate failure is not retried
+        client.close()
+        wrong_client.close()
