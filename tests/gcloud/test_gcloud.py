@@ -110,10 +110,12 @@ def test_503_storm_is_retried_by_outlast_alone(
             client.bucket("b").blob("k").download_as_bytes(retry=None)
         client.close()
         attempts = Counter(target for _, target, _ in server.requests)
-    # Each request the library made (it reads the bucket first) got outlast's 3 attempts;
-    # DEFAULT_RETRY would repeat each of those for up to 120 s.
-    assert any(target.startswith("/download/") for target in attempts)
-    assert set(attempts.values()) == {3}
+    # The download got outlast's 3 attempts. The library also reads the bucket's metadata,
+    # concurrently with the download, and may still be in its backoff here: at most 3 too.
+    # DEFAULT_RETRY would repeat each of these for up to 120 s.
+    downloads = [target for target in attempts if target.startswith("/download/")]
+    assert [attempts[target] for target in downloads] == [3]
+    assert max(attempts.values()) == 3
 
 
 def test_tls_checks_the_endpoint_name(
