@@ -110,8 +110,9 @@ def test_503_storm_is_retried_by_outlast_alone(
             client.bucket("b").blob("k").download_as_bytes(retry=None)
         client.close()
         attempts = Counter(target for _, target, _ in server.requests)
-    # The download got outlast's 3 attempts. The library also reads the bucket's metadata,
-    # concurrently with the download, and may still be in its backoff here: at most 3 too.
+    # The download got outlast's 3 attempts. The library also reads the bucket's metadata
+    # on a background thread (its bucket-metadata cache), which may still be in its
+    # backoff here: at most 3 too.
     # DEFAULT_RETRY would repeat each of these for up to 120 s.
     downloads = [target for target in attempts if target.startswith("/download/")]
     assert [attempts[target] for target in downloads] == [3]
@@ -146,6 +147,8 @@ def test_tls_checks_the_endpoint_name(
         before = server.connections
         with pytest.raises(requests.exceptions.SSLError):
             wrong_client.bucket("b").blob("k").download_as_bytes(retry=None)
-        assert server.connections - before == 1  # a certificate failure is not retried
+        # One handshake for the download, and at most one for the bucket-metadata read
+        # the library runs on a background thread: a certificate failure is not retried.
+        assert 1 <= server.connections - before <= 2
         client.close()
         wrong_client.close()
