@@ -24,6 +24,13 @@ from outlast.testing import DNSServer
 from servers.bind import free_port
 
 
+@pytest.fixture(autouse=True)
+def _no_background_bucket_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-cloud-storage reads a bucket's metadata on a daemon thread of its own (for
+    its telemetry attributes), with DEFAULT_RETRY: up to 120 s after a test ends. Off."""
+    monkeypatch.setenv("DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA", "true")
+
+
 @pytest.fixture(scope="module")
 def gcs_emulator() -> Iterator[int]:
     """A started Cloud Storage emulator on 127.0.0.1 (in memory); yields its port."""
