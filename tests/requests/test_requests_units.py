@@ -70,6 +70,12 @@ def test_circuit_open_error_is_both_and_pickles() -> None:
     assert (again.name, again.retry_after) == (error.name, error.retry_after)
 
 
+def test_an_outlast_adapter_refuses_to_be_pickled(resolver: Resolver) -> None:
+    session = outlast.requests.Session(resolver=resolver, policy=quick_policy())
+    with session, pytest.raises(TypeError, match="cannot pickle"):
+        pickle.dumps(session)
+
+
 def _error(kind: str, request: requests.PreparedRequest) -> Exception:
     if kind == "connect":
         reason: Exception = NewConnectionError(None, "refused")  # type: ignore[arg-type]

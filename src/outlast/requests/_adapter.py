@@ -299,6 +299,12 @@ class _Outlast(requests.adapters.HTTPAdapter):
             manager.pool_classes_by_scheme = parts.classes
         return manager
 
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            f"cannot pickle {type(self).__name__}: its resolver and policy belong to this "
+            "process; build a new outlast adapter (or call outlast.requests.mount) there"
+        )
+
     @property
     def resolver(self) -> Resolver | None:
         """The resolver connections go through (None when outlast is disabled)."""
@@ -504,6 +510,8 @@ class Session(requests.Session):
                 f"({', '.join(sorted(_SESSION_ATTRIBUTES))})",
             )
         super().__init__()
+        for default in self.adapters.values():
+            default.close()  # requests' own, replaced below
         for name, value in attributes.items():
             setattr(self, name, value)
         adapter = HTTPAdapter(
