@@ -152,11 +152,15 @@ def _vetoed(classify: Classifier) -> Classifier:
 
 
 def _view(policy: Policy) -> Policy:
+    """``policy`` with aiohttp's classifiers where it has the defaults, the HTTP safety
+    rule over any others (aiohttp's own apply it already), and a releasing sleep."""
     error = classify_error if policy.classify_error is retry_all else policy.classify_error
     result = classify_result if policy.classify_result is None else policy.classify_result
     _, asleep = policy.sleeps
     return policy.derive(
-        classify_error=_vetoed(error), classify_result=_vetoed(result), asleep=_releasing(asleep)
+        classify_error=error if error is classify_error else _vetoed(error),
+        classify_result=result if result is classify_result else _vetoed(result),
+        asleep=_releasing(asleep),
     )
 
 
