@@ -144,3 +144,35 @@ def test_tls_checks_the_endpoint_name(
         assert server.connections - before == 1  # a certificate failure is not retried
         client.close()
         wrong_client.close()
+
+
+def test_mount_after_mtls_keeps_the_client_certificate_adapter(
+    ca: trustme.CA,
+    ca_file: str,
+    fault_dns: DNSServer,
+    unique_name: Callable[[str], str],
+    resolver_for: Callable[..., Resolver],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """google-auth's mutual-TLS adapter, instrumented in place, keeps its SSL context."""
+    from google.auth.transport.requests import AuthorizedSession
+
+    monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "true")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    leaf = ca.issue_cert("client.outlast.test")
+    cert, key = leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
+    session = AuthorizedSession(AnonymousCredentials())  # type: ignore[no-untyped-call]
+    session.configure_mtls_channel(lambda: (cert, key))
+    adapter = session.adapters["https://"]
+    assert type(adapter).__name__ == "_MutualTlsAdapter"
+    mtls_context = adapter._ctx_poolmanager
+    outlast.requests.mount(session, resolver=resolver_for(), policy=quick_policy())
+    assert session.adapters["https://"] is adapter
+    assert isinstance(adapter, outlast.requests.HTTPAdapter)
+    assert adapter.poolmanager.connection_pool_kw["ssl_context"] is mtls_context
+    name = unique_name("mtls")
+    fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    with Backend(cert=ca.issue_cert(name)) as server, session:
+        assert session.get(f"https://{name}:{server.port}/").status_code == 200
+        assert server.sni == [name]
+    assert fault_dns.queries_for(name) >= 1  # dialled through outlast

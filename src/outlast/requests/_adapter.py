@@ -398,11 +398,16 @@ _CLASSES_LOCK = threading.Lock()
 
 
 def _outlast_class(cls: type[Any]) -> type[_Outlast]:
-    """The outlast subclass of an adapter class (one per class)."""
+    """The outlast subclass of an adapter class (one per class).
+
+    Its bases are :class:`HTTPAdapter` (so ``isinstance(adapter, HTTPAdapter)`` tells an
+    instrumented adapter) and ``cls``: the method order is outlast's, then ``cls``'s,
+    then requests'. ``HTTPAdapter.__init__`` never runs on an instrumented adapter.
+    """
     with _CLASSES_LOCK:
         made = _CLASSES.get(cls)
         if made is None:
-            made = type(f"Outlast{cls.__name__.lstrip('_')}", (_Outlast, cls), {})
+            made = type(f"Outlast{cls.__name__.lstrip('_')}", (HTTPAdapter, cls), {})
             _CLASSES[cls] = made
         return made
 
