@@ -9,6 +9,7 @@ outlast alone (Storage's own retry policy off), so attempts never multiply.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 
@@ -82,6 +83,11 @@ def test_blob_round_trip_through_an_empty_record_outage(
     assert any(isinstance(e, EmptyAnswerDistrusted) for e in events)
 
 
+# azure-storage-blob leaves a 5xx response it gives up on (or retries) open and unread.
+# After outlast retried, the policy's run still refers to that response until the
+# cyclic GC runs, so its socket is finalised by the GC (a ResourceWarning) instead of
+# closing when Azure drops it. Collected here, so the warning is this test's.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
@@ -107,6 +113,7 @@ def test_503_storm_is_retried_by_outlast_alone(
         with session, client, pytest.raises(HttpResponseError):
             client.get_container_client("c").download_blob("k").readall()
         assert server.hits == expected
+    gc.collect()
 
 
 def test_the_session_survives_the_client_when_not_owned(
