@@ -1,0 +1,181 @@
+"""What ``outlast.aiohttp.ClientSession`` costs over a plain ``aiohttp.ClientSession``,
+and what it buys.
+
+A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
+
+1. Latency: alternating rounds of GETs over a kept-alive connection through a plain
+   ``aiohttp.ClientSession`` and through ``outlast.aiohttp.ClientSession``
+   (resolving a name served by a DNS server on loopback, default policy in a client
+   middleware). Both ask for the same name (the plain session's connector resolves it
+   once through the same resolver). Per-request time of the best round; target <= 1.05x.
+2. Availability through the empty-record replay: the record (TTL 2 s) is good for 2 s,
+   empty for 10 s, good again for 2 s; each client makes a call every 100 ms on a new
+   connection (``force_close``); a call that succeeds within 2 s counts. The plain side
+   is aiohttp as shipped (its connector's own 10 s DNS cache on) in front of a resolver
+   that honours TTLs alone (outlast's with ``keep_on_empty=0, stale_ttl=0``, as a stub
+   resolver would); the outlast side keeps the last-known-good addresses.
+
+Run: ``PYTHONPATH=src python benchmarks/aiohttp_session.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import time
+from typing import Any
+
+import aiohttp
+
+import outlast.aiohttp
+from outlast import Resolver
+from outlast.testing import DNSServer
+
+NAME = "bench.outlast.test"
+ROUNDS = 40
+CALLS = 200
+GOOD, EMPTY, AFTER = 2.0, 10.0, 2.0
+INTERVAL = 0.1
+WITHIN = 2.0
+RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
+
+
+def _serve(port_out: Any) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port_out.send(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+async def _round(session: aiohttp.ClientSession, url: str) -> float:
+    start = time.perf_counter()
+    for _ in range(CALLS):
+        async with session.get(url) as response:
+            await response.read()
+    return (time.perf_counter() - start) / CALLS
+
+
+async def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
+    dns.set(NAME, ["127.0.0.1"], ttl=300)
+    resolver = Resolver(providers=[dns.provider])
+    # The same name on both sides (aiohttp does more per request for a name than for an
+    # IP: cookie filtering); the plain connector resolves it once, then keeps it alive.
+    plain_url = our_url = f"http://{NAME}:{port}/"
+    plain_connector = aiohttp.TCPConnector(resolver=outlast.aiohttp.Resolver(resolver))
+    async with (
+        aiohttp.ClientSession(connector=plain_connector) as plain,
+        outlast.aiohttp.ClientSession(resolver=resolver) as ours,
+    ):
+        await _round(plain, plain_url), await _round(ours, our_url)  # warm both
+        plain_times, our_times = [], []
+        for _ in range(ROUNDS):
+            plain_times.append(await _round(plain, plain_url))
+            our_times.append(await _round(ours, our_url))
+    await resolver.aclose()
+    return min(plain_times), min(our_times)
+
+
+async def _call(session: aiohttp.ClientSession, url: str) -> float | None:
+    """Seconds one call took on a new connection, or None if it failed or took over 2 s."""
+    start = time.perf_counter()
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=WITHIN)) as response:
+            response.raise_for_status()
+            await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return time.perf_counter() - start
+
+
+async def _availability(port: int, dns: DNSServer) -> dict[str, list[float | None]]:
+    names = {"outlast": "replay-outlast.outlast.test", "plain": "replay-plain.outlast.test"}
+    for name in names.values():
+        dns.set(name, ["127.0.0.1"], ttl=2)
+    mine = Resolver(providers=[dns.provider])
+    ttl_only = Resolver(providers=[dns.provider], keep_on_empty=0, stale_ttl=0)
+    plain_connector = aiohttp.TCPConnector(
+        resolver=outlast.aiohttp.Resolver(ttl_only), force_close=True
+    )  # aiohttp's defaults otherwise: its 10 s DNS cache in front of the resolver
+    sessions = {
+        "outlast": outlast.aiohttp.ClientSession(
+            resolver=mine, connector_options={"force_close": True}
+        ),
+        "plain": aiohttp.ClientSession(connector=plain_connector),
+    }
+    results: dict[str, list[float | None]] = {label: [] for label in names}
+    start = time.monotonic()
+    emptied = restored = False
+    tick = 0
+    while (elapsed := time.monotonic() - start) < GOOD + EMPTY + AFTER:
+        if not emptied and elapsed >= GOOD:
+            for name in names.values():
+                dns.empty(name)
+            emptied = True
+        if not restored and elapsed >= GOOD + EMPTY:
+            for name in names.values():
+                dns.set(name, ["127.0.0.1"], ttl=2)
+            restored = True
+        for label, session in sessions.items():
+            results[label].append(await _call(session, f"http://{names[label]}:{port}/"))
+        tick += 1
+        await asyncio.sleep(max(0.0, start + tick * INTERVAL - time.monotonic()))
+    for session in sessions.values():
+        await session.close()
+    await mine.aclose()
+    await ttl_only.aclose()
+    return results
+
+
+def _row(label: str, outcomes: list[float | None]) -> str:
+    good = sorted(t for t in outcomes if t is not None)
+    share = len(good) / len(outcomes)
+    if len(good) >= 2:
+        cuts = statistics.quantiles(good, n=100)
+        times = f"p50 {cuts[49] * 1e3:6.1f} ms  p99 {cuts[98] * 1e3:6.1f} ms"
+    else:
+        times = "no successful call"
+    return f"  {label:<34} availability {share:7.1%}   {times}"
+
+
+def main() -> None:
+    receive, send = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
+    server.start()
+    try:
+        port = receive.recv()
+        with DNSServer() as dns:
+            plain, ours = asyncio.run(_latency(port, dns))
+            print(f"GET, kept-alive connection, best of {ROUNDS} rounds of {CALLS}:")
+            print(f"  aiohttp.ClientSession          {plain * 1e6:8.1f} us")
+            print(f"  outlast.aiohttp.ClientSession  {ours * 1e6:8.1f} us")
+            print(f"  ratio                          {ours / plain:8.3f}x   (target <= 1.05x)")
+            results = asyncio.run(_availability(port, dns))
+            print(
+                f"empty-record replay: record TTL 2 s, good {GOOD:g} s, empty {EMPTY:g} s, "
+                f"good {AFTER:g} s; a call every {INTERVAL * 1e3:.0f} ms on a new connection, "
+                f"success within {WITHIN:g} s counts ({len(results['plain'])} calls each):"
+            )
+            print(_row("aiohttp (10 s DNS cache), TTL-only", results["plain"]))
+            print(_row("outlast.aiohttp.ClientSession", results["outlast"]))
+    finally:
+        server.terminate()
+        server.join(5)
+
+
+if __name__ == "__main__":
+    main()

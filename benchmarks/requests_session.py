@@ -1,0 +1,174 @@
+"""What ``outlast.requests.Session`` costs over a plain ``requests.Session``, and what it buys.
+
+A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
+
+1. Latency: alternating rounds of GETs over a kept-alive connection through a plain
+   ``requests.Session`` (given the IP) and through ``outlast.requests.Session``
+   (resolving a name served by a DNS server on loopback, default policy). Per-request
+   time of the best round; target <= 1.05x.
+2. Availability through the empty-record replay (the October 2025 us-east-1 failure):
+   the record (TTL 2 s) is good for 2 s, empty for 10 s, good again for 2 s; each client
+   makes a call every 100 ms on a new connection; a call that succeeds within 2 s
+   counts. The plain side is requests resolving by TTL alone (an outlast resolver with
+   ``keep_on_empty=0, stale_ttl=0``: what a stub resolver does) and no policy; the
+   outlast side keeps the last-known-good addresses.
+
+Run: ``PYTHONPATH=src python benchmarks/requests_session.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import time
+from typing import Any
+
+import requests
+
+import outlast.requests
+from outlast import Policy, Resolver
+from outlast.testing import DNSServer
+
+NAME = "bench.outlast.test"
+ROUNDS = 40
+CALLS = 200
+GOOD, EMPTY, AFTER = 2.0, 10.0, 2.0
+INTERVAL = 0.1
+WITHIN = 2.0
+RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
+
+
+def _serve(port_out: Any) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port_out.send(server.sockets[0].getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def _round(session: requests.Session, url: str) -> float:
+    start = time.perf_counter()
+    for _ in range(CALLS):
+        session.get(url)
+    return (time.perf_counter() - start) / CALLS
+
+
+def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
+    dns.set(NAME, ["127.0.0.1"], ttl=300)
+    resolver = Resolver(providers=[dns.provider])
+    plain = requests.Session()
+    ours = outlast.requests.Session(resolver=resolver)
+    plain_url, our_url = f"http://127.0.0.1:{port}/", f"http://{NAME}:{port}/"
+    _round(plain, plain_url), _round(ours, our_url)  # warm both
+    plain_times, our_times = [], []
+    for _ in range(ROUNDS):
+        plain_times.append(_round(plain, plain_url))
+        our_times.append(_round(ours, our_url))
+    plain.close()
+    ours.close()
+    resolver.close()
+    return min(plain_times), min(our_times)
+
+
+def _call(session: requests.Session, url: str) -> float | None:
+    """Seconds one call took on a new connection, or None if it failed or took over 2 s."""
+    for adapter in session.adapters.values():
+        adapter.close()  # drop idle connections: the call dials, so resolves, again
+    start = time.perf_counter()
+    try:
+        session.get(url, timeout=WITHIN).raise_for_status()
+    except requests.RequestException:
+        return None
+    took = time.perf_counter() - start
+    return took if took <= WITHIN else None
+
+
+def _availability(port: int, dns: DNSServer) -> dict[str, list[float | None]]:
+    names = {"outlast": "replay-outlast.outlast.test", "plain": "replay-plain.outlast.test"}
+    for name in names.values():
+        dns.set(name, ["127.0.0.1"], ttl=2)
+    resolvers = {
+        "outlast": Resolver(providers=[dns.provider]),
+        "plain": Resolver(providers=[dns.provider], keep_on_empty=0, stale_ttl=0),
+    }
+    sessions = {
+        "outlast": outlast.requests.Session(resolver=resolvers["outlast"]),
+        "plain": outlast.requests.Session(
+            resolver=resolvers["plain"], policy=Policy(enabled=False)
+        ),
+    }
+    results: dict[str, list[float | None]] = {label: [] for label in names}
+    start = time.monotonic()
+    emptied = restored = False
+    tick = 0
+    while (elapsed := time.monotonic() - start) < GOOD + EMPTY + AFTER:
+        if not emptied and elapsed >= GOOD:
+            for name in names.values():
+                dns.empty(name)
+            emptied = True
+        if not restored and elapsed >= GOOD + EMPTY:
+            for name in names.values():
+                dns.set(name, ["127.0.0.1"], ttl=2)
+            restored = True
+        for label, session in sessions.items():
+            results[label].append(_call(session, f"http://{names[label]}:{port}/"))
+        tick += 1
+        time.sleep(max(0.0, start + tick * INTERVAL - time.monotonic()))
+    for label in names:
+        sessions[label].close()
+        resolvers[label].close()
+    return results
+
+
+def _row(label: str, outcomes: list[float | None]) -> str:
+    good = sorted(t for t in outcomes if t is not None)
+    share = len(good) / len(outcomes)
+    if len(good) >= 2:
+        cuts = statistics.quantiles(good, n=100)
+        times = f"p50 {cuts[49] * 1e3:6.1f} ms  p99 {cuts[98] * 1e3:6.1f} ms"
+    else:
+        times = "no successful call"
+    return f"  {label:<28} availability {share:7.1%}   {times}"
+
+
+def main() -> None:
+    receive, send = multiprocessing.Pipe(duplex=False)
+    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
+    server.start()
+    try:
+        port = receive.recv()
+        with DNSServer() as dns:
+            plain, ours = _latency(port, dns)
+            print(f"GET, kept-alive connection, best of {ROUNDS} rounds of {CALLS}:")
+            print(f"  requests.Session          {plain * 1e6:8.1f} us")
+            print(f"  outlast.requests.Session  {ours * 1e6:8.1f} us")
+            print(f"  ratio                     {ours / plain:8.3f}x   (target <= 1.05x)")
+            results = _availability(port, dns)
+            print(
+                f"empty-record replay: record TTL 2 s, good {GOOD:g} s, empty {EMPTY:g} s, "
+                f"good {AFTER:g} s; a call every {INTERVAL * 1e3:.0f} ms on a new connection, "
+                f"success within {WITHIN:g} s counts ({len(results['plain'])} calls each):"
+            )
+            print(_row("requests, TTL-only DNS", results["plain"]))
+            print(_row("outlast.requests.Session", results["outlast"]))
+    finally:
+        server.terminate()
+        server.join(5)
+
+
+if __name__ == "__main__":
+    main()

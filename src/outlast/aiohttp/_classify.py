@@ -1,0 +1,97 @@
+"""What an aiohttp attempt's outcome means to the policy: retry it or not, count it or not.
+
+``outlast.http``'s rules in aiohttp's exception types. Connect-phase failures
+(``ClientConnectorError`` and its DNS subclass, ``ConnectionTimeoutError``) never reached
+the server, so they are retried for every method; a certificate that fails verification
+(``ClientConnectorCertificateError``) is not retried, and a proxy that refuses
+(``ClientProxyConnectionError``, ``ClientHttpProxyError``) is neither retried nor held
+against the origin. Read-phase failures (``ServerDisconnectedError``, ``ClientOSError``,
+``SocketTimeoutError``) and 502/503/504 are retried only when repeating is safe: an
+idempotent method or an ``Idempotency-Key`` header, and a body that is empty or bytes.
+429 and 503 pass ``Retry-After`` as the delay; 429 is not held against the breaker.
+The session's total timeout (``asyncio.TimeoutError``) is the caller's deadline: not
+retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import aiohttp
+import aiohttp.payload
+
+from outlast.policy import Decision, Outcome, Phase, parse_retry_after
+
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "RETRY_STATUSES",
+    "classify_error",
+    "classify_result",
+    "never_sent",
+    "retry_safe",
+]
+
+#: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Statuses that say "the server is unwell or busy; try again".
+RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+_DELAY_HINTED: Final = frozenset({429, 503})
+_PROXY_ERRORS: Final = (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)
+_CONNECT_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_READ_ERRORS: Final = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    aiohttp.SocketTimeoutError,
+    aiohttp.ClientPayloadError,
+)
+
+
+def retry_safe(request: Any) -> bool:
+    """Whether an ``aiohttp.ClientRequest`` the server may have seen can be sent again.
+
+    Added in 0.1.0.
+    """
+    if request is None:
+        return False
+    idempotent = request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in request.headers
+    body = request.body
+    return idempotent and (body == b"" or isinstance(body, aiohttp.payload.BytesPayload))
+
+
+def never_sent(error: BaseException | None) -> bool:
+    """Whether ``error`` failed the connect phase: the request never left."""
+    return isinstance(error, _CONNECT_ERRORS) and not isinstance(error, _PROXY_ERRORS)
+
+
+def classify_error(outcome: Outcome, /) -> Decision:
+    """The policy's classifier for errors an outlast session's attempt raised.
+
+    Added in 0.1.0.
+    """
+    error = outcome.error
+    if isinstance(error, _PROXY_ERRORS):
+        return Decision.ACCEPT  # the proxy's answer: not the target's health
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return Decision(retry=False, unwell=True)
+    if never_sent(error):
+        return Decision.failure(Phase.CONNECT, idempotent=False)
+    if isinstance(error, _READ_ERRORS):
+        request = getattr(error, "outlast_request", None)  # set by the session's middleware
+        return Decision.failure(Phase.READ, idempotent=retry_safe(request))
+    return Decision.ACCEPT
+
+
+def classify_result(outcome: Outcome, /) -> Decision:
+    """The policy's classifier for ``aiohttp.ClientResponse`` values.
+
+    Added in 0.1.0.
+    """
+    response = outcome.result
+    if not isinstance(response, aiohttp.ClientResponse) or response.status not in RETRY_STATUSES:
+        return Decision.ACCEPT
+    status = response.status
+    delay = None
+    if status in _DELAY_HINTED:
+        delay = parse_retry_after(response.headers.get("Retry-After"))
+    request = getattr(response, "outlast_request", None)
+    return Decision(retry=retry_safe(request), unwell=status != 429, delay=delay)

@@ -1,0 +1,135 @@
+"""outlast.aiohttp without sockets: public surface, import contract, and the attempt
+arithmetic of the middleware over every (method, outcome script, policy) cell.
+
+The invariant, proved with hypothesis over a scripted handler: the middleware makes
+``n`` attempts where ``n`` is the first attempt whose outcome is final (success, business
+error, certificate failure, proxy refusal, the caller's timeout, or a read-phase failure
+/ 5xx of a request that is not safe to repeat) or the policy's attempts; connect failures
+are retried whatever the method; a response retried is released; what the caller sees is
+the last attempt's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import subprocess
+import sys
+from typing import Any
+from unittest import mock
+
+import aiohttp
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp_helpers import quick_policy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from yarl import URL
+
+import outlast
+import outlast.aiohttp
+from outlast.aiohttp import CircuitOpenError, middleware
+
+STATUSES = (200, 404, 429, 500, 502, 503, 504)
+ERRORS = ("connect", "dns", "read", "disconnect", "certificate", "timeout")
+RETRY_STATUSES = {429, 502, 503, 504}
+SAFE = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+KEY = ConnectionKey("api.outlast.test", 443, True, True, None, None, None)
+
+
+def test_all_is_sorted_and_complete() -> None:
+    module = outlast.aiohttp
+    public = {n for n in vars(module) if not n.startswith(("_", "@")) and n != "annotations"}
+    assert set(module.__all__) == public
+    assert module.__all__ == sorted(module.__all__)
+
+
+def test_import_contract() -> None:
+    code = (
+        "import sys, outlast.aiohttp\n"
+        "bad = ('requests', 'botocore', 'boto3', 'outlast.aws', 'outlast.requests')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(bad)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_circuit_open_error_is_both_and_pickles() -> None:
+    error = CircuitOpenError("https://api.outlast.test:443", 2.5)
+    assert isinstance(error, aiohttp.ClientConnectionError)
+    assert isinstance(error, outlast.CircuitOpenError)
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.name, again.retry_after) == (error.name, error.retry_after)
+
+
+def _error(kind: str) -> Exception:
+    if kind == "connect":
+        return aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, "refused"))
+    if kind == "dns":
+        return aiohttp.ClientConnectorDNSError(KEY, OSError(-2, "no name"))
+    if kind == "read":
+        return aiohttp.ClientOSError(104, "reset")
+    if kind == "disconnect":
+        return aiohttp.ServerDisconnectedError()
+    if kind == "certificate":
+        return aiohttp.ClientConnectorCertificateError(KEY, Exception("certificate"))
+    return TimeoutError()
+
+
+def _expected(method: str, script: list[int | str], limit: int) -> int:
+    for number, outcome in enumerate(script, start=1):
+        if number >= limit:
+            return number
+        if outcome in ("connect", "dns"):
+            continue
+        if outcome in ("read", "disconnect") or outcome in RETRY_STATUSES:
+            if method in SAFE:
+                continue
+            return number
+        return number
+    raise AssertionError("the script is longer than any limit")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "PUT", "DELETE", "POST", "PATCH"]),
+    script=st.lists(st.sampled_from(STATUSES + ERRORS), min_size=6, max_size=6),
+    policy_attempts=st.integers(1, 4),
+)
+def test_attempts_never_multiply(
+    method: str, script: list[int | str], policy_attempts: int
+) -> None:
+    request = mock.Mock(spec=aiohttp.ClientRequest)
+    request.method = method
+    request.headers = {}
+    request.body = b""
+    request.url = URL("https://api.outlast.test/x")
+    calls: list[int | str] = []
+    released: list[int] = []
+
+    async def handler(req: Any) -> Any:
+        outcome = script[len(calls)]
+        calls.append(outcome)
+        if isinstance(outcome, str):
+            raise _error(outcome)
+        response = mock.Mock(spec=aiohttp.ClientResponse)
+        response.status = outcome
+        response.headers = {}
+        response.release.side_effect = lambda: released.append(len(calls))
+        return response
+
+    async def main() -> int | str:
+        try:
+            response = await middleware(quick_policy(policy_attempts))(request, handler)
+        except (aiohttp.ClientError, TimeoutError):
+            seen = calls[-1]
+            assert isinstance(seen, str)
+            return seen
+        status: int = response.status
+        return status
+
+    seen = asyncio.run(main())
+    assert len(calls) == _expected(method, script, policy_attempts)
+    assert seen == calls[-1]
+    # Every response but the one returned was released before the next attempt.
+    responses = [n for n, outcome in enumerate(calls, start=1) if isinstance(outcome, int)]
+    assert released == [n for n in responses if n < len(calls)]
