@@ -64,8 +64,23 @@ def _samples() -> dict[str, Callable[[], BaseException]]:
             name="dynamodb:us-east-1:h", retry_after=1.0, endpoint_url="https://h/"
         )
 
+    def requests_open() -> BaseException:
+        import requests
+
+        from outlast.requests import CircuitOpenError
+
+        prepared = requests.Request("GET", "https://api.example.test/v1").prepare()
+        return CircuitOpenError("https://api.example.test:443", 2.5, request=prepared)
+
+    def aiohttp_open() -> BaseException:
+        from outlast.aiohttp import CircuitOpenError
+
+        return CircuitOpenError("https://api.example.test:443", 2.5)
+
     samples["outlast.http.CircuitOpenError"] = http_open
     samples["outlast.aws.CircuitOpenError"] = aws_open
+    samples["outlast.requests.CircuitOpenError"] = requests_open
+    samples["outlast.aiohttp.CircuitOpenError"] = aiohttp_open
     return samples
 
 

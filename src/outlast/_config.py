@@ -13,7 +13,6 @@ reads ``os.environ`` for an ``OUTLAST_*`` name. This module imports no layer (th
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import logging
 import math
@@ -463,6 +462,8 @@ def _unknown_names(env: Mapping[str, str]) -> set[str]:
 
 
 def _unknown_message(name: str) -> str:
+    import difflib  # only when a name is misspelt
+
     close = difflib.get_close_matches(name.removeprefix("OUTLAST_"), _SUFFIXES, n=1, cutoff=0.6)
     hint = f"; did you mean OUTLAST_{close[0]}?" if close else " (see docs/configuration.md)"
     return f"unknown variable {name} is ignored{hint}"

@@ -20,15 +20,8 @@ import httpx
 
 from outlast._config import ProviderSpec
 from outlast.dns._dot import ssl_context
-from outlast.dns._providers import (
-    FAMILIES,
-    Failure,
-    Outcome,
-    bounded,
-    combine,
-    describe,
-    interpret,
-)
+from outlast.dns._providers import FAMILIES, Failure, Outcome, combine, describe
+from outlast.dns._wire import bounded, interpret
 
 __all__ = ["DoHProvider"]
 

@@ -17,7 +17,8 @@ import dns.message
 import dns.rdatatype
 
 from outlast._config import ProviderSpec
-from outlast.dns._providers import FAMILIES, Failure, Outcome, combine, describe, interpret
+from outlast.dns._providers import FAMILIES, Failure, Outcome, combine, describe
+from outlast.dns._wire import interpret
 
 __all__ = ["DoTProvider"]
 

@@ -32,11 +32,9 @@ from typing import Final
 from outlast._config import ProviderSpec
 from outlast._events import Emitter
 from outlast._exceptions import ConfigError
-from outlast.dns._dot import DoTProvider
 from outlast.dns._events import ProviderEjected, ProviderFailed, ProviderRestored
 from outlast.dns._providers import (
     Failure,
-    NameserverProvider,
     Negative,
     Outcome,
     Positive,
@@ -229,5 +227,9 @@ def build_provider(
 
         return DoHProvider(entry, verify=verify)
     if entry.kind == "tls":
+        from outlast.dns._dot import DoTProvider  # dnspython: imported for such providers only
+
         return DoTProvider(entry, verify=verify)
+    from outlast.dns._wire import NameserverProvider  # likewise
+
     return NameserverProvider(entry)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import email.utils
 import enum
 import math
 import time
@@ -174,6 +173,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     else:
         return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
+        import email.utils  # only for a Retry-After given as a date
+
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
