@@ -3,14 +3,17 @@
 Cells (status x method) and the invariant: 500/502/503/504 are retried when the
 request is safe (GET; a POST never twice); every 5xx but 501 and 505 counts against
 the origin's breaker, so a backend answering 500 to every call opens it (before, 500
-and the 5xx outside 502-504 were taken as successes: the breaker never opened).
+and the 5xx outside 502-504 were taken as successes: the breaker never opened). A
+proxy that fails is neutral: neither the target's failure nor its success.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 
+import aiohttp
 import pytest
 from aiohttp_helpers import quick_policy
 from loopback_http import Backend
@@ -69,3 +72,32 @@ def test_501_and_505_are_not_held_against_the_backend(
         url = f"http://{name}:{server.port}/"
         assert asyncio.run(_statuses(args, "GET", url, 4)) == [status] * 4
         assert server.hits == 4
+
+
+def test_a_proxy_failure_neither_counts_nor_resets_the_targets_count(
+    name: str, resolver_for: Callable[..., Resolver]
+) -> None:
+    # failures=2: 500, (proxy down), 500 is two failures in a row for the target; the
+    # proxy's error says nothing about it (before, it was taken as the target's success).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def main(url: str) -> list[object]:
+        out: list[object] = []
+        session = ClientSession(resolver=resolver_for(), policy=quick_policy(breaker=True))
+        async with session:
+            for proxy in (None, dead_proxy, None, None):
+                try:
+                    async with session.post(url, data=b"x", proxy=proxy) as response:
+                        out.append(response.status)
+                except CircuitOpenError:
+                    out.append("open")
+                except aiohttp.ClientProxyConnectionError:
+                    out.append("proxy")
+        return out
+
+    with Backend() as server:
+        server.status = 500
+        assert asyncio.run(main(f"http://{name}:{server.port}/")) == [500, "proxy", 500, "open"]
+        assert server.hits == 2

@@ -73,7 +73,7 @@ def classify_error(outcome: Outcome, /) -> Decision:
     """
     error = outcome.error
     if isinstance(error, _PROXY_ERRORS):
-        return Decision.ACCEPT  # the proxy's answer: not the target's health
+        return Decision.NEUTRAL  # the proxy's answer: not the target's health, either way
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         return Decision(retry=False, unwell=True)
     if never_sent(error):

@@ -187,7 +187,7 @@ def _vetoed(classify: Classifier) -> Classifier:
     def classify_vetoed(outcome: Outcome, /) -> Decision:
         error = outcome.error
         if isinstance(error, requests.exceptions.ProxyError):
-            return Decision.ACCEPT  # the proxy's answer, not the target's health
+            return Decision.NEUTRAL  # the proxy's answer, not the target's health
         decision = classify(outcome)
         if not decision.retry or never_sent(error):
             return decision

@@ -101,9 +101,9 @@ def classify_error(outcome: Outcome, /) -> Decision:
     """
     error = outcome.error
     if isinstance(error, requests.exceptions.ProxyError):
-        return Decision.ACCEPT  # the proxy's answer: not the target's health
+        return Decision.NEUTRAL  # the proxy's answer: not the target's health, either way
     if not isinstance(error, (requests.ConnectionError, requests.Timeout)):
-        return Decision.ACCEPT  # a bad URL, a missing schema, a bug: the caller's
+        return Decision.NEUTRAL  # a bad URL, a missing schema, a bug: the caller's
     chain = _chain(error)
     if any(isinstance(link, _CERTIFICATE_ERRORS) for link in chain):
         return Decision(retry=False, unwell=True)
