@@ -31,7 +31,7 @@ from outlast.aiohttp import CircuitOpenError, middleware
 
 STATUSES = (200, 404, 429, 500, 502, 503, 504)
 ERRORS = ("connect", "dns", "read", "disconnect", "certificate", "timeout")
-RETRY_STATUSES = {429, 502, 503, 504}
+RETRY_STATUSES = {429, 500, 502, 503, 504}  # outlast.http's rule
 SAFE = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 KEY = ConnectionKey("api.outlast.test", 443, True, True, None, None, None)
 

@@ -36,7 +36,7 @@ from outlast.requests import CircuitOpenError, HTTPAdapter, attempts_cap
 URL = "http://api.outlast.test/x"
 STATUSES = (200, 404, 429, 500, 502, 503, 504)
 ERRORS = ("connect", "read", "certificate")
-RETRY_STATUSES = {429, 502, 503, 504}
+RETRY_STATUSES = {429, 500, 502, 503, 504}  # outlast.http's rule
 SAFE = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 
 

@@ -6,9 +6,10 @@ the server, so they are retried for every method; a certificate that fails verif
 (``ClientConnectorCertificateError``) is not retried, and a proxy that refuses
 (``ClientProxyConnectionError``, ``ClientHttpProxyError``) is neither retried nor held
 against the origin. Read-phase failures (``ServerDisconnectedError``, ``ClientOSError``,
-``SocketTimeoutError``) and 502/503/504 are retried only when repeating is safe: an
+``SocketTimeoutError``) and 500/502/503/504 are retried only when repeating is safe: an
 idempotent method or an ``Idempotency-Key`` header, and a body that is empty or bytes.
-429 and 503 pass ``Retry-After`` as the delay; 429 is not held against the breaker.
+429 and 503 pass ``Retry-After`` as the delay; 429 is not held against the breaker;
+every 5xx but 501 and 505 is.
 The session's total timeout (``asyncio.TimeoutError``) is the caller's deadline: not
 retried.
 """
@@ -34,7 +35,9 @@ __all__ = [
 #: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: Statuses that say "the server is unwell or busy; try again".
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+#: 5xx that say what the server cannot do, not that it is unwell: never counted.
+_WELL_5XX: Final = frozenset({501, 505})
 _DELAY_HINTED: Final = frozenset({429, 503})
 _PROXY_ERRORS: Final = (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)
 _CONNECT_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -70,7 +73,7 @@ def classify_error(outcome: Outcome, /) -> Decision:
     """
     error = outcome.error
     if isinstance(error, _PROXY_ERRORS):
-        return Decision.ACCEPT  # the proxy's answer: not the target's health
+        return Decision.NEUTRAL  # the proxy's answer: not the target's health, either way
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
         return Decision(retry=False, unwell=True)
     if never_sent(error):
@@ -87,11 +90,17 @@ def classify_result(outcome: Outcome, /) -> Decision:
     Added in 0.1.0.
     """
     response = outcome.result
-    if not isinstance(response, aiohttp.ClientResponse) or response.status not in RETRY_STATUSES:
+    if not isinstance(response, aiohttp.ClientResponse):
         return Decision.ACCEPT
     status = response.status
+    if status < 500 and status != 429:
+        return Decision.ACCEPT
+    # 429 is the server pacing us, not failing: retried when safe, not held against it.
+    unwell = status >= 500 and status not in _WELL_5XX
+    if status not in RETRY_STATUSES:
+        return Decision(unwell=unwell)
     delay = None
     if status in _DELAY_HINTED:
         delay = parse_retry_after(response.headers.get("Retry-After"))
     request = getattr(response, "outlast_request", None)
-    return Decision(retry=retry_safe(request), unwell=status != 429, delay=delay)
+    return Decision(retry=retry_safe(request), unwell=unwell, delay=delay)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -139,6 +141,10 @@ def _view(policy: Policy) -> Policy:
     )
 
 
+#: The middlewares :func:`middleware` made: an outlast session keeps its own on every request.
+_OURS: Final[weakref.WeakSet[Callable[..., Any]]] = weakref.WeakSet()
+
+
 def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awaitable[Any]]:
     """An aiohttp client middleware running each request through ``policy`` per origin.
 
@@ -172,7 +178,36 @@ def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awa
             raise CircuitOpenError(bound.key, bound.retry_after())
         return response
 
+    _OURS.add(outlast_middleware)
     return outlast_middleware
+
+
+def _keeping_ours(given: Iterable[Any], session: Iterable[Any]) -> tuple[Any, ...]:
+    """A request's own ``middlewares`` with the session's outlast one innermost."""
+    given = tuple(given)
+    if any(one in _OURS for one in given):
+        return given
+    return (*given, *(one for one in session if one in _OURS))
+
+
+with warnings.catch_warnings():
+    # aiohttp warns on any subclass; this one only keeps outlast's middleware per request.
+    warnings.simplefilter("ignore", DeprecationWarning)
+
+    class _Session(aiohttp.ClientSession):
+        """``aiohttp.ClientSession`` whose requests keep outlast's middleware.
+
+        aiohttp lets a request's ``middlewares=`` replace the session's; outlast's policy
+        would be dropped with them (no retry, no breaker). Here it stays, innermost.
+        """
+
+        async def _request(
+            self, method: str, str_or_url: Any, **kwargs: Any
+        ) -> aiohttp.ClientResponse:
+            given = kwargs.get("middlewares")
+            if given is not None:
+                kwargs["middlewares"] = _keeping_ours(given, self._middlewares)
+            return await super()._request(method, str_or_url, **kwargs)
 
 
 def ClientSession(
@@ -186,7 +221,9 @@ def ClientSession(
     """An ``aiohttp.ClientSession`` that resolves through outlast and applies its policy.
 
     Keyword arguments are ``aiohttp.ClientSession``'s (``middlewares`` given are run
-    outside outlast's), plus: ``resolver`` (default: the process's shared resolver),
+    outside outlast's, and so are a request's own ``middlewares=``, which in aiohttp
+    replace the session's: outlast's policy stays, innermost), plus: ``resolver``
+    (default: the process's shared resolver),
     ``policy`` (default: the shared ``outlast.aiohttp`` policy from ``OUTLAST_*``; one
     breaker and budget per origin) and ``connector_options`` (keyword arguments for the
     ``aiohttp.TCPConnector`` built here, such as ``limit`` or ``ssl``; its
@@ -223,4 +260,4 @@ def ClientSession(
         policy = policy if policy is not None else shared_policy
     connector = aiohttp.TCPConnector(resolver=chosen, use_dns_cache=False, **options)
     middlewares = (*kwargs.pop("middlewares", ()), middleware(policy))
-    return aiohttp.ClientSession(connector=connector, middlewares=middlewares, **kwargs)
+    return _Session(connector=connector, middlewares=middlewares, **kwargs)

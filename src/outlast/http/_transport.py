@@ -310,7 +310,9 @@ class _Face(Generic[PoolT, BackendT]):
             http2=http2,
             uds=uds,
             local_address=local_address,
-            retries=retries,
+            # httpcore's connect retries would multiply the policy's (which retries every
+            # connect failure) and sleep past the call's deadline: one layer, outlast's.
+            retries=retries if parts.view is None else 0,
             socket_options=socket_options,
             backend=self._backend(parts),
         )
@@ -339,8 +341,9 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
     ``Policy.from_env()`` with HTTP classifiers; one breaker and budget per origin),
     ``eject_for`` (seconds an address that refused or timed out is tried last) and
     ``listeners`` (receive the transport's events, and those of the default resolver and
-    policy, which are shared by the transports given the same listeners). With
-    ``OUTLAST_DISABLE=1`` it is plain httpx.
+    policy, which are shared by the transports given the same listeners). ``retries``
+    (httpcore's connect retries) is not used while outlast is on: the policy retries
+    connect failures. With ``OUTLAST_DISABLE=1`` it is plain httpx.
 
     Added in 0.1.0.
     """

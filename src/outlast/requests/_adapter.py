@@ -8,6 +8,9 @@ request through an :class:`outlast.Policy` bound to the request's origin
 :mod:`outlast.requests._classify`. A response that is retried is closed before the
 policy waits, so no pooled connection is held through the backoff.
 
+The caller's ``timeout`` (``t`` or ``(connect, read)``) is a deadline for the whole call,
+connect + read, as in ``outlast.http``: each attempt's timeouts are cut to what remains.
+
 Retries are made in one layer. urllib3's own are off in an outlast adapter
 (``Retry(0, read=False)``, requests' default); a ``max_retries`` the user configured
 (an ``int`` or a ``urllib3.Retry``, on the adapter or on an adapter that
@@ -27,6 +30,7 @@ import contextvars
 import dataclasses
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
@@ -183,7 +187,7 @@ def _vetoed(classify: Classifier) -> Classifier:
     def classify_vetoed(outcome: Outcome, /) -> Decision:
         error = outcome.error
         if isinstance(error, requests.exceptions.ProxyError):
-            return Decision.ACCEPT  # the proxy's answer, not the target's health
+            return Decision.NEUTRAL  # the proxy's answer, not the target's health
         decision = classify(outcome)
         if not decision.retry or never_sent(error):
             return decision
@@ -205,6 +209,57 @@ def _view(policy: Policy, cap: int | None) -> Policy:
         classify_error=_capped(_vetoed(error), cap),
         classify_result=_capped(_vetoed(result), cap),
         sleep=_releasing(sleep),
+    )
+
+
+# -- the caller's timeout as a deadline ------------------------------------------------
+
+#: The shortest timeout an attempt is given when its deadline has (nearly) passed.
+_LEAST_TIMEOUT: Final = 0.001
+
+
+def _phases(timeout: Any) -> tuple[float | None, float | None] | None:
+    """requests' ``timeout`` as ``(connect, read)`` seconds; None for a form not read here
+    (such as a ``urllib3.Timeout``), which is passed on untouched."""
+    if timeout is None:
+        return (None, None)
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        return (float(timeout), float(timeout))
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        connect, read = timeout
+        if all(
+            value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            for value in (connect, read)
+        ):
+            return (
+                None if connect is None else float(connect),
+                None if read is None else float(read),
+            )
+    return None
+
+
+def _limit(phases: tuple[float | None, float | None] | None, view: Policy) -> float | None:
+    """The seconds a whole call may take: connect + read of the caller's timeout, or less.
+
+    ``Retry.deadline`` (``OUTLAST_RETRY_DEADLINE``) applies too, the tighter winning;
+    None when neither bounds the call. The rule of ``outlast.http``.
+    """
+    limit: float | None = None
+    if phases is not None and phases[0] is not None and phases[1] is not None:
+        limit = phases[0] + phases[1]
+    retry = view.retry
+    if retry is not None and retry.deadline is not None:
+        limit = retry.deadline if limit is None else min(limit, retry.deadline)
+    return limit if limit is not None and limit > 0 else None
+
+
+def _cut(phases: tuple[float | None, float | None], deadline: float) -> tuple[float, float]:
+    """One attempt's ``(connect, read)``: the caller's, cut to what remains of the call."""
+    remaining = max(_LEAST_TIMEOUT, deadline - time.monotonic())
+    connect, read = phases
+    return (
+        remaining if connect is None else min(connect, remaining),
+        remaining if read is None else min(read, remaining),
     )
 
 
@@ -306,11 +361,19 @@ class _Outlast(requests.adapters.HTTPAdapter):
         if view is None:
             return send(request, stream, timeout, verify, cert, dict(proxies or {}))
 
+        policy = view.for_key(origin_of(request.url or ""))
+        phases = _phases(timeout)
+        limit = _limit(phases, policy)
+        deadline = None if limit is None else time.monotonic() + limit
+        if limit is not None:  # the caller's timeout bounds the whole call
+            policy = policy.within(limit)
+
         def once() -> requests.Response:
-            return send(request, stream, timeout, verify, cert, dict(proxies or {}))
+            cut = deadline is not None and phases is not None
+            bound = _cut(phases, deadline) if cut else timeout  # type: ignore[arg-type]
+            return send(request, stream, bound, verify, cert, dict(proxies or {}))
 
         attempts = _Attempts(once, request)
-        policy = view.for_key(origin_of(request.url or ""))
         token = _HELD.set(attempts)
         try:
             response = policy.call(attempts)

@@ -5,11 +5,12 @@ The rules are ``outlast.http``'s, in requests' exception types. Connect-phase fa
 off: urllib3's ``NewConnectionError``, ``NameResolutionError``, ``ConnectTimeoutError``
 under a ``requests.ConnectionError``, and ``requests.ConnectTimeout``) never reached the
 server, so they are retried for every method. Read-phase failures (the connection
-dropped after the request was written, ``requests.ReadTimeout``) and 502/503/504 are
+dropped after the request was written, ``requests.ReadTimeout``) and 500/502/503/504 are
 retried only when repeating the request is safe: an idempotent method (GET, HEAD,
 OPTIONS, PUT, DELETE) or an ``Idempotency-Key`` header, *and* a body that can be sent
 again (none, ``bytes`` or ``str``). 429 and 503 pass ``Retry-After`` as the delay; 429
-is not held against the origin's breaker. A certificate that fails verification is not
+is not held against the origin's breaker; every other 5xx but 501 and 505 is (whether
+or not it is retried). A certificate that fails verification is not
 retried, and a proxy that refuses (``requests.exceptions.ProxyError``) is neither
 retried nor held against the origin.
 """
@@ -41,7 +42,9 @@ __all__ = [
 #: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 #: Statuses that say "the server is unwell or busy; try again".
-RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+#: 5xx that say what the server cannot do, not that it is unwell: never counted.
+_WELL_5XX: Final = frozenset({501, 505})
 _DELAY_HINTED: Final = frozenset({429, 503})
 _CONNECT_REASONS: Final = (NewConnectionError, ConnectTimeoutError)
 _CERTIFICATE_ERRORS: Final = (ssl.SSLCertVerificationError, ssl.CertificateError, CertificateError)
@@ -98,9 +101,9 @@ def classify_error(outcome: Outcome, /) -> Decision:
     """
     error = outcome.error
     if isinstance(error, requests.exceptions.ProxyError):
-        return Decision.ACCEPT  # the proxy's answer: not the target's health
+        return Decision.NEUTRAL  # the proxy's answer: not the target's health, either way
     if not isinstance(error, (requests.ConnectionError, requests.Timeout)):
-        return Decision.ACCEPT  # a bad URL, a missing schema, a bug: the caller's
+        return Decision.NEUTRAL  # a bad URL, a missing schema, a bug: the caller's
     chain = _chain(error)
     if any(isinstance(link, _CERTIFICATE_ERRORS) for link in chain):
         return Decision(retry=False, unwell=True)
@@ -115,11 +118,16 @@ def classify_result(outcome: Outcome, /) -> Decision:
     Added in 0.1.0.
     """
     response = outcome.result
-    if not isinstance(response, requests.Response) or response.status_code not in RETRY_STATUSES:
+    if not isinstance(response, requests.Response):
         return Decision.ACCEPT
     status = response.status_code
+    if status < 500 and status != 429:
+        return Decision.ACCEPT
+    # 429 is the server pacing us, not failing: retried when safe, not held against it.
+    unwell = status >= 500 and status not in _WELL_5XX
+    if status not in RETRY_STATUSES:
+        return Decision(unwell=unwell)
     delay = None
     if status in _DELAY_HINTED:
         delay = parse_retry_after(response.headers.get("Retry-After"))
-    # 429 is the server pacing us, not failing: retried when safe, not held against it.
-    return Decision(retry=retry_safe(response.request), unwell=status != 429, delay=delay)
+    return Decision(retry=retry_safe(response.request), unwell=unwell, delay=delay)
