@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+from typing import Final
 
 import idna
 
@@ -29,7 +31,19 @@ def ip_literal(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        return None
+        pass
+    if _INET_ATON.match(text):  # "127.1", "2130706433", "0x7f000001": inet_aton's forms
+        try:
+            return socket.inet_ntoa(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
+
+
+#: The shorthand IPv4 forms getaddrinfo (inet_aton) takes as addresses, not names: one to
+#: four parts, each decimal, or hexadecimal with 0x. (Octal with a leading 0 is read as
+#: octal by inet_aton, as by getaddrinfo.)
+_INET_ATON: Final = re.compile(r"^(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}$", re.I)
 
 
 def normalize(host: str) -> str:

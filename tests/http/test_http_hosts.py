@@ -41,10 +41,6 @@ def test_name_forms_resolve_through_outlast(
         assert response.status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outlast._names.ip_literal takes only dotted quads: these go to DNS as names",
-)
 @pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001"])
 def test_numeric_ipv4_forms_are_dialled_not_resolved(client: httpx.Client, host: str) -> None:
     with Backend() as server:
