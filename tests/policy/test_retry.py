@@ -286,6 +286,11 @@ def test_phase_says_what_is_safe_to_retry() -> None:
         ("Wednesday, 21-Oct-15 07:28:10 GMT", 10.0),  # RFC 850
         ("soon", None),
         ("-4", None),
+        ("1e3", None),  # RFC 9110's delay-seconds is digits only
+        ("inf", None),
+        ("nan", None),
+        ("\u0661\u0662", None),  # Arabic-Indic digits: float() takes them, the RFC does not
+        ("3 s", None),
         (None, None),
     ],
 )

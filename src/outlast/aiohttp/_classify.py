@@ -21,7 +21,8 @@ from typing import Any, Final
 import aiohttp
 import aiohttp.payload
 
-from outlast.policy import Decision, Outcome, Phase, parse_retry_after
+from outlast.policy import Decision, Outcome, Phase
+from outlast.policy._http import IDEMPOTENT_METHODS, RETRY_STATUSES, judge_status
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -32,13 +33,6 @@ __all__ = [
     "retry_safe",
 ]
 
-#: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
-IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-#: Statuses that say "the server is unwell or busy; try again".
-RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
-#: 5xx that say what the server cannot do, not that it is unwell: never counted.
-_WELL_5XX: Final = frozenset({501, 505})
-_DELAY_HINTED: Final = frozenset({429, 503})
 _PROXY_ERRORS: Final = (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)
 _CONNECT_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _READ_ERRORS: Final = (
@@ -92,15 +86,8 @@ def classify_result(outcome: Outcome, /) -> Decision:
     response = outcome.result
     if not isinstance(response, aiohttp.ClientResponse):
         return Decision.ACCEPT
-    status = response.status
-    if status < 500 and status != 429:
-        return Decision.ACCEPT
-    # 429 is the server pacing us, not failing: retried when safe, not held against it.
-    unwell = status >= 500 and status not in _WELL_5XX
-    if status not in RETRY_STATUSES:
-        return Decision(unwell=unwell)
-    delay = None
-    if status in _DELAY_HINTED:
-        delay = parse_retry_after(response.headers.get("Retry-After"))
-    request = getattr(response, "outlast_request", None)
-    return Decision(retry=retry_safe(request), unwell=unwell, delay=delay)
+    return judge_status(
+        response.status,
+        lambda: retry_safe(getattr(response, "outlast_request", None)),
+        lambda: response.headers.get("Retry-After"),
+    )

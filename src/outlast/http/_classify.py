@@ -26,7 +26,8 @@ from typing import Final
 
 import httpx
 
-from outlast.policy import Decision, Outcome, Phase, parse_retry_after
+from outlast.policy import Decision, Outcome, Phase
+from outlast.policy._http import IDEMPOTENT_METHODS, RETRY_STATUSES, judge_status
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -37,13 +38,6 @@ __all__ = [
     "retry_safe",
 ]
 
-#: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
-IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-#: Statuses that say "the server is unwell or busy; try again" (retried when safe).
-RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
-#: 5xx that say what the server cannot do, not that it is unwell: never counted.
-_WELL_5XX: Final = frozenset({501, 505})
-_DELAY_HINTED: Final = frozenset({429, 503})
 _CONNECT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout)
 _READ_ERRORS: Final = (
     httpx.ReadError,
@@ -118,18 +112,15 @@ def classify_result(outcome: Outcome, /) -> Decision:
     response = outcome.result
     if not isinstance(response, httpx.Response):
         return Decision.ACCEPT
-    status = response.status_code
-    if status < 500 and status != 429:
-        return Decision.ACCEPT
-    # 429 is the server pacing us, not failing: retried when safe, not held against it.
-    unwell = status >= 500 and status not in _WELL_5XX
-    if status not in RETRY_STATUSES:
-        return Decision(unwell=unwell)
+    return judge_status(
+        response.status_code,
+        lambda: _safe(response),
+        lambda: response.headers.get("retry-after"),
+    )
+
+
+def _safe(response: httpx.Response) -> bool:
     try:
-        safe = retry_safe(response.request)
-    except RuntimeError:
-        safe = False
-    delay = None
-    if status in _DELAY_HINTED:
-        delay = parse_retry_after(response.headers.get("retry-after"))
-    return Decision(retry=safe, unwell=unwell, delay=delay)
+        return retry_safe(response.request)
+    except RuntimeError:  # a response built without a request
+        return False

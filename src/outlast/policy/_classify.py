@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import math
+import re
 import time
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import ClassVar, Final, Protocol
 
 __all__ = [
     "Classifier",
@@ -150,6 +150,10 @@ def retry_on(*errors: type[Exception]) -> Classifier:
     return classify
 
 
+#: RFC 9110's delay-seconds (``1*DIGIT``), with a decimal fraction tolerated.
+_DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP-date.
 
@@ -158,7 +162,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     (``Sun Nov  6 08:49:37 1994``), the last two taken as UTC as the RFC says.
 
     ``now`` is the current POSIX time (for an HTTP-date; ``time.time()`` by default).
-    Returns None for a missing or unreadable value; a date in the past gives 0.
+    Returns None for a missing or unreadable value (``1e3``, ``inf``, digits of another
+    script, a negative number); a date in the past gives 0.
     For ``x-amz-retry-after`` (milliseconds) divide by 1000 before use.
 
     Added in 0.1.0.
@@ -166,12 +171,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    if _DELAY_SECONDS.fullmatch(text):  # ASCII digits only: not "1e3", "inf" or other scripts
+        return float(text)
+    if text[:1].isdigit() or text[:1] in "+-.":
+        return None  # a number RFC 9110's delay-seconds does not allow
     try:
         import email.utils  # only for a Retry-After given as a date
 

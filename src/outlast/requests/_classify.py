@@ -28,7 +28,8 @@ from urllib3.exceptions import (
 )
 from urllib3.util.ssl_match_hostname import CertificateError
 
-from outlast.policy import Decision, Outcome, Phase, parse_retry_after
+from outlast.policy import Decision, Outcome, Phase
+from outlast.policy._http import IDEMPOTENT_METHODS, RETRY_STATUSES, judge_status
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -39,13 +40,6 @@ __all__ = [
     "retry_safe",
 ]
 
-#: Methods that may be repeated without changing the outcome (RFC 9110 section 9.2.2).
-IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-#: Statuses that say "the server is unwell or busy; try again".
-RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
-#: 5xx that say what the server cannot do, not that it is unwell: never counted.
-_WELL_5XX: Final = frozenset({501, 505})
-_DELAY_HINTED: Final = frozenset({429, 503})
 _CONNECT_REASONS: Final = (NewConnectionError, ConnectTimeoutError)
 _CERTIFICATE_ERRORS: Final = (ssl.SSLCertVerificationError, ssl.CertificateError, CertificateError)
 
@@ -120,14 +114,8 @@ def classify_result(outcome: Outcome, /) -> Decision:
     response = outcome.result
     if not isinstance(response, requests.Response):
         return Decision.ACCEPT
-    status = response.status_code
-    if status < 500 and status != 429:
-        return Decision.ACCEPT
-    # 429 is the server pacing us, not failing: retried when safe, not held against it.
-    unwell = status >= 500 and status not in _WELL_5XX
-    if status not in RETRY_STATUSES:
-        return Decision(unwell=unwell)
-    delay = None
-    if status in _DELAY_HINTED:
-        delay = parse_retry_after(response.headers.get("Retry-After"))
-    return Decision(retry=retry_safe(response.request), unwell=unwell, delay=delay)
+    return judge_status(
+        response.status_code,
+        lambda: retry_safe(response.request),
+        lambda: response.headers.get("Retry-After"),
+    )
