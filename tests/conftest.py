@@ -8,10 +8,13 @@ import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 
-from outlast import _root
+from outlast import Resolver, _root
 from outlast.testing._dnsserver import DNSServer
 from servers.bind import ZONE, BindNotInstalled, BindServer
 
@@ -67,6 +70,36 @@ def bind(request: pytest.FixtureRequest) -> Iterator[BindServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme), one per test module."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """The test CA's certificate as a PEM file in the test's own directory."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def resolver_for(fault_dns: DNSServer) -> Iterator[Callable[..., Resolver]]:
+    """Make resolvers asking only `fault_dns`; all are closed after the test."""
+    made: list[Resolver] = []
+
+    def make(**options: Any) -> Resolver:
+        options.setdefault("timeout", 0.5)
+        resolver = Resolver(providers=[fault_dns.provider], **options)
+        made.append(resolver)
+        return resolver
+
+    yield make
+    for resolver in made:
+        resolver.close()
 
 
 @pytest.fixture

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
-
-from outlast import Resolver
-from outlast.testing import DNSServer
 
 _AWS_VARIABLES = (
     "AWS_PROFILE",
@@ -53,19 +49,3 @@ def moto_port() -> Iterator[int]:
         yield server.get_host_and_port()[1]
     finally:
         server.stop()
-
-
-@pytest.fixture
-def resolver_for(fault_dns: DNSServer) -> Iterator[Callable[..., Resolver]]:
-    """Make resolvers asking only `fault_dns`; all are closed after the test."""
-    made: list[Resolver] = []
-
-    def make(**options: Any) -> Resolver:
-        options.setdefault("timeout", 0.5)
-        resolver = Resolver(providers=[fault_dns.provider], **options)
-        made.append(resolver)
-        return resolver
-
-    yield make
-    for resolver in made:
-        resolver.close()

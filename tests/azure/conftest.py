@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "requests"))
 
 from azurite_account import TLS_NAME
-
-from outlast import Resolver
-from outlast.testing import DNSServer
 
 _LISTENING = re.compile(r"listens on https?://127\.0\.0\.1:(\d+)")
 
@@ -91,11 +88,6 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def azurite_tls(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Iterator[int]:
     """Azurite over HTTPS with a certificate for ``TLS_NAME`` from ``ca``; yields its port."""
     folder = tmp_path_factory.mktemp("azurite-tls")
@@ -105,26 +97,3 @@ def azurite_tls(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Ite
     extra = ("--cert", str(folder / "cert.pem"), "--key", str(folder / "key.pem"))
     with _azurite(folder / "data", *extra) as port:
         yield port
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
-@pytest.fixture
-def resolver_for(fault_dns: DNSServer) -> Iterator[Callable[..., Resolver]]:
-    """Make resolvers asking only `fault_dns`; all are closed after the test."""
-    made: list[Resolver] = []
-
-    def make(**options: object) -> Resolver:
-        options.setdefault("timeout", 0.5)
-        resolver = Resolver(providers=[fault_dns.provider], **options)  # type: ignore[arg-type]
-        made.append(resolver)
-        return resolver
-
-    yield make
-    for resolver in made:
-        resolver.close()

@@ -10,17 +10,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "requests"))
 
-from outlast import Resolver
-from outlast.testing import DNSServer
 from servers.bind import free_port
 
 
@@ -61,31 +58,3 @@ def gcs_emulator() -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
-@pytest.fixture
-def resolver_for(fault_dns: DNSServer) -> Iterator[Callable[..., Resolver]]:
-    """Make resolvers asking only `fault_dns`; all are closed after the test."""
-    made: list[Resolver] = []
-
-    def make(**options: object) -> Resolver:
-        options.setdefault("timeout", 0.5)
-        resolver = Resolver(providers=[fault_dns.provider], **options)  # type: ignore[arg-type]
-        made.append(resolver)
-        return resolver
-
-    yield make
-    for resolver in made:
-        resolver.close()
