@@ -337,3 +337,72 @@ def _hold(lock: Path, order: list[str]) -> None:
 
     with _exclusive_file(lock):
         order.append("second")
+
+
+def _start_in_thread(path: Path) -> tuple[threading.Thread, list[BaseException]]:
+    """Resolver(cache_file=path) on a daemon thread: a hang fails the test, not the suite."""
+    caught: list[BaseException] = []
+
+    def start() -> None:
+        provider = ScriptedProvider()
+        provider.set("api.example", "10.0.0.1")
+        try:
+            with Resolver(providers=[provider], cache_file=path) as resolver:
+                resolver.resolve("api.example")
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    thread.join(10)
+    return thread, caught
+
+
+def test_a_fifo_is_refused_at_once_and_left_a_fifo(tmp_path: Path) -> None:
+    # Found by b2: reading a FIFO blocked Resolver() (and `outlast resolve`) forever.
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    thread, caught = _start_in_thread(path)
+    if thread.is_alive():  # unblock the stuck open() before failing
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(5)
+        pytest.fail("Resolver(cache_file=FIFO) blocked on opening the FIFO")
+    assert len(caught) == 1 and isinstance(caught[0], ConfigError), caught
+    assert "OUTLAST_DNS_CACHE_FILE" in str(caught[0])
+    assert stat.S_ISFIFO(path.lstat().st_mode)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mknod needs root")
+def test_a_character_device_like_dev_null_is_refused_and_never_replaced(tmp_path: Path) -> None:
+    # Found by b2: OUTLAST_DNS_CACHE_FILE=/dev/null read as an empty (new) cache file,
+    # and the first write renamed a regular file over the system's /dev/null.
+    path = tmp_path / "null"
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    thread, caught = _start_in_thread(path)
+    assert not thread.is_alive()
+    assert len(caught) == 1 and isinstance(caught[0], ConfigError), caught
+    assert stat.S_ISCHR(path.lstat().st_mode)
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_symbolic_link_survives_writes_which_go_to_its_target(
+    tmp_path: Path, dangling: bool
+) -> None:
+    # Found by b2: the atomic rename replaced the operator's symbolic link by a file.
+    target = tmp_path / "volume" / "cache.json"
+    target.parent.mkdir()
+    link = tmp_path / "cache.json"
+    link.symlink_to(target)
+    if not dangling:
+        provider = ScriptedProvider()
+        provider.set("old.example", "10.0.0.9")
+        with Resolver(providers=[provider], cache_file=target) as resolver:
+            resolver.resolve("old.example")
+    provider = ScriptedProvider()
+    provider.set("api.example", "10.0.0.1")
+    with Resolver(providers=[provider], cache_file=link) as resolver:
+        resolver.resolve("api.example")
+    assert link.is_symlink() and link.resolve() == target
+    expected = {"api.example"} if dangling else {"api.example", "old.example"}
+    assert set(hosts(target)) == expected

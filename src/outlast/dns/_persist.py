@@ -97,6 +97,7 @@ def save(
     dropped, and at most ``limit`` names (the newest) are kept.
     """
     mine = list(records)
+    path = _target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path):
@@ -256,13 +257,43 @@ def _owned(data: bytes) -> bool:
     return isinstance(document, dict) and {"version", "written_at", "names"} <= set(document)
 
 
+def _target(path: Path) -> Path:
+    """The file a write must replace: a symbolic link's target, so the link survives."""
+    if path.is_symlink():
+        return Path(os.path.realpath(path))
+    return path
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def load(path: Path) -> tuple[list[Record], int]:
     """Records read from ``path`` and how many malformed ones were skipped.
 
     ([], 0) when there is no file, or it is empty. Raises :class:`CacheFileError`: for
-    a file that is not outlast's (``foreign``), one that cannot be read, one of another
-    format version, or one that is outlast's but corrupt (``replaceable``).
+    a file that is not outlast's (``foreign``: also anything but a regular file, such
+    as ``/dev/null``, a FIFO or a directory, which is neither opened nor replaced), one
+    that cannot be read, one of another format version, or one that is outlast's but
+    corrupt (``replaceable``).
     """
+    try:
+        mode = path.stat().st_mode  # follows a link: what a read would open
+    except FileNotFoundError:
+        return [], 0
+    except OSError as exc:
+        raise CacheFileError(f"cannot read {path}: {exc}") from exc
+    if not stat.S_ISREG(mode):  # reading a FIFO blocks; replacing /dev/null breaks the host
+        raise CacheFileError(f"{path} is {_kind(mode)}, not a regular file", foreign=True)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
