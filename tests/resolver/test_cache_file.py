@@ -406,3 +406,35 @@ def test_a_symbolic_link_survives_writes_which_go_to_its_target(
     assert link.is_symlink() and link.resolve() == target
     expected = {"api.example"} if dangling else {"api.example", "old.example"}
     assert set(hosts(target)) == expected
+
+
+def test_a_record_dated_in_the_future_neither_wins_merges_nor_outlives_its_age(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by b2: a record stamped by a clock ahead of this one (a VM booted with a
+    # wrong clock, a host sharing the file over NFS) won every merge, so fresh answers
+    # were never written, and every restart loaded it as just learned: the old address
+    # was served, by every process, for as long as the clock stayed behind.
+    now = time.time()
+    future = {
+        "host": "api.example",
+        "addresses": ["10.0.0.9"],
+        "ttl": 60,
+        "learned_at": now + 10 * 86400,
+        "source": "udp://skewed",
+    }
+    path = tmp_path / "cache.json"
+    document = {"format": "outlast-dns-cache", "version": 1, "written_at": now}
+    path.write_text(json.dumps({**document, "names": [future]}))
+    dark = ScriptedProvider()
+    dark.fail("api.example")
+    with Resolver(providers=[dark], cache_file=path) as resolver:
+        with pytest.raises(ResolveError):
+            resolver.resolve("api.example")  # not served as last-known-good
+    assert "1 malformed entries ignored" in caplog.text
+    path.write_text(json.dumps({**document, "names": [future]}))
+    provider = ScriptedProvider()
+    provider.set("api.example", "10.0.0.1")
+    with Resolver(providers=[provider], cache_file=path) as resolver:
+        assert resolver.resolve("api.example").addresses == ("10.0.0.1",)
+    assert hosts(path) == {"api.example": ("10.0.0.1",)}

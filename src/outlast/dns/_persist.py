@@ -48,6 +48,9 @@ FORMAT_VERSION: Final = 1
 LOCK_TIMEOUT: Final = 5.0
 #: A fallback lock file older than this is taken to be left by a dead process (seconds).
 STALE_LOCK: Final = 30.0
+#: A record dated further than this past the reader's clock (seconds) is malformed: it
+#: would win every merge and look just learned at every start.
+FUTURE_SKEW: Final = 60.0
 _MARKER: Final = b'{"format":"outlast-dns-cache"'
 
 
@@ -101,7 +104,7 @@ def save(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path):
-            theirs = _read_back(path)
+            theirs = _read_back(path, now)
             merged: dict[str, Record] = {}
             for record in [*theirs, *mine]:  # mine last: a tie goes to this process
                 held = merged.get(record.host)
@@ -131,7 +134,7 @@ def _signature(path: Path) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _read_back(path: Path) -> list[Record]:
+def _read_back(path: Path, now: float) -> list[Record]:
     """The records in ``path`` now (under the lock), from memory if this process wrote it."""
     signature = _signature(path)
     with _WRITTEN_LOCK:
@@ -139,7 +142,7 @@ def _read_back(path: Path) -> list[Record]:
     if known is not None and signature is not None and known[0] == signature:
         return known[1]
     try:
-        records, _ = load(path)
+        records, _ = load(path, now=now)
     except CacheFileError as exc:
         if not exc.replaceable:
             raise
@@ -277,8 +280,11 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def load(path: Path) -> tuple[list[Record], int]:
+def load(path: Path, *, now: float | None = None) -> tuple[list[Record], int]:
     """Records read from ``path`` and how many malformed ones were skipped.
+
+    With ``now`` (unix time), a record dated more than :data:`FUTURE_SKEW` after it is
+    malformed (written by a clock ahead of this one, its age is unknowable).
 
     ([], 0) when there is no file, or it is empty. Raises :class:`CacheFileError`: for
     a file that is not outlast's (``foreign``: also anything but a regular file, such
@@ -322,6 +328,8 @@ def load(path: Path) -> tuple[list[Record], int]:
     skipped = 0
     for item in names:
         record = _record(item)
+        if record is not None and now is not None and record.news > now + FUTURE_SKEW:
+            record = None
         if record is None:
             skipped += 1
         else:

@@ -700,7 +700,7 @@ class Resolver:
         Raises ConfigError for a file that is not outlast's: it is never written over.
         """
         try:
-            records, skipped = load(path)
+            records, skipped = load(path, now=time.time())
         except CacheFileError as exc:
             if exc.foreign:
                 raise ConfigError(
