@@ -272,7 +272,8 @@ def _static(name: str, raw: str) -> Mapping[str, tuple[str, ...]]:
 def _path(name: str, raw: str) -> Path | None:
     if not raw.strip():
         return None
-    path = Path(raw).expanduser()
+    # Absolute now: a process that later changes directory still writes where it was told.
+    path = Path(raw).expanduser().absolute()
     if path.is_dir():
         raise ConfigError(name, raw, "a file path, not a directory")
     return path

@@ -438,3 +438,19 @@ def test_a_record_dated_in_the_future_neither_wins_merges_nor_outlives_its_age(
     with Resolver(providers=[provider], cache_file=path) as resolver:
         assert resolver.resolve("api.example").addresses == ("10.0.0.1",)
     assert hosts(path) == {"api.example": ("10.0.0.1",)}
+
+
+def test_a_relative_path_stays_where_it_was_named_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by b2: OUTLAST_DNS_CACHE_FILE=cache.json was written to the directory the
+    # process was in at close (a daemon that chdir's to / wrote /cache.json).
+    (tmp_path / "app").mkdir()
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "app")
+    env = {"OUTLAST_DNS_CACHE_FILE": "cache.json", "OUTLAST_DNS_STATIC": "api.example=10.0.0.1"}
+    with Resolver.from_env(env) as resolver:
+        monkeypatch.chdir(tmp_path / "other")
+        assert resolver.resolve("localhost").addresses
+    assert (tmp_path / "app" / "cache.json").exists()
+    assert not (tmp_path / "other" / "cache.json").exists()
