@@ -454,3 +454,35 @@ def test_a_relative_path_stays_where_it_was_named_after_a_chdir(
         assert resolver.resolve("localhost").addresses
     assert (tmp_path / "app" / "cache.json").exists()
     assert not (tmp_path / "other" / "cache.json").exists()
+
+
+def test_close_returns_while_another_process_holds_the_directory_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by b2: flock() on the cache file's directory waited without bound, so a
+    # hung writer elsewhere (or `flock(1)` on the directory) made close() hang for ever.
+    fcntl = pytest.importorskip("fcntl")
+    from outlast.dns import _persist
+
+    monkeypatch.setattr(_persist, "LOCK_TIMEOUT", 0.3)
+    held = os.open(tmp_path, os.O_RDONLY)  # another open file description: a rival
+    fcntl.flock(held, fcntl.LOCK_EX)
+    events: list[Event] = []
+    try:
+        provider = ScriptedProvider()
+        provider.set("api.example", "10.0.0.1")
+        resolver = Resolver(
+            providers=[provider], cache_file=tmp_path / "cache.json", listeners=[events.append]
+        )
+        resolver.resolve("api.example")
+        closing = threading.Thread(target=resolver.close, daemon=True)
+        began = time.monotonic()
+        closing.start()
+        closing.join(20)
+        took = time.monotonic() - began
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+    assert not closing.is_alive(), "close() waited for the lock without bound"
+    assert took < 15
+    assert any(isinstance(e, CacheFileFailed) for e in events)

@@ -45,6 +45,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CacheFileError", "Record", "load", "save
 FORMAT: Final = "outlast-dns-cache"
 FORMAT_VERSION: Final = 1
 #: How long a writer waits for the lock before giving up on this write (seconds).
+#: close() writes the file, so this bounds it too.
 LOCK_TIMEOUT: Final = 5.0
 #: A fallback lock file older than this is taken to be left by a dead process (seconds).
 STALE_LOCK: Final = 30.0
@@ -216,7 +217,19 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Never wait without bound: another process (a hung writer, `flock(1)` on the
+        # directory) may hold it for ever, and close() writes the file.
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OSError(
+                        f"{path.parent} is locked by another process for over {LOCK_TIMEOUT:g}s"
+                    ) from None
+                time.sleep(0.01)
         try:
             yield
         finally:
