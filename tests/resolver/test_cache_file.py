@@ -486,3 +486,22 @@ def test_close_returns_while_another_process_holds_the_directory_lock(
     assert not closing.is_alive(), "close() waited for the lock without bound"
     assert took < 15
     assert any(isinstance(e, CacheFileFailed) for e in events)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown needs root")
+def test_a_write_by_root_keeps_the_files_owner(tmp_path: Path) -> None:
+    # Found by b2: root running `outlast resolve` in a service's environment replaced
+    # the service's 0600 cache file by a root-owned one the service could not read.
+    path = tmp_path / "cache.json"
+    provider = ScriptedProvider()
+    provider.set("api.example", "10.0.0.1")
+    with Resolver(providers=[provider], cache_file=path) as resolver:
+        resolver.resolve("api.example")
+    os.chown(path, 65534, 65534)  # the service's user
+    provider.set("other.example", "10.0.0.2")
+    with Resolver(providers=[provider], cache_file=path) as resolver:
+        resolver.resolve("other.example")
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert set(hosts(path)) == {"api.example", "other.example"}

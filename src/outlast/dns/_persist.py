@@ -180,13 +180,22 @@ def _write(path: Path, records: list[Record], now: float) -> None:
     }
     data = json.dumps(document, separators=(",", ":")).encode()
     try:
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+        old: os.stat_result | None = path.stat()
     except FileNotFoundError:
-        mode = None  # a new file: mkstemp's 0600
+        old = None  # a new file: mkstemp's 0600
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            if mode is not None:
+            if old is not None:
+                if hasattr(os, "fchown") and (old.st_uid, old.st_gid) != (
+                    os.geteuid(),
+                    os.getegid(),
+                ):
+                    # Keep the owner: root running `outlast resolve` with a service's
+                    # settings must not leave it a 0600 file it can no longer read.
+                    with contextlib.suppress(OSError):  # not ours to give: best effort
+                        os.fchown(handle.fileno(), old.st_uid, old.st_gid)
+                mode = stat.S_IMODE(old.st_mode)
                 os.chmod(handle.fileno() if os.chmod in os.supports_fd else temp, mode)
             handle.write(data)
             handle.flush()
