@@ -368,7 +368,8 @@ def test_a_fifo_is_refused_at_once_and_left_a_fifo(tmp_path: Path) -> None:
         os.close(fd)
         thread.join(5)
         pytest.fail("Resolver(cache_file=FIFO) blocked on opening the FIFO")
-    assert len(caught) == 1 and isinstance(caught[0], ConfigError), caught
+    assert len(caught) == 1, caught
+    assert isinstance(caught[0], ConfigError), caught
     assert "OUTLAST_DNS_CACHE_FILE" in str(caught[0])
     assert stat.S_ISFIFO(path.lstat().st_mode)
 
@@ -381,7 +382,8 @@ def test_a_character_device_like_dev_null_is_refused_and_never_replaced(tmp_path
     os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     thread, caught = _start_in_thread(path)
     assert not thread.is_alive()
-    assert len(caught) == 1 and isinstance(caught[0], ConfigError), caught
+    assert len(caught) == 1, caught
+    assert isinstance(caught[0], ConfigError), caught
     assert stat.S_ISCHR(path.lstat().st_mode)
 
 
@@ -403,7 +405,8 @@ def test_a_symbolic_link_survives_writes_which_go_to_its_target(
     provider.set("api.example", "10.0.0.1")
     with Resolver(providers=[provider], cache_file=link) as resolver:
         resolver.resolve("api.example")
-    assert link.is_symlink() and link.resolve() == target
+    assert link.is_symlink()
+    assert link.resolve() == target
     expected = {"api.example"} if dangling else {"api.example", "old.example"}
     assert set(hosts(target)) == expected
 
@@ -428,9 +431,8 @@ def test_a_record_dated_in_the_future_neither_wins_merges_nor_outlives_its_age(
     path.write_text(json.dumps({**document, "names": [future]}))
     dark = ScriptedProvider()
     dark.fail("api.example")
-    with Resolver(providers=[dark], cache_file=path) as resolver:
-        with pytest.raises(ResolveError):
-            resolver.resolve("api.example")  # not served as last-known-good
+    with Resolver(providers=[dark], cache_file=path) as resolver, pytest.raises(ResolveError):
+        resolver.resolve("api.example")  # not served as last-known-good
     assert "1 malformed entries ignored" in caplog.text
     path.write_text(json.dumps({**document, "names": [future]}))
     provider = ScriptedProvider()
