@@ -359,11 +359,12 @@ def test_a_redis_password_is_never_in_an_error(password: str, scheme: str, host:
 def test_a_doh_urls_credentials_are_never_shown(entry: str) -> None:
     # Found by b2: the DoH URL as written named the provider, so its password was in
     # every "cannot resolve" message, the doctor's table, logs and events.
-    try:
-        spec = ProviderSpec.parse(entry)
-    except outlast.ConfigError as exc:
-        assert "s3cret" not in str(exc)
+    if "99x" in entry:
+        with pytest.raises(outlast.ConfigError) as caught:
+            ProviderSpec.parse(entry)
+        assert "s3cret" not in str(caught.value)
         return
+    spec = ProviderSpec.parse(entry)
     assert "s3cret" not in spec.text
     assert spec.url == entry  # still sent to the server
     resolver = outlast.Resolver(providers=[spec])
