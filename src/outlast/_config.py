@@ -83,7 +83,7 @@ class ProviderSpec:
         if scheme == "https":
             # A DoH URL may carry credentials: what is shown (errors, the provider's
             # name in answers, logs and the doctor) never has them.
-            shown = mask_url(entry)
+            shown = mask_url(entry) if "@" in entry or "=" in entry else entry
             try:
                 parts = urlsplit(entry)
             except ValueError as exc:  # e.g. an unclosed '[' around an IPv6 address
