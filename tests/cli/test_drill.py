@@ -130,7 +130,7 @@ def test_a_duration_too_short_for_the_incidents_is_named_before_the_run(
     assert ran == [4.0, 4.0]
     warnings = [line for line in said if line.startswith("outlast: warning:")]
     assert len(warnings) == 1, said
-    assert "--duration 17" in warnings[0]
+    assert "--duration 16" in warnings[0]
     said.clear()
-    _scenarios.run_drill(9, ("dns-record-empty",), said.append)
+    _scenarios.run_drill(8, ("dns-record-empty",), said.append)
     assert not [line for line in said if "warning" in line]

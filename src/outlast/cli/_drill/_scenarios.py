@@ -352,9 +352,9 @@ def _report(results: list[Result], hits: int, started: float, repair: float | No
     )
 
 
-#: The shortest scenario whose table shows its incident (seconds): the address-dropping
-#: window (60 % of it) must hold one 5 s connect timeout, the repair (45 %) a 2 s TTL.
-MEANINGFUL_SECONDS: Final = 8.5
+#: The shortest scenario whose table shows its incident (seconds): the time after the
+#: repair (45 % of it) must leave a 2 s TTL room to expire and be refreshed.
+MEANINGFUL_SECONDS: Final = 8.0
 
 
 def run_drill(
@@ -378,7 +378,7 @@ def run_drill(
         say(
             f"outlast: warning: {each:.1f} s per scenario is too short to show the incidents "
             f"(the record's TTL is 2 s, a dropped connection waits 5 s); give each at least "
-            f"{MEANINGFUL_SECONDS:.0f} s: --duration {MEANINGFUL_SECONDS * len(chosen):.0f}, "
+            f"{MEANINGFUL_SECONDS:g} s: --duration {MEANINGFUL_SECONDS * len(chosen):g}, "
             "or fewer --scenario"
         )
     reports = []
