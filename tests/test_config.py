@@ -346,3 +346,29 @@ def test_a_redis_password_is_never_in_an_error(password: str, scheme: str, host:
     except ConfigError as exc:
         error = str(exc)
     assert password not in error
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "https://user:s3cret@dns.example/dns-query",
+        "https://dns.example/dns-query?token=s3cret",
+        "https://user:s3cret@dns.example:99x/dns-query",  # a bad port: the error shows it
+    ],
+)
+def test_a_doh_urls_credentials_are_never_shown(entry: str) -> None:
+    # Found by b2: the DoH URL as written named the provider, so its password was in
+    # every "cannot resolve" message, the doctor's table, logs and events.
+    if "99x" in entry:
+        with pytest.raises(outlast.ConfigError) as caught:
+            ProviderSpec.parse(entry)
+        assert "s3cret" not in str(caught.value)
+        return
+    spec = ProviderSpec.parse(entry)
+    assert "s3cret" not in spec.text
+    assert spec.url == entry  # still sent to the server
+    resolver = outlast.Resolver(providers=[spec])
+    try:
+        assert all("s3cret" not in p.name for p in resolver._pool.providers)
+    finally:
+        resolver.close()

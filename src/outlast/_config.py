@@ -54,7 +54,8 @@ class ProviderSpec:
     ``kind`` is ``system``, ``udp``, ``tcp``, ``tls`` or ``https``. For ``udp``, ``tcp``
     and ``tls``, ``address`` and ``port`` locate the server and ``hostname`` (``tls``
     only, written ``tls://IP:PORT#NAME``) is the name its certificate must carry. For
-    ``https``, ``url`` is the DoH endpoint. ``text`` is the entry as written.
+    ``https``, ``url`` is the DoH endpoint. ``text`` is the entry as written (for
+    ``https``, with any password masked: it is what names the provider).
 
     Added in 0.1.0.
     """
@@ -79,19 +80,22 @@ class ProviderSpec:
         if not sep or scheme not in _SCHEMES or not rest:
             raise ConfigError(setting, text, expected)
         if scheme == "https":
+            # A DoH URL may carry credentials: what is shown (errors, the provider's
+            # name in answers, logs and the doctor) never has them.
+            shown = mask_url(entry) if "@" in entry or "=" in entry else entry
             try:
                 parts = urlsplit(entry)
             except ValueError as exc:  # e.g. an unclosed '[' around an IPv6 address
                 raise ConfigError(
-                    setting, text, f"a DoH URL such as https://HOST/dns-query ({exc})"
+                    setting, shown, f"a DoH URL such as https://HOST/dns-query ({exc})"
                 ) from None
             if not parts.hostname:
-                raise ConfigError(setting, text, "a DoH URL such as https://HOST/dns-query")
+                raise ConfigError(setting, shown, "a DoH URL such as https://HOST/dns-query")
             try:
                 parts.port  # noqa: B018 - validates the port
-            except ValueError as exc:
-                raise ConfigError(setting, text, "a DoH URL with a valid port") from exc
-            return cls(kind="https", text=entry, url=entry)
+            except ValueError:
+                raise ConfigError(setting, shown, "a DoH URL with a valid port") from None
+            return cls(kind="https", text=shown, url=entry)
         hostname: str | None = None
         if "#" in rest:
             if scheme != "tls":
@@ -271,7 +275,8 @@ def _static(name: str, raw: str) -> Mapping[str, tuple[str, ...]]:
 def _path(name: str, raw: str) -> Path | None:
     if not raw.strip():
         return None
-    path = Path(raw).expanduser()
+    # Absolute now: a process that later changes directory still writes where it was told.
+    path = Path(raw).expanduser().absolute()
     if path.is_dir():
         raise ConfigError(name, raw, "a file path, not a directory")
     return path

@@ -77,7 +77,7 @@ def normalize(host: str) -> str:
             raise InvalidHostError(
                 host, f"the label {label[:20]!r}... is {len(label)} characters long; at most 63"
             )
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):  # match() lets "$" pass a trailing newline
             raise InvalidHostError(
                 host,
                 f"the label {label!r} may hold only letters, digits, '-' and '_', "

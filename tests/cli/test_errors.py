@@ -182,3 +182,24 @@ def test_output_into_a_closed_pipe_is_not_a_traceback() -> None:
         check=False,
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["foreign", "fifo"])
+@pytest.mark.parametrize("command", ["doctor", "resolve"])
+def test_a_cache_file_the_service_refuses_is_named_as_the_user_wrote_it(
+    tmp_path: Path, kind: str, command: str
+) -> None:
+    # Found by b2: the doctor named its private copy (/tmp/outlast-doctor-*/cache.json)
+    # for a foreign file, passed (exit 0) a FIFO the service refuses, and copied
+    # /dev/zero until the disk was full.
+    path = tmp_path / "app.conf"
+    if kind == "foreign":
+        path.write_text("secret = 1\n")
+    else:
+        os.mkfifo(path)
+    done = outlast(command, "localhost", env={"OUTLAST_DNS_CACHE_FILE": str(path)})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"outlast: OUTLAST_DNS_CACHE_FILE={str(path)!r} is invalid")
+    assert "outlast-doctor" not in done.stderr

@@ -181,3 +181,15 @@ def test_after_any_writes_an_honest_newer_answer_wins(redis_server, writes) -> N
         assert read.addresses == ("127.0.0.99",), writes
     finally:
         r.close()
+
+
+def test_a_malformed_shared_answer_is_none_never_an_exception() -> None:
+    # Found by b2: a deeply nested "addresses" raised RecursionError out of the
+    # parser, and a TTL of "inf" was taken as an answer good for ever.
+    from outlast.fleet._lkg import parse
+
+    now = time.time()
+    good = {"addresses": '["10.0.0.1"]', "ttl": "60", "learned_at": "1", "generation": "1"}
+    assert parse("a.example", good, now=now) is not None
+    for bad in ({"addresses": "[" * 100_000 + "]" * 100_000}, {"ttl": "inf"}, {"ttl": "nan"}):
+        assert parse("a.example", {**good, **bad}, now=now) is None, bad

@@ -108,3 +108,51 @@ async def test_the_async_face_retries_with_its_default_sleep_under_any_loop() ->
 
     assert await p.acall(flaky) == "ok"
     assert len(calls) == 3
+
+
+class ResetByPeer(Exception):
+    """Stands for what a destination does: a transient failure."""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("bug", [TypeError, AttributeError, NameError, AssertionError])
+async def test_the_default_classifier_neither_retries_nor_counts_a_programming_error(
+    clock: FakeClock, bug: type[Exception]
+) -> None:
+    # Found by b2: calling a guarded function with a missing argument (the destination
+    # never reached) was retried 3 times and opened its breaker in one call.
+    calls = 0
+
+    def guarded(required: object) -> object:
+        nonlocal calls
+        calls += 1
+        raise bug("the caller's code is wrong")
+
+    async def aguarded(required: object) -> object:
+        return guarded(required)
+
+    policy = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.0),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=5),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    for _ in range(3):
+        with pytest.raises(TypeError):
+            policy.call(guarded)  # a missing argument: the function never ran
+        with pytest.raises(bug):
+            policy.call(guarded, 1)
+        with pytest.raises(bug):
+            await policy.acall(aguarded, 1)
+    assert calls == 6  # each call once: not retried
+    failures = 0
+
+    def flaky() -> str:
+        nonlocal failures
+        failures += 1
+        if failures == 1:
+            raise ResetByPeer
+        return "ok"
+
+    assert policy.call(flaky) == "ok"  # the breaker is closed; a real failure is retried

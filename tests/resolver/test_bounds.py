@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from outlast import Event, ResolveError, Resolver
+from outlast import ConfigError, Event, ResolveError, Resolver
 from outlast.dns import (
     AnswerUpdated,
     LastKnownGoodEnded,
@@ -306,3 +307,25 @@ def test_a_hung_getaddrinfo_does_not_hold_up_interpreter_exit() -> None:
     )
     assert "refused:" in out.stdout
     assert time.monotonic() - started < 15  # generous: it used to wait the full 60 s
+
+
+def test_a_relative_cache_file_stays_where_it_was_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    provider = ScriptedProvider()
+    provider.set("api.example", "10.0.0.1")
+    with Resolver(providers=[provider], cache_file="cache.json") as resolver:
+        resolver.resolve("api.example")
+        monkeypatch.chdir(tmp_path / "two")  # a later chdir must not move the file
+    assert (tmp_path / "one" / "cache.json").exists()
+    assert not (tmp_path / "two" / "cache.json").exists()
+
+
+@pytest.mark.parametrize("timeout", ["0.1", float("nan"), True])
+def test_a_bad_timeout_is_a_config_error(timeout: object) -> None:
+    provider = ScriptedProvider()
+    with Resolver(providers=[provider]) as resolver, pytest.raises(ConfigError, match="timeout"):
+        resolver.resolve("cold.example", timeout=timeout)  # type: ignore[arg-type]

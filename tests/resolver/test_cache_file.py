@@ -337,3 +337,173 @@ def _hold(lock: Path, order: list[str]) -> None:
 
     with _exclusive_file(lock):
         order.append("second")
+
+
+def _start_in_thread(path: Path) -> tuple[threading.Thread, list[BaseException]]:
+    """Resolver(cache_file=path) on a daemon thread: a hang fails the test, not the suite."""
+    caught: list[BaseException] = []
+
+    def start() -> None:
+        provider = ScriptedProvider()
+        provider.set("api.example", "10.0.0.1")
+        try:
+            with Resolver(providers=[provider], cache_file=path) as resolver:
+                resolver.resolve("api.example")
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    thread.join(10)
+    return thread, caught
+
+
+def test_a_fifo_is_refused_at_once_and_left_a_fifo(tmp_path: Path) -> None:
+    # Found by b2: reading a FIFO blocked Resolver() (and `outlast resolve`) forever.
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    thread, caught = _start_in_thread(path)
+    if thread.is_alive():  # unblock the stuck open() before failing
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(5)
+        pytest.fail("Resolver(cache_file=FIFO) blocked on opening the FIFO")
+    assert len(caught) == 1, caught
+    assert isinstance(caught[0], ConfigError), caught
+    assert "OUTLAST_DNS_CACHE_FILE" in str(caught[0])
+    assert stat.S_ISFIFO(path.lstat().st_mode)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mknod needs root")
+def test_a_character_device_like_dev_null_is_refused_and_never_replaced(tmp_path: Path) -> None:
+    # Found by b2: OUTLAST_DNS_CACHE_FILE=/dev/null read as an empty (new) cache file,
+    # and the first write renamed a regular file over the system's /dev/null.
+    path = tmp_path / "null"
+    os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    thread, caught = _start_in_thread(path)
+    assert not thread.is_alive()
+    assert len(caught) == 1, caught
+    assert isinstance(caught[0], ConfigError), caught
+    assert stat.S_ISCHR(path.lstat().st_mode)
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_symbolic_link_survives_writes_which_go_to_its_target(
+    tmp_path: Path, dangling: bool
+) -> None:
+    # Found by b2: the atomic rename replaced the operator's symbolic link by a file.
+    target = tmp_path / "volume" / "cache.json"
+    target.parent.mkdir()
+    link = tmp_path / "cache.json"
+    link.symlink_to(target)
+    if not dangling:
+        provider = ScriptedProvider()
+        provider.set("old.example", "10.0.0.9")
+        with Resolver(providers=[provider], cache_file=target) as resolver:
+            resolver.resolve("old.example")
+    provider = ScriptedProvider()
+    provider.set("api.example", "10.0.0.1")
+    with Resolver(providers=[provider], cache_file=link) as resolver:
+        resolver.resolve("api.example")
+    assert link.is_symlink()
+    assert link.resolve() == target
+    expected = {"api.example"} if dangling else {"api.example", "old.example"}
+    assert set(hosts(target)) == expected
+
+
+def test_a_record_dated_in_the_future_neither_wins_merges_nor_outlives_its_age(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by b2: a record stamped by a clock ahead of this one (a VM booted with a
+    # wrong clock, a host sharing the file over NFS) won every merge, so fresh answers
+    # were never written, and every restart loaded it as just learned: the old address
+    # was served, by every process, for as long as the clock stayed behind.
+    now = time.time()
+    future = {
+        "host": "api.example",
+        "addresses": ["10.0.0.9"],
+        "ttl": 60,
+        "learned_at": now + 10 * 86400,
+        "source": "udp://skewed",
+    }
+    path = tmp_path / "cache.json"
+    document = {"format": "outlast-dns-cache", "version": 1, "written_at": now}
+    path.write_text(json.dumps({**document, "names": [future]}))
+    dark = ScriptedProvider()
+    dark.fail("api.example")
+    with Resolver(providers=[dark], cache_file=path) as resolver, pytest.raises(ResolveError):
+        resolver.resolve("api.example")  # not served as last-known-good
+    assert "1 malformed entries ignored" in caplog.text
+    path.write_text(json.dumps({**document, "names": [future]}))
+    provider = ScriptedProvider()
+    provider.set("api.example", "10.0.0.1")
+    with Resolver(providers=[provider], cache_file=path) as resolver:
+        assert resolver.resolve("api.example").addresses == ("10.0.0.1",)
+    assert hosts(path) == {"api.example": ("10.0.0.1",)}
+
+
+def test_a_relative_path_stays_where_it_was_named_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by b2: OUTLAST_DNS_CACHE_FILE=cache.json was written to the directory the
+    # process was in at close (a daemon that chdir's to / wrote /cache.json).
+    (tmp_path / "app").mkdir()
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path / "app")
+    env = {"OUTLAST_DNS_CACHE_FILE": "cache.json", "OUTLAST_DNS_STATIC": "api.example=10.0.0.1"}
+    with Resolver.from_env(env) as resolver:
+        monkeypatch.chdir(tmp_path / "other")
+        assert resolver.resolve("localhost").addresses
+    assert (tmp_path / "app" / "cache.json").exists()
+    assert not (tmp_path / "other" / "cache.json").exists()
+
+
+def test_close_returns_while_another_process_holds_the_directory_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by b2: flock() on the cache file's directory waited without bound, so a
+    # hung writer elsewhere (or `flock(1)` on the directory) made close() hang for ever.
+    fcntl = pytest.importorskip("fcntl")
+    from outlast.dns import _persist
+
+    monkeypatch.setattr(_persist, "LOCK_TIMEOUT", 0.3)
+    held = os.open(tmp_path, os.O_RDONLY)  # another open file description: a rival
+    fcntl.flock(held, fcntl.LOCK_EX)
+    events: list[Event] = []
+    try:
+        provider = ScriptedProvider()
+        provider.set("api.example", "10.0.0.1")
+        resolver = Resolver(
+            providers=[provider], cache_file=tmp_path / "cache.json", listeners=[events.append]
+        )
+        resolver.resolve("api.example")
+        closing = threading.Thread(target=resolver.close, daemon=True)
+        began = time.monotonic()
+        closing.start()
+        closing.join(20)
+        took = time.monotonic() - began
+    finally:
+        fcntl.flock(held, fcntl.LOCK_UN)
+        os.close(held)
+    assert not closing.is_alive(), "close() waited for the lock without bound"
+    assert took < 15
+    assert any(isinstance(e, CacheFileFailed) for e in events)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown needs root")
+def test_a_write_by_root_keeps_the_files_owner(tmp_path: Path) -> None:
+    # Found by b2: root running `outlast resolve` in a service's environment replaced
+    # the service's 0600 cache file by a root-owned one the service could not read.
+    path = tmp_path / "cache.json"
+    provider = ScriptedProvider()
+    provider.set("api.example", "10.0.0.1")
+    with Resolver(providers=[provider], cache_file=path) as resolver:
+        resolver.resolve("api.example")
+    os.chown(path, 65534, 65534)  # the service's user
+    provider.set("other.example", "10.0.0.2")
+    with Resolver(providers=[provider], cache_file=path) as resolver:
+        resolver.resolve("other.example")
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert set(hosts(path)) == {"api.example", "other.example"}

@@ -210,3 +210,43 @@ def test_callers_on_several_event_loops_share_one_resolver(
             thread.join()
     assert results == [("127.0.0.10",)] * 4
     assert fault_dns.queries_for(name, "A") == 1
+
+
+def test_a_name_whose_getaddrinfo_hangs_does_not_starve_other_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by b2: the system provider ran at most 4 getaddrinfo threads and started
+    # two more each time a hanging name was asked again, so one name whose DNS hangs,
+    # asked twice, made every other name fail for as long as it hung.
+    import socket
+
+    real = socket.getaddrinfo
+    release = threading.Event()
+    lock = threading.Lock()
+    hanging = 0
+    most = 0
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> object:
+        nonlocal hanging, most
+        if str(host).endswith(".hang.test"):
+            with lock:
+                hanging += 1
+                most = max(most, hanging)
+            try:
+                release.wait(30)
+            finally:
+                with lock:
+                    hanging -= 1
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    resolver = Resolver(providers=["system"], timeout=0.05)
+    try:
+        for _ in range(10):
+            with pytest.raises(ResolveError, match="timed out"):
+                resolver.resolve("api.hang.test")
+        assert resolver.resolve("localhost").addresses
+        assert most <= 2  # one call per family, shared by every later lookup
+    finally:
+        release.set()
+        resolver.close()

@@ -23,6 +23,9 @@ from .scripted import ScriptedProvider
         ("-lead.example", "may not begin or end with '-'"),
         ("trail-.example", "may not begin or end with '-'"),
         ("semi;colon.example", "may hold only letters, digits"),
+        # found by b2: a regex "$" matched before a final newline, which was then sent
+        ("api.example\n", "may hold only letters, digits"),
+        ("localhost\n", "may hold only letters, digits"),
     ],
 )
 def test_invalid_names_raise_a_clear_error_and_send_nothing(host: str, why: str) -> None:

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 import shutil
+import stat
 import statistics
 import sys
 import tempfile
@@ -37,7 +38,7 @@ import click
 
 from outlast._config import Settings, mask_url
 from outlast._events import Event
-from outlast._exceptions import ResolveError
+from outlast._exceptions import ConfigError, ResolveError
 from outlast.cli._common import check_name, exit_now, finite, load_settings
 from outlast.dns import Failure, Negative, Outcome, Positive, Provider, Resolver
 from outlast.dns._pool import build_provider
@@ -352,17 +353,33 @@ def run(settings: Settings, names: Sequence[str], *, timeout: float) -> Report:
     watch = _Watch()
     with tempfile.TemporaryDirectory(prefix="outlast-doctor-") as scratch:
         cache_copy: Path | None = None
-        if settings.dns_cache_file is not None:
+        source = settings.dns_cache_file
+        if source is not None:
             cache_copy = Path(scratch) / "cache.json"
             try:
-                shutil.copyfile(settings.dns_cache_file, cache_copy)
+                if not stat.S_ISREG(source.stat().st_mode):
+                    # /dev/zero would be copied for ever; the service refuses it anyway.
+                    raise ConfigError(
+                        "OUTLAST_DNS_CACHE_FILE",
+                        str(source),
+                        "a path for outlast's own cache file; this one exists and is not a "
+                        "regular file, so the service refuses it (point the variable at "
+                        "another path)",
+                    )
+                shutil.copyfile(source, cache_copy)
             except FileNotFoundError:
                 pass  # no file yet: nothing is held
             except OSError as exc:
-                watch.warnings.append(f"cache file: cannot read {settings.dns_cache_file}: {exc}")
-        resolver = Resolver.from_env(
-            None, timeout=timeout, cache_file=cache_copy, listeners=[watch]
-        )
+                watch.warnings.append(f"cache file: cannot read {source}: {exc}")
+        try:
+            resolver = Resolver.from_env(
+                None, timeout=timeout, cache_file=cache_copy, listeners=[watch]
+            )
+        except ConfigError as exc:
+            if source is None or exc.setting != "OUTLAST_DNS_CACHE_FILE":
+                raise
+            # Name the user's file, not the doctor's private copy of it.
+            raise ConfigError(exc.setting, str(source), exc.expected) from None
         with resolver:
             report = asyncio.run(
                 examine(settings, names, timeout=timeout, resolver=resolver, watch=watch)

@@ -45,9 +45,13 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CacheFileError", "Record", "load", "save
 FORMAT: Final = "outlast-dns-cache"
 FORMAT_VERSION: Final = 1
 #: How long a writer waits for the lock before giving up on this write (seconds).
+#: close() writes the file, so this bounds it too.
 LOCK_TIMEOUT: Final = 5.0
 #: A fallback lock file older than this is taken to be left by a dead process (seconds).
 STALE_LOCK: Final = 30.0
+#: A record dated further than this past the reader's clock (seconds) is malformed: it
+#: would win every merge and look just learned at every start.
+FUTURE_SKEW: Final = 60.0
 _MARKER: Final = b'{"format":"outlast-dns-cache"'
 
 
@@ -97,10 +101,11 @@ def save(
     dropped, and at most ``limit`` names (the newest) are kept.
     """
     mine = list(records)
+    path = _target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path):
-            theirs = _read_back(path)
+            theirs = _read_back(path, now)
             merged: dict[str, Record] = {}
             for record in [*theirs, *mine]:  # mine last: a tie goes to this process
                 held = merged.get(record.host)
@@ -130,7 +135,7 @@ def _signature(path: Path) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _read_back(path: Path) -> list[Record]:
+def _read_back(path: Path, now: float) -> list[Record]:
     """The records in ``path`` now (under the lock), from memory if this process wrote it."""
     signature = _signature(path)
     with _WRITTEN_LOCK:
@@ -138,7 +143,7 @@ def _read_back(path: Path) -> list[Record]:
     if known is not None and signature is not None and known[0] == signature:
         return known[1]
     try:
-        records, _ = load(path)
+        records, _ = load(path, now=now)
     except CacheFileError as exc:
         if not exc.replaceable:
             raise
@@ -175,13 +180,22 @@ def _write(path: Path, records: list[Record], now: float) -> None:
     }
     data = json.dumps(document, separators=(",", ":")).encode()
     try:
-        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+        old: os.stat_result | None = path.stat()
     except FileNotFoundError:
-        mode = None  # a new file: mkstemp's 0600
+        old = None  # a new file: mkstemp's 0600
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            if mode is not None:
+            if old is not None:
+                if hasattr(os, "fchown") and (old.st_uid, old.st_gid) != (
+                    os.geteuid(),
+                    os.getegid(),
+                ):
+                    # Keep the owner: root running `outlast resolve` with a service's
+                    # settings must not leave it a 0600 file it can no longer read.
+                    with contextlib.suppress(OSError):  # not ours to give: best effort
+                        os.fchown(handle.fileno(), old.st_uid, old.st_gid)
+                mode = stat.S_IMODE(old.st_mode)
                 os.chmod(handle.fileno() if os.chmod in os.supports_fd else temp, mode)
             handle.write(data)
             handle.flush()
@@ -212,7 +226,19 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Never wait without bound: another process (a hung writer, `flock(1)` on the
+        # directory) may hold it for ever, and close() writes the file.
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OSError(
+                        f"{path.parent} is locked by another process for over {LOCK_TIMEOUT:g}s"
+                    ) from None
+                time.sleep(0.01)
         try:
             yield
         finally:
@@ -256,13 +282,46 @@ def _owned(data: bytes) -> bool:
     return isinstance(document, dict) and {"version", "written_at", "names"} <= set(document)
 
 
-def load(path: Path) -> tuple[list[Record], int]:
+def _target(path: Path) -> Path:
+    """The file a write must replace: a symbolic link's target, so the link survives."""
+    if path.is_symlink():
+        return Path(os.path.realpath(path))
+    return path
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def load(path: Path, *, now: float | None = None) -> tuple[list[Record], int]:
     """Records read from ``path`` and how many malformed ones were skipped.
 
+    With ``now`` (unix time), a record dated more than :data:`FUTURE_SKEW` after it is
+    malformed (written by a clock ahead of this one, its age is unknowable).
+
     ([], 0) when there is no file, or it is empty. Raises :class:`CacheFileError`: for
-    a file that is not outlast's (``foreign``), one that cannot be read, one of another
-    format version, or one that is outlast's but corrupt (``replaceable``).
+    a file that is not outlast's (``foreign``: also anything but a regular file, such
+    as ``/dev/null``, a FIFO or a directory, which is neither opened nor replaced), one
+    that cannot be read, one of another format version, or one that is outlast's but
+    corrupt (``replaceable``).
     """
+    try:
+        mode = path.stat().st_mode  # follows a link: what a read would open
+    except FileNotFoundError:
+        return [], 0
+    except OSError as exc:
+        raise CacheFileError(f"cannot read {path}: {exc}") from exc
+    if not stat.S_ISREG(mode):  # reading a FIFO blocks; replacing /dev/null breaks the host
+        raise CacheFileError(f"{path} is {_kind(mode)}, not a regular file", foreign=True)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -291,6 +350,8 @@ def load(path: Path) -> tuple[list[Record], int]:
     skipped = 0
     for item in names:
         record = _record(item)
+        if record is not None and now is not None and record.news > now + FUTURE_SKEW:
+            record = None
         if record is None:
             skipped += 1
         else:

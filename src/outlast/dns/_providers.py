@@ -26,7 +26,7 @@ import math
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, Protocol, TypeAlias, TypeVar
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
@@ -48,8 +48,9 @@ __all__ = [
 
 #: The TTL given to answers from ``getaddrinfo``, which reports none.
 SYSTEM_TTL: Final = 30.0
-#: Threads for ``getaddrinfo`` calls at once (each blocks until the OS answers).
-SYSTEM_THREADS: Final = 4
+#: Threads for ``getaddrinfo`` calls at once (each blocks until the OS answers). A
+#: blocked thread costs little; too few, and names that hang starve every other name.
+SYSTEM_THREADS: Final = 32
 #: getaddrinfo's "the name exists but has no address of this family" codes.
 _EAI_NO_ADDRESSES: Final = frozenset(
     getattr(socket, code) for code in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, code)
@@ -243,6 +244,10 @@ class SystemProvider:
         # stuck in the operating system must not hold up interpreter exit either
         # (a ThreadPoolExecutor's workers are joined at exit, however long they hang).
         self._slots: asyncio.Semaphore | None = None
+        # One getaddrinfo per (name, family) at a time: a later lookup of a name whose
+        # call still hangs waits on that call instead of taking another thread, so one
+        # hanging name holds at most two threads, however often it is asked.
+        self._running: dict[tuple[str, int], asyncio.Future[Any]] = {}
 
     async def _in_thread(self, ask: Callable[[], T]) -> T:
         """``ask()`` on a daemon thread; the caller's wait may be cancelled, not the call."""
@@ -285,10 +290,28 @@ class SystemProvider:
         )
         return combine(dict(zip(FAMILIES, outcomes, strict=True)), self.name)
 
+    def _call(self, host: str, af: socket.AddressFamily) -> asyncio.Future[Any]:
+        """The running getaddrinfo for ``(host, af)``, started if there is none."""
+        key = (host, int(af))
+        running = self._running.get(key)
+        if running is None:
+            ask = functools.partial(socket.getaddrinfo, host, None, af, socket.SOCK_STREAM)
+            running = asyncio.ensure_future(self._in_thread(ask))
+            self._running[key] = running
+
+            def finished(future: asyncio.Future[Any]) -> None:
+                if self._running.get(key) is future:
+                    del self._running[key]
+                if not future.cancelled():
+                    future.exception()  # retrieved: nobody may be waiting any more
+
+            running.add_done_callback(finished)
+        return running
+
     async def _family(self, host: str, af: socket.AddressFamily, timeout: float) -> Outcome:
-        ask = functools.partial(socket.getaddrinfo, host, None, af, socket.SOCK_STREAM)
         try:
-            infos = await asyncio.wait_for(self._in_thread(ask), timeout)
+            # shield: a caller's timeout ends its wait, not the call others may share
+            infos = await asyncio.wait_for(asyncio.shield(self._call(host, af)), timeout)
         except asyncio.TimeoutError:
             return Failure(f"getaddrinfo timed out after {timeout:g}s", self.name)
         except socket.gaierror as exc:
@@ -311,6 +334,7 @@ class SystemProvider:
     def forget(self) -> None:
         """After a fork: the parent's threads (and their slots) do not exist here."""
         self._slots = None
+        self._running = {}
 
 
 def describe(exc: BaseException) -> str:

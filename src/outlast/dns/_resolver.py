@@ -177,7 +177,10 @@ class Resolver:
         self._static = _static_table(static if static is not None else d.dns_static)
         #: Names as callers wrote them ("API.example.com.") -> the name they stand for.
         self._aliases: dict[str, str] = {}
-        self._cache_file = None if cache_file is None or disable else Path(cache_file)
+        # Absolute now: a later chdir must not move the file the resolver writes.
+        self._cache_file = (
+            None if cache_file is None or disable else Path(cache_file).expanduser().absolute()
+        )
         self._flush_handle: asyncio.TimerHandle | None = None
         self._last_flush = NEVER
         self._cache_file_writable = True
@@ -269,7 +272,7 @@ class Resolver:
                 "resolve() was called on the resolver's own thread (from a listener or a "
                 "provider) for a name it does not hold; it cannot wait for itself",
             )
-        limit = self._wait_limit if timeout is None else max(0.0, min(self._wait_limit, timeout))
+        limit = self._limit(timeout)
         try:
             outcome = future.result(timeout=limit)
         except concurrent.futures.TimeoutError:
@@ -289,7 +292,7 @@ class Resolver:
         if isinstance(step, Answer):
             return step
         name, future = step
-        limit = self._wait_limit if timeout is None else max(0.0, min(self._wait_limit, timeout))
+        limit = self._limit(timeout)
         try:  # on asyncio or trio; cancelling this caller leaves the shared lookup running
             outcome = await wait_future(future, limit)
         except TimeoutError:
@@ -297,6 +300,14 @@ class Resolver:
         except concurrent.futures.CancelledError:  # the shared lookup was cancelled
             raise ResolveError(host, "the resolver was closed during the lookup") from None
         return self._after_wait(host, name, outcome)
+
+    def _limit(self, timeout: float | None) -> float:
+        """How long this caller waits for a lookup: ``timeout`` (seconds), within the bound."""
+        if timeout is None:
+            return self._wait_limit
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout != timeout:
+            raise ConfigError("timeout", timeout, "a number of seconds, or None")
+        return max(0.0, min(self._wait_limit, timeout))
 
     @property
     def closed(self) -> bool:
@@ -700,7 +711,7 @@ class Resolver:
         Raises ConfigError for a file that is not outlast's: it is never written over.
         """
         try:
-            records, skipped = load(path)
+            records, skipped = load(path, now=time.time())
         except CacheFileError as exc:
             if exc.foreign:
                 raise ConfigError(

@@ -104,9 +104,9 @@ def parse(host: str, fields: Mapping[str, str], *, now: float) -> SharedAnswer |
             generation=float(fields["generation"]),
             source=str(fields.get("source", "")),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, RecursionError):  # RecursionError: "[[[[..."
         return None
-    if not addresses or not answer.ttl >= 0:
+    if not addresses or not 0 <= answer.ttl < math.inf:
         return None
     limit = now + MAX_AHEAD
     if not all(math.isfinite(t) and t <= limit for t in (answer.generation, answer.learned_at)):

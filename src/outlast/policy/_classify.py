@@ -128,11 +128,32 @@ class Classifier(Protocol):
     def __call__(self, outcome: Outcome, /) -> Decision: ...
 
 
+#: Errors that say the calling code is wrong, not that the destination is unwell: a
+#: call with the wrong arguments, a typo, a failed assertion. Retrying repeats them,
+#: and counting them would open a healthy destination's breaker.
+PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (
+    TypeError,
+    AttributeError,
+    NameError,
+    AssertionError,
+    NotImplementedError,
+    ImportError,
+    SyntaxError,
+)
+
+
 def retry_all(outcome: Outcome, /) -> Decision:
     """The default for errors: every ``Exception`` is transient, retried and counted.
 
+    Except a programming error (``TypeError``, ``AttributeError``, ``NameError``,
+    ``AssertionError``, ``NotImplementedError``, ``ImportError``, ``SyntaxError``):
+    the code is wrong, not the destination, so it is raised at once, neither retried
+    nor counted by the breaker (:attr:`Decision.NEUTRAL`).
+
     Added in 0.1.0.
     """
+    if isinstance(outcome.error, PROGRAMMING_ERRORS):
+        return Decision.NEUTRAL
     return Decision.TRANSIENT
 
 

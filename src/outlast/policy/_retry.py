@@ -4,7 +4,8 @@ The delay before retry ``n`` (0 for the first retry) is drawn uniformly from
 ``[0, min(cap, base * 2**n)]``: "full jitter" from the AWS Architecture Blog's
 "Exponential Backoff And Jitter"; tenacity's ``wait_exponential`` computes the
 ceiling. A destination's own hint replaces the draw (a hint longer than ``cap`` ends
-the call instead). An optional ``deadline`` bounds the whole call, waits included.
+the call instead). An optional ``deadline`` bounds the retries of a call: none is made
+that could not finish by it. An attempt in progress is never cut short.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Retry:
     ``attempts`` counts the first call (1 means never retry). ``base`` and ``cap`` shape
     the full-jitter backoff; ``deadline``, if set, is the most a whole call may take,
     waits included: a retry is not made unless its wait, and an attempt as long as the
-    last one took, would end before it.
+    last one took, would end before it. An attempt in progress is not interrupted: bound
+    it with its own timeout (the httpx transports cut each attempt's to what remains).
     Durations are seconds or :class:`datetime.timedelta`.
 
     Added in 0.1.0.

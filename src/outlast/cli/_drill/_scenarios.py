@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Final
 
 from outlast.cli._drill._clients import DrillClient, OutlastClient, PlainClient, Result
 from outlast.cli._drill._service import Dropper, Service
@@ -351,6 +352,11 @@ def _report(results: list[Result], hits: int, started: float, repair: float | No
     )
 
 
+#: The shortest scenario whose table shows its incident (seconds): the time after the
+#: repair (45 % of it) must leave a 2 s TTL room to expire and be refreshed.
+MEANINGFUL_SECONDS: Final = 8.0
+
+
 def run_drill(
     seconds: float, names: tuple[str, ...], say: Callable[[str], None]
 ) -> list[ScenarioReport]:
@@ -366,6 +372,15 @@ def run_drill(
     if not chosen:
         raise NothingToRun("no scenario can run here")
     each = seconds / len(chosen)
+    if each < MEANINGFUL_SECONDS:
+        # The timelines are fractions of a scenario: too short a one ends before a 2 s
+        # TTL expires or a 5 s connect timeout passes, and its table shows no incident.
+        say(
+            f"outlast: warning: {each:.1f} s per scenario is too short to show the incidents "
+            f"(the record's TTL is 2 s, a dropped connection waits 5 s); give each at least "
+            f"{MEANINGFUL_SECONDS:g} s: --duration {MEANINGFUL_SECONDS * len(chosen):g}, "
+            "or fewer --scenario"
+        )
     reports = []
     with lab() as drill_lab:
         for index, scenario in enumerate(chosen, 1):
