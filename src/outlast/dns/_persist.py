@@ -187,9 +187,14 @@ def _write(path: Path, records: list[Record], now: float) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             if old is not None:
-                if hasattr(os, "fchown") and (old.st_uid, old.st_gid) != (
-                    os.geteuid(),
-                    os.getegid(),
+                if (
+                    hasattr(os, "fchown")
+                    and hasattr(os, "geteuid")
+                    and (old.st_uid, old.st_gid)
+                    != (
+                        os.geteuid(),
+                        os.getegid(),
+                    )
                 ):
                     # Keep the owner: root running `outlast resolve` with a service's
                     # settings must not leave it a 0600 file it can no longer read.
