@@ -372,3 +372,22 @@ def test_a_doh_urls_credentials_are_never_shown(entry: str) -> None:
         assert all("s3cret" not in p.name for p in resolver._pool.providers)
     finally:
         resolver.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("OUTLAST_DNS_STATIC", "a.test=10.0.0.1;A.test.=10.0.0.2", "appears twice"),
+        ("OUTLAST_DNS_PROVIDERS", "tls://127.0.0.1#bad name", "certificate name"),
+    ],
+)
+def test_inputs_the_core_breaker_found(name: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        Settings.from_env({name: value})
+
+
+def test_a_retry_cap_past_a_day_is_refused() -> None:
+    with pytest.raises(ConfigError, match="cap"):
+        outlast.Retry(base=1e308, cap=1e308)
+    with pytest.raises(ConfigError, match="cap"):
+        outlast.Policy.from_env({"OUTLAST_RETRY_CAP": "1e308", "OUTLAST_RETRY_BASE": "1"})

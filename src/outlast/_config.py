@@ -103,6 +103,12 @@ class ProviderSpec:
             rest, _, hostname = rest.partition("#")
             if not hostname:
                 raise ConfigError(setting, text, "a certificate name after '#'")
+            try:
+                hostname = normalize(hostname)
+            except InvalidHostError as exc:
+                raise ConfigError(
+                    setting, text, f"a certificate name after '#' ({exc.reason})"
+                ) from None
         address, port = _split_host_port(rest, _DEFAULT_PORTS[scheme], setting, text)
         return cls(kind=scheme, text=entry, address=address, port=port, hostname=hostname)
 
@@ -268,6 +274,10 @@ def _static(name: str, raw: str) -> Mapping[str, tuple[str, ...]]:
                 ipaddress.ip_address(ip)
             except ValueError:
                 raise ConfigError(name, raw, f"{expected}; {ip!r} is not an IP address") from None
+        if host in table:
+            raise ConfigError(
+                name, raw, f"{expected}; {host!r} appears twice (list every address once)"
+            )
         table[host] = ips
     return table
 

@@ -127,6 +127,16 @@ _WRITTEN: dict[str, tuple[tuple[int, ...], list[Record]]] = {}
 _WRITTEN_LOCK = threading.Lock()
 
 
+def _new_written_lock_in_child() -> None:
+    # A fork taken while another thread held the lock would leave the child's held.
+    global _WRITTEN_LOCK
+    _WRITTEN_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_new_written_lock_in_child)
+
+
 def _signature(path: Path) -> tuple[int, ...] | None:
     try:
         st = path.stat()

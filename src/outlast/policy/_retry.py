@@ -30,6 +30,10 @@ DEFAULT_CAP: Final = 20.0
 Uniform = Callable[[float, float], float]
 
 
+#: The longest backoff a Retry may wait (seconds).
+MAX_WAIT: Final = 86400.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True, init=False)
 class Retry:
     """How a failed call is retried. An immutable value: share one everywhere.
@@ -61,6 +65,8 @@ class Retry:
             raise ConfigError("attempts", attempts, "a whole number of at least 1")
         base_s = to_seconds("base", base)
         cap_s = to_seconds("cap", cap)
+        if cap_s > MAX_WAIT:  # time.sleep overflows long before 1e308 s
+            raise ConfigError("cap", cap, f"at most {MAX_WAIT:g} seconds (a day)")
         if base_s > cap_s:
             raise ConfigError("base", base, f"at most cap ({cap_s:g})")
         limit = None if deadline is None else to_seconds("deadline", deadline, allow_zero=False)
