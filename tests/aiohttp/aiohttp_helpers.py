@@ -11,7 +11,7 @@ def quick_policy(attempts: int = 3, *, breaker: bool = False) -> Policy:
     return Policy(
         retry=Retry(attempts=attempts, base=0.001, cap=0.005),
         budget=None,
-        breaker=CircuitBreaker(failures=2, reset=30) if breaker else None,
+        breaker=CircuitBreaker(failures=2, reset=30, min_reset=30) if breaker else None,
         classify_error=classify_error,
         classify_result=classify_result,
     )

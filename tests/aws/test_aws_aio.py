@@ -152,7 +152,7 @@ def test_an_open_breaker_refuses_without_a_request(
     policy = Policy(
         retry=Retry(attempts=1),
         budget=None,
-        breaker=outlast.CircuitBreaker(failures=2, reset=60),
+        breaker=outlast.CircuitBreaker(failures=2, reset=60, min_reset=60),
     )
 
     async def main(port: int) -> int:

@@ -78,7 +78,7 @@ def test_one_buckets_failures_open_the_endpoints_one_breaker(
     policy = Policy(
         retry=Retry(attempts=1),
         budget=None,
-        breaker=outlast.CircuitBreaker(failures=2, reset=60),
+        breaker=outlast.CircuitBreaker(failures=2, reset=60, min_reset=60),
         listeners=[events.append],
     )
     with CountingServer(500) as server:

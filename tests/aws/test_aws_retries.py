@@ -115,7 +115,7 @@ def test_the_open_breaker_touches_no_network(
     policy = Policy(
         retry=Retry(attempts=1),
         budget=None,
-        breaker=outlast.CircuitBreaker(failures=2, reset=60),
+        breaker=outlast.CircuitBreaker(failures=2, reset=60, min_reset=60),
         classify_error=outlast.aws.classify_error,
         classify_result=outlast.aws.classify_result,
     )
@@ -217,7 +217,7 @@ def test_a_policy_without_classifiers_gets_botocores_judgement(
     policy = Policy(
         retry=Retry(attempts=3, base=0.001, cap=0.005),
         budget=None,
-        breaker=outlast.CircuitBreaker(failures=2, reset=60),
+        breaker=outlast.CircuitBreaker(failures=2, reset=60, min_reset=60),
     )
     with CountingServer(500) as server:
         client = outlast.aws.wrap(
@@ -242,7 +242,7 @@ def test_a_classifier_the_user_set_is_kept(
     policy = Policy(
         retry=Retry(attempts=3, base=0.001, cap=0.005),
         budget=None,
-        breaker=outlast.CircuitBreaker(failures=2, reset=60),
+        breaker=outlast.CircuitBreaker(failures=2, reset=60, min_reset=60),
         classify_result=lambda outcome: Decision.ACCEPT,
     )
     with CountingServer(500) as server:

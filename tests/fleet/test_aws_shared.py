@@ -31,7 +31,9 @@ def test_the_aws_default_policy_shares_breakers_with_the_fleet(redis_server, mon
 
     with Fleet(redis_server.url) as other_process:
         opener = outlast.Policy(
-            retry=None, breaker=outlast.CircuitBreaker(failures=1, reset=60), shared=other_process
+            retry=None,
+            breaker=outlast.CircuitBreaker(failures=1, reset=60, min_reset=60),
+            shared=other_process,
         ).for_key(key)
         view = default_policy().for_key(key)  # what every wrapped boto3 client uses
         assert view.state == "closed"

@@ -85,7 +85,11 @@ def test_failures_are_counted_fleet_wide_and_open_every_breaker(redis_server) ->
     fleets = [Fleet(redis_server.url) for _ in range(3)]
     try:
         policies = [
-            outlast.Policy(retry=None, breaker=outlast.CircuitBreaker(failures=3), shared=f)
+            outlast.Policy(
+                retry=None,
+                breaker=outlast.CircuitBreaker(failures=3, reset=30, min_reset=30),
+                shared=f,
+            )
             for f in fleets
         ]
 

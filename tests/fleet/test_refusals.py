@@ -46,7 +46,7 @@ def test_an_acl_user_without_the_rights_it_needs_means_unavailable(
     try:
         policy = outlast.Policy(
             retry=None,
-            breaker=outlast.CircuitBreaker(failures=1, reset=60),
+            breaker=outlast.CircuitBreaker(failures=1, reset=60, min_reset=60),
             shared=policy_fleet,
         ).for_key("k")
 
@@ -116,7 +116,9 @@ def test_the_documented_acl_is_enough(redis_server) -> None:
         fleet.publish(SharedAnswer("doc.outlast.test", ("127.0.0.8",), 60, now, now, "t"))
         assert wait_for(lambda: fleet.lookup("doc.outlast.test") is not None, 5)
         policy = outlast.Policy(
-            retry=None, breaker=outlast.CircuitBreaker(failures=1, reset=60), shared=fleet
+            retry=None,
+            breaker=outlast.CircuitBreaker(failures=1, reset=60, min_reset=60),
+            shared=fleet,
         ).for_key("doc")
         with pytest.raises(ConnectionError):
             policy.call(_boom)

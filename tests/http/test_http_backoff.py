@@ -125,7 +125,9 @@ def test_a_breaker_opened_during_the_backoff_raises_instead_of_a_closed_response
     def sleep(seconds: float) -> None:
         holder.append(force_open(policy.for_key(f"http://{name}:{server.port}")))
 
-    policy = policy_sleeping(sleep, breaker=outlast.CircuitBreaker(failures=5, reset=60))
+    policy = policy_sleeping(
+        sleep, breaker=outlast.CircuitBreaker(failures=5, reset=60, min_reset=60)
+    )
     transport = Transport(resolver=resolver, policy=policy, limits=ONE)
     with Backend() as server, httpx.Client(transport=transport, timeout=POOL_TIMEOUT) as client:
         server.status = 503

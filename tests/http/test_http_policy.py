@@ -101,7 +101,7 @@ def test_the_budget_alone_bounds_the_hits_on_a_failing_backend(
 ) -> None:
     # The breaker cannot open here, so only the budget stands between 100 calls and
     # 300 hits (the no-budget run shows it).
-    never_opens = outlast.CircuitBreaker(failures=10_000, reset=60)
+    never_opens = outlast.CircuitBreaker(failures=10_000, reset=60, min_reset=60)
     policy = http_policy(budget=budget, breaker=never_opens)
     calls = 100
     with Backend() as server:
@@ -212,7 +212,7 @@ def test_connect_failure_retried_even_for_post(
 def test_open_breaker_raises_at_once_without_touching_the_network(
     name: str, resolver: Resolver
 ) -> None:
-    policy = http_policy(breaker=outlast.CircuitBreaker(failures=1, reset=60))
+    policy = http_policy(breaker=outlast.CircuitBreaker(failures=1, reset=60, min_reset=60))
     transport = Transport(resolver=resolver, policy=policy)
     with Backend() as server, httpx.Client(transport=transport) as client:
         origin = f"http://{name}:{server.port}"
@@ -228,7 +228,8 @@ def test_open_breaker_raises_at_once_without_touching_the_network(
 
 def test_async_503_breaker_and_last_response(name: str, resolver: Resolver) -> None:
     policy = http_policy(
-        budget=outlast.RetryBudget(), breaker=outlast.CircuitBreaker(failures=5, reset=60)
+        budget=outlast.RetryBudget(),
+        breaker=outlast.CircuitBreaker(failures=5, reset=60, min_reset=60),
     )
 
     async def main(port: int) -> tuple[list[int], int]:
@@ -316,7 +317,9 @@ def test_a_proxy_refusing_the_tunnel_is_not_retried_nor_held_against_the_target(
 ) -> None:
     proxy_name = unique_name("proxy")
     fault_dns.set(proxy_name, ["127.0.0.1"])
-    policy = policy_of(breaker=outlast.CircuitBreaker(failures=1, reset=60), budget=None)
+    policy = policy_of(
+        breaker=outlast.CircuitBreaker(failures=1, reset=60, min_reset=60), budget=None
+    )
     with ConnectProxy() as proxy:
         proxy.refuse = 407
         transport = Transport(

@@ -76,7 +76,7 @@ def drive_policies(listeners: Sequence[Listener]) -> None:
     flaky = Policy(
         retry=Retry(attempts=3),
         budget=None,
-        breaker=CircuitBreaker(failures=3, reset=60),
+        breaker=CircuitBreaker(failures=3, reset=60, min_reset=60),
         name="flaky",
         listeners=listeners,
     )
