@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import sys
 from typing import TYPE_CHECKING, Any
 
 from botocore.awsrequest import (
@@ -29,18 +28,11 @@ from botocore.awsrequest import (
     AWSHTTPSConnectionPool,
 )
 from botocore.httpsession import URLLib3Session
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from outlast._dial import (
-    AllAddressesFailed,
-    Outliers,
-    Report,
-    create_connection,
-    dial_serial,
-    plan,
-)
+from outlast._dial import Outliers, Report, dial_serial, plan
+from outlast._dial._urllib3 import Dial, connect_timeout, new_conn
 from outlast._events import Emitter
-from outlast._exceptions import ConfigError, ResolveError
+from outlast._exceptions import ConfigError
 from outlast.dns import Resolver
 
 if TYPE_CHECKING:
@@ -59,68 +51,38 @@ class Dialer:
     chaos: Injector | None = None
 
 
-def _connect_timeout(timeout: object) -> float | None:
-    if timeout is None or isinstance(timeout, (int, float)):
-        return timeout
-    return socket.getdefaulttimeout()  # urllib3's "default" sentinel
-
-
 def _new_conn(conn: Any, dialer: Dialer) -> socket.socket:
     """``HTTPConnection._new_conn``, with outlast's resolution and dialling."""
-    host: str = conn.host  # without a trailing dot, as urllib3 uses it for TLS too
-    port: int = conn.port
-    try:
-        answer = dialer.resolver.resolve(host)
-    except ResolveError as exc:
-        reason = socket.gaierror(socket.EAI_NONAME, str(exc))
-        raise NameResolutionError(host, conn, reason) from exc
-    try:
-        if dialer.chaos is not None and dialer.chaos.connects:
-            sock = _chaotic_connection(conn, dialer, host, answer.addresses, port)
-        else:
-            sock = create_connection(
-                host,
-                answer.addresses,
-                port,
-                timeout=_connect_timeout(conn.timeout),
-                outliers=dialer.outliers,
-                emitter=dialer.emitter,
-                source_address=conn.source_address,
-                socket_options=conn.socket_options or (),
-            )
-    except AllAddressesFailed as exc:
-        cause = exc.errors[-1][1] if exc.errors else exc
-        if exc.timed_out or (
-            exc.errors and all(isinstance(e, TimeoutError) for _, e in exc.errors)
-        ):
-            raise ConnectTimeoutError(conn, f"{exc} (connect timeout={conn.timeout})") from cause
-        raise NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from cause
-    sys.audit("http.client.connect", conn, host, port)
-    return sock
+    chaos = dialer.chaos
+    dial = _chaotic_connection(dialer) if chaos is not None and chaos.connects else None
+    return new_conn(conn, dialer.resolver, dialer.outliers, dialer.emitter, dial=dial)
 
 
-def _chaotic_connection(
-    conn: Any, dialer: Dialer, host: str, addresses: tuple[str, ...], port: int
-) -> socket.socket:
+def _chaotic_connection(dialer: Dialer) -> Dial:
     """:func:`outlast._dial.create_connection`, asking the chaos injector before each address."""
     chaos = dialer.chaos
     assert chaos is not None
-    options = tuple(conn.socket_options or ())
 
-    def connect(address: str, timeout: float | None) -> socket.socket:
-        chaos.connect(host, address, port, timeout)
-        sock = socket.create_connection((address, port), timeout, conn.source_address)
-        try:
-            for option in options:
-                sock.setsockopt(*option)
-        except OSError:
-            sock.close()
-            raise
-        return sock
+    def dial(conn: Any, host: str, addresses: tuple[str, ...], port: int) -> socket.socket:
+        options = tuple(conn.socket_options or ())
 
-    report = Report(dialer.emitter, host, dialer.outliers)
-    ordered = plan(addresses, port, dialer.outliers)
-    return dial_serial(ordered, port, _connect_timeout(conn.timeout), connect, (OSError,), report)
+        def connect(address: str, timeout: float | None) -> socket.socket:
+            chaos.connect(host, address, port, timeout)
+            sock = socket.create_connection((address, port), timeout, conn.source_address)
+            try:
+                for option in options:
+                    sock.setsockopt(*option)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        report = Report(dialer.emitter, host, dialer.outliers)
+        ordered = plan(addresses, port, dialer.outliers)
+        timeout = connect_timeout(conn.timeout)
+        return dial_serial(ordered, port, timeout, connect, (OSError,), report)
+
+    return dial
 
 
 class _DiallingHTTPConnection(AWSHTTPConnection):  # type: ignore[misc]

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import sys
 from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from outlast._dial import AllAddressesFailed, Outliers, create_connection
+from outlast._dial import Outliers
+from outlast._dial._urllib3 import new_conn
 from outlast._events import Emitter
-from outlast._exceptions import ResolveError
 from outlast.dns import Resolver
 
 __all__ = ["Dialer", "pool_classes"]
@@ -41,41 +39,9 @@ class Dialer:
     emitter: Emitter
 
 
-def _connect_timeout(timeout: object) -> float | None:
-    if timeout is None or isinstance(timeout, (int, float)):
-        return timeout
-    return socket.getdefaulttimeout()  # urllib3's "default" sentinel
-
-
 def _new_conn(conn: Any, dialer: Dialer) -> socket.socket:
     """``HTTPConnection._new_conn``, with outlast's resolution and dialling."""
-    host: str = conn.host  # without a trailing dot, as urllib3 uses it for TLS too
-    port: int = conn.port
-    try:
-        answer = dialer.resolver.resolve(host)
-    except ResolveError as exc:
-        reason = socket.gaierror(socket.EAI_NONAME, str(exc))
-        raise NameResolutionError(host, conn, reason) from exc
-    try:
-        sock = create_connection(
-            host,
-            answer.addresses,
-            port,
-            timeout=_connect_timeout(conn.timeout),
-            outliers=dialer.outliers,
-            emitter=dialer.emitter,
-            source_address=conn.source_address,
-            socket_options=conn.socket_options or (),
-        )
-    except AllAddressesFailed as exc:
-        cause = exc.errors[-1][1] if exc.errors else exc
-        if exc.timed_out or (
-            exc.errors and all(isinstance(e, TimeoutError) for _, e in exc.errors)
-        ):
-            raise ConnectTimeoutError(conn, f"{exc} (connect timeout={conn.timeout})") from cause
-        raise NewConnectionError(conn, f"Failed to establish a new connection: {exc}") from cause
-    sys.audit("http.client.connect", conn, host, port)
-    return sock
+    return new_conn(conn, dialer.resolver, dialer.outliers, dialer.emitter)
 
 
 class _DiallingHTTPConnection(HTTPConnection):
