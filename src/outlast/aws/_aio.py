@@ -29,21 +29,16 @@ import socket
 from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
-from botocore.exceptions import ClientError
 
 from outlast._dial import Outliers, plan
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError, ResolveError
 from outlast.aws._errors import CircuitOpenError
-from outlast.aws._events import FailedOver
 from outlast.aws._failover import (
     _ON_FALLBACK,
     FAILOVER_ERRORS,
     Failover,
     _Bodies,
-    _not_found,
-    _reason,
-    _where,
 )
 from outlast.aws._retries import Reply, _Attempts, endpoint_key
 from outlast.dns import Resolver
@@ -188,43 +183,14 @@ class AsyncFailover(Failover):
             return await self._primary(operation_name, api_params)
         except FAILOVER_ERRORS as exc:
             primary_error: Exception = exc
-        for fallback in self._fallbacks:
-            target = fallback.label
-            try:
-                client = fallback.client()
-            except Exception as exc:
-                self._failed(operation_name, target, _reason(exc))
-                continue
-            target = _where(client)
-            if not bodies.rewind():
-                self._failed(operation_name, target, "the request body cannot be rewound")
-                break
-            self._emitter.emit(
-                FailedOver(
-                    operation=operation_name,
-                    service=self._service,
-                    source=self._source,
-                    target=target,
-                    reason=_reason(primary_error),
-                )
-            )
+        for client in self._ready(operation_name, bodies, primary_error):
             token = _ON_FALLBACK.set(True)
             try:
-                answer = await client._make_api_call(operation_name, dict(original))
-            except FAILOVER_ERRORS as exc:
-                self._failed(operation_name, target, _reason(exc))
-                continue
-            except ClientError as exc:
-                if _not_found(operation_name, exc):
-                    self._failed(operation_name, target, f"not found there: {_reason(exc)}")
-                    continue
-                self._mark(exc, client)
-                raise
+                answer: Any = await client._make_api_call(operation_name, dict(original))
+            except Exception as exc:  # judged in _settled: it re-raises what it does not take
+                answer = exc
             finally:
                 _ON_FALLBACK.reset(token)
-            if _not_found(operation_name, answer):
-                self._failed(operation_name, target, "not found there: no Item")
-                continue
-            self._mark(answer, client)
-            return answer
+            if self._settled(operation_name, client, answer):
+                return answer
         raise primary_error

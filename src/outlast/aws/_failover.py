@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from botocore.exceptions import (
@@ -288,15 +288,13 @@ class Failover:
                 "Region": client.meta.region_name,
             }
 
-    def make_api_call(self, operation_name: str, api_params: dict[str, Any]) -> Any:
-        if not self._may_fail_over(operation_name, api_params):
-            return self._primary(operation_name, api_params)
-        original = dict(api_params)  # handlers may rewrite the top level while sending
-        bodies = _Bodies(original)
-        try:
-            return self._primary(operation_name, api_params)
-        except FAILOVER_ERRORS as exc:
-            primary_error: Exception = exc
+    def _ready(
+        self, operation_name: str, bodies: _Bodies, primary_error: Exception
+    ) -> Iterator[Any]:
+        """The fallback clients to send the call to, in order, each announced as it goes.
+
+        Shared by the sync and async faces, which only differ in how they call one.
+        """
         for fallback in self._fallbacks:
             target = fallback.label
             try:
@@ -311,7 +309,7 @@ class Failover:
                 # The primary may have read part of the body: sending the rest elsewhere
                 # would store a truncated object. Refuse, with the primary's error.
                 self._failed(operation_name, target, "the request body cannot be rewound")
-                break
+                return
             self._emitter.emit(
                 FailedOver(
                     operation=operation_name,
@@ -321,23 +319,49 @@ class Failover:
                     reason=_reason(primary_error),
                 )
             )
+            yield client
+
+    def _settled(self, operation_name: str, client: Any, answer: Any) -> bool:
+        """True when ``answer`` (a fallback's result, or what it raised) is the call's.
+
+        False: that fallback failed or said "not found", try the next. A ClientError that
+        is the fallback's real answer, or any other error, is raised (marked).
+        """
+        target = _where(client)
+        if isinstance(answer, FAILOVER_ERRORS):
+            self._failed(operation_name, target, _reason(answer))
+            return False
+        if isinstance(answer, ClientError):
+            if _not_found(operation_name, answer):
+                self._failed(operation_name, target, f"not found there: {_reason(answer)}")
+                return False
+            self._mark(answer, client)
+            raise answer
+        if isinstance(answer, BaseException):
+            raise answer
+        if _not_found(operation_name, answer):
+            self._failed(operation_name, target, "not found there: no Item")
+            return False
+        self._mark(answer, client)
+        return True
+
+    def make_api_call(self, operation_name: str, api_params: dict[str, Any]) -> Any:
+        if not self._may_fail_over(operation_name, api_params):
+            return self._primary(operation_name, api_params)
+        original = dict(api_params)  # handlers may rewrite the top level while sending
+        bodies = _Bodies(original)
+        try:
+            return self._primary(operation_name, api_params)
+        except FAILOVER_ERRORS as exc:
+            primary_error: Exception = exc
+        for client in self._ready(operation_name, bodies, primary_error):
             token = _ON_FALLBACK.set(True)
             try:
-                answer = client._make_api_call(operation_name, dict(original))
-            except FAILOVER_ERRORS as exc:
-                self._failed(operation_name, target, _reason(exc))
-                continue
-            except ClientError as exc:
-                if _not_found(operation_name, exc):
-                    self._failed(operation_name, target, f"not found there: {_reason(exc)}")
-                    continue
-                self._mark(exc, client)
-                raise
+                answer: Any = client._make_api_call(operation_name, dict(original))
+            except Exception as exc:  # judged in _settled: it re-raises what it does not take
+                answer = exc
             finally:
                 _ON_FALLBACK.reset(token)
-            if _not_found(operation_name, answer):
-                self._failed(operation_name, target, "not found there: no Item")
-                continue
-            self._mark(answer, client)
-            return answer
+            if self._settled(operation_name, client, answer):
+                return answer
         raise primary_error
