@@ -58,7 +58,7 @@ def test_a_silent_server_times_out_and_stale_is_served(
         time.sleep(0.3)
         started = time.monotonic()
         answer = resolver.resolve(name)
-        assert time.monotonic() - started < 0.1  # served at once, not after the timeout
+        assert time.monotonic() - started < 0.25  # served at once, not after the 0.3 s timeout
         assert answer.stale
         time.sleep(0.5)
         assert "timed out" in resolver.resolve(name).source
