@@ -48,7 +48,7 @@ def test_a_opens_a_breaker_and_b_fails_fast_without_reaching_the_backend(redis_s
                 started = time.monotonic()
                 with pytest.raises(httpx.ConnectError) as caught:
                     b.get(backend.url)
-                assert time.monotonic() - started < 0.1
+                assert time.monotonic() - started < 0.5  # refused at once
                 assert isinstance(caught.value, outlast.CircuitOpenError)
         assert backend.hits == hits  # B's calls never reached it
 

@@ -87,7 +87,7 @@ def test_lookup_never_waits_on_resolving_a_named_redis_host(redis_server, monkey
             time.sleep(0.3)  # the fleet's threads are stuck resolving; a back-off passes
             started = time.monotonic()
             assert fleet.lookup("named.outlast.test") is None  # never connected: no wait
-            assert time.monotonic() - started < 0.1
+            assert time.monotonic() - started < 0.5  # not the 2 s hang
             slow.clear()
             release.set()
             now = time.time()
@@ -99,7 +99,7 @@ def test_lookup_never_waits_on_resolving_a_named_redis_host(redis_server, monkey
             fleet._link.client.connection_pool.disconnect()
             started = time.monotonic()
             assert fleet.lookup("named.outlast.test") is None
-            assert time.monotonic() - started < 0.1
+            assert time.monotonic() - started < 0.5  # not the 2 s hang
             slow.clear()
             release.set()
             assert wait_for(lambda: fleet.lookup("named.outlast.test") is not None, 10)

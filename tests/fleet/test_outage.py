@@ -113,13 +113,13 @@ def test_publish_and_lookup_never_wait_on_a_slow_redis(redis_server) -> None:
         started = time.monotonic()
         for i in range(1000):
             fleet.publish(SharedAnswer(f"n{i}.outlast.test", ("127.0.0.1",), 5, now, now, "t"))
-        assert time.monotonic() - started < 0.1  # publishing only queues
+        assert time.monotonic() - started < 0.5  # publishing only queues (Redis sleeps 1 s)
         started = time.monotonic()
         assert fleet.lookup("n1.outlast.test") is None  # one bounded read, then given up
         assert time.monotonic() - started < 0.25
         started = time.monotonic()
         assert fleet.lookup("n2.outlast.test") is None  # marked down: not even tried
-        assert time.monotonic() - started < 0.01
+        assert time.monotonic() - started < 0.04  # not even the bounded 0.05 s read
         # Queued answers are written once Redis answers again.
         assert wait_for(lambda: fleet.lookup("n999.outlast.test") is not None, 10)
 

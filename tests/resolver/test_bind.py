@@ -246,7 +246,7 @@ def test_bind_behind_a_middlebox_that_drops_aaaa(
             for _ in range(8):  # 2.4 s: several refreshes through the middlebox
                 started = time.monotonic()
                 held = resolver.resolve(name)
-                assert time.monotonic() - started < 0.1  # served at once
+                assert time.monotonic() - started < 0.3  # served at once, not the 0.5 s timeout
                 assert set(held.addresses) == {"127.0.0.10", "2001:db8::10"}, held
                 sources.append(held.source)
                 time.sleep(0.3)
