@@ -45,8 +45,9 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CacheFileError", "Record", "load", "save
 FORMAT: Final = "outlast-dns-cache"
 FORMAT_VERSION: Final = 1
 #: How long a writer waits for the lock before giving up on this write (seconds).
-#: close() writes the file, so this bounds it too.
-LOCK_TIMEOUT: Final = 5.0
+#: close() writes the file, so this bounds it too. A write holds the lock for
+#: milliseconds; a lock held for a second is a stuck or foreign holder, not contention.
+LOCK_TIMEOUT: Final = 1.0
 #: A fallback lock file older than this is taken to be left by a dead process (seconds).
 STALE_LOCK: Final = 30.0
 #: A record dated further than this past the reader's clock (seconds) is malformed: it
