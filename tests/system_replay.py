@@ -69,7 +69,10 @@ asyncio.run(main())
 
 
 def _prepare_environment() -> None:
-    # The outlast side's providers: the namespace's nameserver, asked directly.
+    # Defaults everywhere (no OUTLAST_* the caller's environment had), but the outlast
+    # side's providers: the namespace's nameserver, asked directly.
+    for variable in [v for v in os.environ if v.startswith("OUTLAST_") and v != "OUTLAST_AZURITE"]:
+        del os.environ[variable]
     os.environ["OUTLAST_DNS_PROVIDERS"] = NAMESERVER_PROVIDER
     # google-cloud-storage's own background bucket reads (docs/google-cloud.md): off.
     os.environ["DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"] = "true"
@@ -424,3 +427,35 @@ def after_empty(
             took, error = results.get((client, label), (None, None))
             report[client][label] = [took, error]
         return report
+
+
+# -- what the tests hold every replay to (run in the test process) -----------------------
+
+
+def check_replay(result: dict[str, Any], plain_error: str) -> None:
+    """Assert the headline of issue 17 on a `replay` result.
+
+    The plain client resolved through the namespace's nameserver (the only place its
+    name exists), worked while the record was good, failed with *plain_error* (a text in
+    the error) on every call while it was empty, and worked again once it was back; the
+    outlast client answered every call within 2 s, and kept asking the nameserver
+    during the outage (its last-known-good addresses outlived the empty answers: they
+    were not merely cached past the outage).
+    """
+    assert result["resolved_before"] == {"plain": ["127.0.0.1"], "outlast": ["127.0.0.1"]}
+    emptied, restored = result["emptied"], result["restored"]
+    plain, ours = result["calls"]["plain"], result["calls"]["outlast"]
+    before = [error for began, _, error in plain if began < emptied]
+    during = [error for began, _, error in plain if emptied <= began < restored]
+    back = [error for began, _, error in plain if began >= restored]
+    assert len(before) >= 5, result
+    assert len(during) >= 10, result
+    assert len(back) >= 5, result
+    assert before == [None] * len(before), before
+    assert all(error is not None and plain_error in error for error in during), during
+    assert back == [None] * len(back), back
+    assert result["queries_while_empty"]["plain"] >= len(during)  # one query or more a call
+    failed = [(began, took, error) for began, took, error in ours if error or took > 2.0]
+    assert len(ours) >= 20, result
+    assert not failed, failed
+    assert result["queries_while_empty"]["outlast"] >= 1
