@@ -169,6 +169,13 @@ def _row(label: str, outcomes: list[float | None]) -> str:
     return f"  {label:<52} availability {share:7.1%}   {times}"
 
 
+_LATE_LABELS = {
+    "plain": "the SDK as shipped, system resolver",
+    "plain, SDK retries off": "the SDK, system resolver, its retries off",
+    "outlast": "the SDK on outlast.requests",
+}
+
+
 def _print(
     sdk: str,
     best: dict[str, float],
@@ -187,15 +194,16 @@ def _print(
         f"{EMPTY:g} s, a call every {INTERVAL * 1e3:.0f} ms on a new connection, success "
         f"within {WITHIN:g} s; {len(results['plain'])} calls each):"
     )
-    print(_row(f"{sdk}, system resolver, SDK retries off", results["plain"]))
-    print(_row(f"{sdk} on outlast.requests", results["outlast"]))
+    print(_row("the SDK, system resolver, its retries off", results["plain"]))
+    print(_row("the SDK on outlast.requests", results["outlast"]))
     print("  one download once the record has been empty 11 s:")
-    for label, (took, error) in late.items():
+    for side, (took, error) in late.items():
+        label = _LATE_LABELS.get(side, side)
         if took is None:
-            print(f"    {label:<28} still running after {LATE_LIMIT:g} s")
+            print(f"    {label:<40} still running after {LATE_LIMIT:g} s")
         else:
             raised = f"then {error.partition(': ')[0]}" if error else "succeeded"
-            print(f"    {label:<28} {took:9.3f} s, {raised}")
+            print(f"    {label:<40} {took:9.3f} s, {raised}")
 
 
 def _replay_in_namespace(client: str) -> dict[str, list[float | None]]:
