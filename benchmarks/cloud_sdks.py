@@ -200,10 +200,10 @@ def _print(
     for side, (took, error) in late.items():
         label = _LATE_LABELS.get(side, side)
         if took is None:
-            print(f"    {label:<40} still running after {LATE_LIMIT:g} s")
+            print(f"    {label:<42} still running after {LATE_LIMIT:g} s")
         else:
             raised = f"then {error.partition(': ')[0]}" if error else "succeeded"
-            print(f"    {label:<40} {took:9.3f} s, {raised}")
+            print(f"    {label:<42} {took:9.3f} s, {raised}")
 
 
 def _replay_in_namespace(client: str) -> dict[str, list[float | None]]:
