@@ -448,14 +448,15 @@ def check_replay(result: dict[str, Any], plain_error: str) -> None:
     before = [error for began, _, error in plain if began < emptied]
     during = [error for began, _, error in plain if emptied <= began < restored]
     back = [error for began, _, error in plain if began >= restored]
-    assert len(before) >= 5, result
-    assert len(during) >= 10, result
-    assert len(back) >= 5, result
+    # About 10, 20 and 10 calls; fewer when a loaded machine slows the calls down.
+    assert len(before) >= 3, result
+    assert len(during) >= 5, result
+    assert len(back) >= 3, result
     assert before == [None] * len(before), before
     assert all(error is not None and plain_error in error for error in during), during
     assert back == [None] * len(back), back
     assert result["queries_while_empty"]["plain"] >= len(during)  # one query or more a call
     failed = [(began, took, error) for began, took, error in ours if error or took > 2.0]
-    assert len(ours) >= 20, result
+    assert len(ours) >= 10, result
     assert not failed, failed
     assert result["queries_while_empty"]["outlast"] >= 1
