@@ -33,3 +33,19 @@ def test_plain_aiohttp_fails_while_the_record_is_empty_outlast_does_not() -> Non
         after=1.0,
     )
     check_replay(result, "ClientConnectorDNSError")
+
+
+def test_a_call_once_the_record_has_been_empty_11_s() -> None:
+    # One session each, used while the record was good; 11 s later aiohttp's own 10 s DNS
+    # cache has expired: the plain session asks the system resolver and fails at once,
+    # outlast's serves the last-known-good address.
+    late = netns.run(
+        "system_replay:after_empty", timeout=90, clients=["aiohttp"], empty_for=11.0, limit=30
+    )["aiohttp"]
+    took, error = late["plain"]
+    assert error is not None
+    assert "ClientConnectorDNSError" in error
+    assert took < 1.0
+    took, error = late["outlast"]
+    assert error is None
+    assert took < 2.0
