@@ -20,7 +20,7 @@ A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
 3. One call once the record has been empty 11 s (each side made one call while it was
    good, on the session it then uses): how long it took and what it raised.
 
-About 50 s in all. Run: ``PYTHONPATH=src python benchmarks/aiohttp_session.py``.
+About 30 s in all. Run: ``PYTHONPATH=src python benchmarks/aiohttp_session.py``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ gcp-storage-emulator run as subprocesses on loopback. For each SDK, in the same 
    its retries off, and the SDK on outlast. How long each took and what it raised; the
    SDKs' own retries make this the longest part (about two minutes).
 
-About 3 minutes in all. Run: ``PYTHONPATH=src python benchmarks/cloud_sdks.py``.
+About 2.5 minutes in all. Run: ``PYTHONPATH=src python benchmarks/cloud_sdks.py``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
 3. One call once the record has been empty 11 s (each side made one call while it was
    good): how long it took and what it raised.
 
-About 45 s in all. Run: ``PYTHONPATH=src python benchmarks/requests_session.py``.
+About 40 s in all. Run: ``PYTHONPATH=src python benchmarks/requests_session.py``.
 """
 
 from __future__ import annotations
