@@ -1,15 +1,17 @@
 """Run Python code where the system resolver asks a DNS server the code controls.
 
 `run("module:function", timeout=..., **kwargs)` starts a fresh Python process under
-``unshare --net --mount --propagation private``: a network namespace of its own (only
-a loopback interface, which the child brings up; nothing beyond it is reachable) and a
+``unshare --net --mount --propagation private``: a network namespace of its own (only a
+loopback interface, which the child brings up; nothing beyond it is reachable) and a
 mount namespace of its own, in which a temporary ``resolv.conf`` (``nameserver
 127.0.0.1``, nothing else: glibc's defaults) is bind-mounted over ``/etc/resolv.conf``.
-A `outlast.testing.DNSServer` answers on 127.0.0.1:53 inside the namespace, so
-``getaddrinfo`` in that process, and in every process it starts, resolves through it
-exactly as a production host resolves through its nameserver: no hook, no patch. The
-function is called there as ``function(Namespace(dns, tmp), **kwargs)`` and its
-JSON-serialisable return value is returned by `run`.
+(If the host's ``/etc/nsswitch.conf`` sends host names anywhere but ``files dns``, such
+as systemd-resolved's ``resolve``, a copy saying ``hosts: files dns`` is bind-mounted
+over it the same way.) A `outlast.testing.DNSServer` answers on 127.0.0.1:53 inside the
+namespace, so ``getaddrinfo`` in that process, and in every process it starts, resolves
+through it exactly as a production host resolves through its nameserver: no hook, no
+patch. The function is called there as ``function(Namespace(dns, tmp), **kwargs)`` and
+its JSON-serialisable return value is returned by `run`.
 
 Nothing changes on the host: the bind mount exists only in the child's mount
 namespace (private propagation), files live in a temporary directory, and the child's
@@ -160,6 +162,28 @@ def _libc_call(name: str, *args: Any) -> None:
         raise OSError(errno, f"{name}: {os.strerror(errno)}")
 
 
+def _hosts_through_dns(tmp: Path) -> None:
+    """Make ``hosts: files dns`` the namespace's name-service order if it is not already.
+
+    Debian's default is that. A host whose nsswitch.conf sends names elsewhere first
+    (``resolve`` for systemd-resolved, ``mdns4_minimal``) would answer through a Unix
+    socket the network namespace does not cut off; inside the namespace only, its
+    ``hosts:`` line becomes ``files dns`` so that resolv.conf decides.
+    """
+    path = Path("/etc/nsswitch.conf")
+    if not path.exists():
+        return  # glibc's built-in default: files, then dns
+    lines = path.read_text().splitlines()
+    hosts = [i for i, line in enumerate(lines) if line.split(":")[0].strip() == "hosts"]
+    if all(lines[i].split(":", 1)[1].split() == ["files", "dns"] for i in hosts):
+        return
+    for i in hosts:
+        lines[i] = "hosts: files dns"
+    (tmp / "nsswitch.conf").write_text("\n".join(lines) + "\n")
+    mine = str(tmp / "nsswitch.conf").encode()
+    _libc_call("mount", mine, str(path).encode(), None, _MS_BIND, None)
+
+
 def _child(folder: str) -> None:
     tmp = Path(folder)
     request = json.loads((tmp / "request.json").read_text())
@@ -170,6 +194,7 @@ def _child(folder: str) -> None:
         _libc_call("mount", conf, b"/etc/resolv.conf", None, _MS_BIND, None)
         if Path("/etc/resolv.conf").read_text() != RESOLV_CONF:
             raise RuntimeError("the namespace's /etc/resolv.conf is not the one mounted")
+        _hosts_through_dns(tmp)
         from outlast.testing import DNSServer
 
         module, _, function = request["target"].partition(":")

@@ -44,6 +44,16 @@ def look_around(ns: netns.Namespace, *, host_port: int) -> dict[str, Any]:
     }
 
 
+def other_name_services(ns: netns.Namespace) -> list[str]:
+    # As on a host with systemd-resolved: the namespace's nsswitch.conf asks it first.
+    fake = ns.tmp / "fake-nsswitch.conf"
+    fake.write_text("passwd: files\nhosts: files resolve [!UNAVAIL=return] dns\n")
+    netns._libc_call("mount", str(fake).encode(), b"/etc/nsswitch.conf", None, 4096, None)
+    (ns.tmp / "again").mkdir()
+    netns._hosts_through_dns(ns.tmp / "again")
+    return Path("/etc/nsswitch.conf").read_text().splitlines()
+
+
 def fail(ns: netns.Namespace) -> None:
     raise ValueError("raised inside the namespace")
 
@@ -89,6 +99,13 @@ def test_getaddrinfo_there_asks_its_dns_server_and_the_host_is_untouched() -> No
     assert Path("/etc/resolv.conf").read_bytes() == host_resolv_conf
     assert _mounts_on_resolv_conf() == host_mounts
     assert _gone(seen["sleeper"])
+
+
+def test_name_services_other_than_files_and_dns_are_set_aside_there() -> None:
+    host_nsswitch = Path("/etc/nsswitch.conf").read_bytes()
+    lines = netns.run(f"{HERE}:other_name_services", timeout=30)
+    assert lines == ["passwd: files", "hosts: files dns"]
+    assert Path("/etc/nsswitch.conf").read_bytes() == host_nsswitch
 
 
 def test_an_error_there_is_raised_here_with_its_traceback() -> None:
