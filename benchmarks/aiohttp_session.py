@@ -8,21 +8,28 @@ A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
    (resolving a name served by a DNS server on loopback, default policy in a client
    middleware). Both ask for the same name (the plain session's connector resolves it
    once through the same resolver). Per-request time of the best round; target <= 1.05x.
-2. Availability through the empty-record replay: the record (TTL 2 s) is good for 2 s,
-   empty for 10 s, good again for 2 s; each client makes a call every 100 ms on a new
-   connection (``force_close``); a call that succeeds within 2 s counts. The plain side
-   is aiohttp as shipped (its connector's own 10 s DNS cache on) in front of a resolver
-   that honours TTLs alone (outlast's with ``keep_on_empty=0, stale_ttl=0``, as a stub
-   resolver would); the outlast side keeps the last-known-good addresses.
+2. Availability through the empty-record replay, in a network namespace whose
+   ``/etc/resolv.conf`` names a DNS server on loopback (tests/netns.py,
+   tests/system_replay.py; needs root and ``unshare``): the record (TTL 2 s) is good
+   for 2 s, empty for 10 s, good again for 2 s; each client makes a call every 100 ms
+   on a new connection (``force_close``); a call that succeeds within 2 s counts. The
+   plain side is aiohttp as shipped (its connector's own 10 s DNS cache in front of
+   the system resolver, glibc's ``getaddrinfo``); the outlast side is
+   ``outlast.aiohttp.ClientSession()`` with ``OUTLAST_DNS_PROVIDERS`` naming the same
+   nameserver.
+3. One call once the record has been empty 11 s (each side made one call while it was
+   good, on the session it then uses): how long it took and what it raised.
 
-Run: ``PYTHONPATH=src python benchmarks/aiohttp_session.py``.
+About 30 s in all. Run: ``PYTHONPATH=src python benchmarks/aiohttp_session.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -31,6 +38,9 @@ import aiohttp
 import outlast.aiohttp
 from outlast import Resolver
 from outlast.testing import DNSServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import netns  # tests/netns.py: the network-namespace harness
 
 NAME = "bench.outlast.test"
 ROUNDS = 40
@@ -90,55 +100,32 @@ async def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
     return min(plain_times), min(our_times)
 
 
-async def _call(session: aiohttp.ClientSession, url: str) -> float | None:
-    """Seconds one call took on a new connection, or None if it failed or took over 2 s."""
-    start = time.perf_counter()
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=WITHIN)) as response:
-            response.raise_for_status()
-            await response.read()
-    except (aiohttp.ClientError, TimeoutError):
-        return None
-    return time.perf_counter() - start
-
-
-async def _availability(port: int, dns: DNSServer) -> dict[str, list[float | None]]:
-    names = {"outlast": "replay-outlast.outlast.test", "plain": "replay-plain.outlast.test"}
-    for name in names.values():
-        dns.set(name, ["127.0.0.1"], ttl=2)
-    mine = Resolver(providers=[dns.provider])
-    ttl_only = Resolver(providers=[dns.provider], keep_on_empty=0, stale_ttl=0)
-    plain_connector = aiohttp.TCPConnector(
-        resolver=outlast.aiohttp.Resolver(ttl_only), force_close=True
-    )  # aiohttp's defaults otherwise: its 10 s DNS cache in front of the resolver
-    sessions = {
-        "outlast": outlast.aiohttp.ClientSession(
-            resolver=mine, connector_options={"force_close": True}
-        ),
-        "plain": aiohttp.ClientSession(connector=plain_connector),
+def _availability() -> tuple[dict[str, list[float | None]], dict[str, list[Any]]]:
+    """The replay and the 11 s call, run in a network namespace (see the module's doc)."""
+    result = netns.run(
+        "system_replay:replay",
+        timeout=120,
+        client="aiohttp",
+        ttl=2,
+        good=GOOD,
+        empty=EMPTY,
+        after=AFTER,
+        interval=INTERVAL,
+    )
+    outcomes = {
+        side: [took if error is None and took <= WITHIN else None for _, took, error in calls]
+        for side, calls in result["calls"].items()
     }
-    results: dict[str, list[float | None]] = {label: [] for label in names}
-    start = time.monotonic()
-    emptied = restored = False
-    tick = 0
-    while (elapsed := time.monotonic() - start) < GOOD + EMPTY + AFTER:
-        if not emptied and elapsed >= GOOD:
-            for name in names.values():
-                dns.empty(name)
-            emptied = True
-        if not restored and elapsed >= GOOD + EMPTY:
-            for name in names.values():
-                dns.set(name, ["127.0.0.1"], ttl=2)
-            restored = True
-        for label, session in sessions.items():
-            results[label].append(await _call(session, f"http://{names[label]}:{port}/"))
-        tick += 1
-        await asyncio.sleep(max(0.0, start + tick * INTERVAL - time.monotonic()))
-    for session in sessions.values():
-        await session.close()
-    await mine.aclose()
-    await ttl_only.aclose()
-    return results
+    late = netns.run("system_replay:after_empty", timeout=120, clients=["aiohttp"], limit=60)
+    return outcomes, late["aiohttp"]
+
+
+def _late(label: str, outcome: list[Any]) -> str:
+    took, error = outcome
+    if took is None:
+        return f"  {label:<34} still running after 60 s"
+    raised = f"then {error.partition(': ')[0]}" if error else "succeeded"
+    return f"  {label:<34} {took * 1e3:10.1f} ms, {raised}"
 
 
 def _row(label: str, outcomes: list[float | None]) -> str:
@@ -164,14 +151,22 @@ def main() -> None:
             print(f"  aiohttp.ClientSession          {plain * 1e6:8.1f} us")
             print(f"  outlast.aiohttp.ClientSession  {ours * 1e6:8.1f} us")
             print(f"  ratio                          {ours / plain:8.3f}x   (target <= 1.05x)")
-            results = asyncio.run(_availability(port, dns))
-            print(
-                f"empty-record replay: record TTL 2 s, good {GOOD:g} s, empty {EMPTY:g} s, "
-                f"good {AFTER:g} s; a call every {INTERVAL * 1e3:.0f} ms on a new connection, "
-                f"success within {WITHIN:g} s counts ({len(results['plain'])} calls each):"
-            )
-            print(_row("aiohttp (10 s DNS cache), TTL-only", results["plain"]))
-            print(_row("outlast.aiohttp.ClientSession", results["outlast"]))
+        reason = netns.unavailable()
+        if reason is not None:
+            print(f"empty-record replay on the system resolver skipped: {reason}")
+            return
+        results, late = _availability()
+        print(
+            f"empty-record replay, system resolver in a network namespace: record TTL 2 s, "
+            f"good {GOOD:g} s, empty {EMPTY:g} s, good {AFTER:g} s; a call every "
+            f"{INTERVAL * 1e3:.0f} ms on a new connection, success within {WITHIN:g} s "
+            f"counts ({len(results['plain'])} calls each):"
+        )
+        print(_row("aiohttp (10 s DNS cache)", results["plain"]))
+        print(_row("outlast.aiohttp.ClientSession", results["outlast"]))
+        print("one call once the record has been empty 11 s:")
+        print(_late("aiohttp (10 s DNS cache)", late["plain"]))
+        print(_late("outlast.aiohttp.ClientSession", late["outlast"]))
     finally:
         server.terminate()
         server.join(5)
