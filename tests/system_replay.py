@@ -71,7 +71,7 @@ asyncio.run(main())
 def _prepare_environment() -> None:
     # Defaults everywhere (no OUTLAST_* the caller's environment had), but the outlast
     # side's providers: the namespace's nameserver, asked directly.
-    for variable in [v for v in os.environ if v.startswith("OUTLAST_") and v != "OUTLAST_AZURITE"]:
+    for variable in [v for v in os.environ if v.startswith("OUTLAST_")]:
         del os.environ[variable]
     os.environ["OUTLAST_DNS_PROVIDERS"] = NAMESERVER_PROVIDER
     # google-cloud-storage's own background bucket reads (docs/google-cloud.md): off.
@@ -117,8 +117,8 @@ def _azurite_port(process: subprocess.Popen[str]) -> int:
 
 
 def azurite_executable() -> str:
-    """``OUTLAST_AZURITE``, or the one ``.ci/run`` installs into ``.ci/node_modules``."""
-    return os.environ.get("OUTLAST_AZURITE") or str(
+    """``AZURITE_BIN``, or the one ``.ci/run`` installs into ``.ci/node_modules``."""
+    return os.environ.get("AZURITE_BIN") or str(
         _ROOT / ".ci" / "node_modules" / ".bin" / "azurite-blob"
     )
 

@@ -1,6 +1,6 @@
 """Azurite (the Azure Storage emulator, npm package ``azurite``) on loopback for the Azure tests.
 
-``.ci/run`` installs it into ``.ci/node_modules``; ``OUTLAST_AZURITE`` names another
+``.ci/run`` installs it into ``.ci/node_modules``; ``AZURITE_BIN`` names another
 ``azurite-blob`` executable. The fixture fails, never skips, when it is missing.
 """
 
@@ -26,7 +26,7 @@ _LISTENING = re.compile(r"listens on https?://127\.0\.0\.1:(\d+)")
 
 
 def _executable() -> str:
-    named = os.environ.get("OUTLAST_AZURITE")
+    named = os.environ.get("AZURITE_BIN")
     if named:
         return named
     return str(
