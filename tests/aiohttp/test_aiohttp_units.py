@@ -3,7 +3,8 @@ arithmetic of the middleware over every (method, outcome script, policy) cell.
 
 The invariant, proved with hypothesis over a scripted handler: the middleware makes
 ``n`` attempts where ``n`` is the first attempt whose outcome is final (success, business
-error, certificate failure, proxy refusal, the caller's timeout, or a read-phase failure
+error, certificate failure, proxy refusal, the caller's timeout, an error outlast does
+not know, or a read-phase failure
 / 5xx of a request that is not safe to repeat) or the policy's attempts; connect failures
 are retried whatever the method; a response retried is released; what the caller sees is
 the last attempt's outcome.
@@ -30,7 +31,7 @@ import outlast.aiohttp
 from outlast.aiohttp import CircuitOpenError, middleware
 
 STATUSES = (200, 404, 429, 500, 502, 503, 504)
-ERRORS = ("connect", "dns", "read", "disconnect", "certificate", "timeout")
+ERRORS = ("connect", "dns", "read", "disconnect", "certificate", "timeout", "unknown")
 RETRY_STATUSES = {429, 500, 502, 503, 504}  # outlast.http's rule
 SAFE = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 KEY = ConnectionKey("api.outlast.test", 443, True, True, None, None, None)
@@ -72,6 +73,8 @@ def _error(kind: str) -> Exception:
         return aiohttp.ServerDisconnectedError()
     if kind == "certificate":
         return aiohttp.ClientConnectorCertificateError(KEY, Exception("certificate"))
+    if kind == "unknown":
+        return RuntimeError("an error outlast does not know: neutral, final")
     return TimeoutError()
 
 
@@ -103,6 +106,7 @@ def test_attempts_never_multiply(
     request.headers = {}
     request.body = b""
     request.url = URL("https://api.outlast.test/x")
+    request.session = mock.Mock(timeout=aiohttp.ClientTimeout())  # no deadline
     calls: list[int | str] = []
     released: list[int] = []
 
@@ -120,7 +124,7 @@ def test_attempts_never_multiply(
     async def main() -> int | str:
         try:
             response = await middleware(quick_policy(policy_attempts))(request, handler)
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, RuntimeError):
             seen = calls[-1]
             assert isinstance(seen, str)
             return seen

@@ -10,12 +10,16 @@ against the origin. Read-phase failures (``ServerDisconnectedError``, ``ClientOS
 idempotent method or an ``Idempotency-Key`` header, and a body that is empty or bytes.
 429 and 503 pass ``Retry-After`` as the delay; 429 is not held against the breaker;
 every 5xx but 501 and 505 is.
-The session's total timeout (``asyncio.TimeoutError``) is the caller's deadline: not
-retried.
+A call that outlives the caller's deadline (aiohttp's ``total`` timer, or a retry cut
+at the deadline: ``asyncio.TimeoutError`` / ``aiohttp.ServerTimeoutError``) is the
+destination's failure, counted and not retried (no time is left). Any other error
+(one this module does not know) is neutral, as in ``outlast.http``: not retried, not
+counted for or against the origin, and a half-open probe that ends so is freed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import aiohttp
@@ -40,7 +44,12 @@ _READ_ERRORS: Final = (
     aiohttp.ClientOSError,
     aiohttp.SocketTimeoutError,
     aiohttp.ClientPayloadError,
+    aiohttp.ClientConnectionResetError,
 )
+#: The caller's deadline passed: aiohttp's ``total`` timer (``asyncio.TimeoutError``,
+#: which is ``TimeoutError`` from Python 3.11) or a retry cut at the deadline.
+_DEADLINE_ERRORS: Final = (asyncio.TimeoutError, TimeoutError, aiohttp.ServerTimeoutError)
+_TIMED_OUT: Final = Decision(retry=False, unwell=True)
 
 
 def retry_safe(request: Any) -> bool:
@@ -68,14 +77,20 @@ def classify_error(outcome: Outcome, /) -> Decision:
     error = outcome.error
     if isinstance(error, _PROXY_ERRORS):
         return Decision.NEUTRAL  # the proxy's answer: not the target's health, either way
-    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+    if isinstance(
+        error, (aiohttp.ClientConnectorCertificateError, aiohttp.ServerFingerprintMismatch)
+    ):
         return Decision(retry=False, unwell=True)
     if never_sent(error):
         return Decision.failure(Phase.CONNECT, idempotent=False)
     if isinstance(error, _READ_ERRORS):
         request = getattr(error, "outlast_request", None)  # set by the session's middleware
         return Decision.failure(Phase.READ, idempotent=retry_safe(request))
-    return Decision.ACCEPT
+    if isinstance(error, _DEADLINE_ERRORS):
+        return _TIMED_OUT
+    if error is None:
+        return Decision.ACCEPT
+    return Decision.NEUTRAL  # not known here: says nothing of the destination, either way
 
 
 def classify_result(outcome: Outcome, /) -> Decision:
@@ -86,8 +101,11 @@ def classify_result(outcome: Outcome, /) -> Decision:
     response = outcome.result
     if not isinstance(response, aiohttp.ClientResponse):
         return Decision.ACCEPT
+    status = response.status
+    if status < 429 or 429 < status < 500:  # judge_status's first rule, without its frame
+        return Decision.ACCEPT
     return judge_status(
-        response.status,
+        status,
         lambda: retry_safe(getattr(response, "outlast_request", None)),
         lambda: response.headers.get("Retry-After"),
     )

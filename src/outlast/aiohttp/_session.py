@@ -4,17 +4,25 @@ The session's connector is a ``TCPConnector`` with :class:`outlast.aiohttp.Resol
 aiohttp's own DNS cache off; a client middleware (aiohttp 3.12+) runs each request
 through an :class:`outlast.Policy` bound to its origin (``scheme://host:port``), judged
 by :mod:`outlast.aiohttp._classify`. A response that is retried is released before the
-policy waits. The attempts are the middleware's: aiohttp itself never retries a
-request (beyond re-sending once on a pooled connection the server had closed).
+policy waits. The attempts are the middleware's alone: aiohttp's own re-send of an
+idempotent request after a ``ClientOSError`` or ``ServerDisconnectedError`` (which wraps
+every middleware, so would double outlast's attempts) is turned off on the session.
+
+The caller's ``ClientTimeout`` is the call's deadline, retries included
+(:func:`deadline_of`): ``total`` when set (aiohttp's own timer ends the call; the
+cancellation it sends is judged the destination's failure, then re-raised for aiohttp to
+turn into its ``asyncio.TimeoutError``); else ``connect`` (or ``sock_connect``) plus
+``sock_read``, at which a retry is cut (``aiohttp.ServerTimeoutError``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -66,39 +74,138 @@ def origin_of(url: Any) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-class _Attempts:
-    """One request's attempts: sends it, tags the response, releases it before a retry."""
-
-    __slots__ = ("freed", "handler", "last", "request")
-
-    def __init__(self, handler: Handler, request: aiohttp.ClientRequest) -> None:
-        self.handler = handler
-        self.request = request
-        self.last: aiohttp.ClientResponse | None = None
-        self.freed: aiohttp.ClientResponse | None = None
-
-    def release(self) -> None:
-        last = self.last
-        if last is not None:
-            last.release()
-            self.freed, self.last = last, None
-
-    async def __call__(self) -> aiohttp.ClientResponse:
-        self.release()
-        try:
-            response = await self.handler(self.request)
-        except Exception as exc:
-            exc.outlast_request = self.request  # type: ignore[attr-defined]  # for the classifiers
-            raise
-        if response.status in RETRY_STATUSES:  # what the classifiers read, when they read it
-            response.outlast_request = self.request  # type: ignore[attr-defined]
-        self.last = response
-        return response
-
-
-_HELD: Final[contextvars.ContextVar[_Attempts | None]] = contextvars.ContextVar(
+#: The request whose attempts hold a response to free before the policy waits (set only
+#: once an attempt returned a status that may be retried; the middleware clears it).
+_HELD: Final[contextvars.ContextVar[aiohttp.ClientRequest | None]] = contextvars.ContextVar(
     "outlast.aiohttp.held", default=None
 )
+#: A request's own ``timeout=``, which only :class:`_Session` sees (aiohttp keeps it to
+#: itself); None: the session's.
+_TIMEOUT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
+    "outlast.aiohttp.timeout", default=None
+)
+
+
+def _release(request: aiohttp.ClientRequest) -> None:
+    """Free the response of ``request``'s last attempt (it is about to be retried)."""
+    last: aiohttp.ClientResponse | None = request.__dict__.pop("outlast_last", None)
+    if last is not None:
+        last.release()
+        request.outlast_freed = last  # type: ignore[attr-defined]
+
+
+def _timer_fired(request: aiohttp.ClientRequest) -> bool:
+    """Whether aiohttp's own ``ClientTimeout.total`` timer has cancelled ``request``.
+
+    aiohttp ends a call that outlives ``total`` by cancelling its task (then turns the
+    cancellation into ``asyncio.TimeoutError`` on its way out): the request's timer
+    context knows it fired. False when the installed aiohttp keeps no such timer.
+    """
+    timer = getattr(request, "_timer", None)
+    if timer is None:
+        return False
+    try:
+        timer.assert_timeout()
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+class _Cut:
+    """The deadline of a call with per-attempt timeouts but no ``total``: its retries
+    are cut at it (the first attempt runs under aiohttp's own timeouts, untouched)."""
+
+    __slots__ = ("at", "fired", "tries")
+
+    def __init__(self, at: float) -> None:
+        self.at = at  # the event loop's clock
+        self.tries = 0
+        self.fired = False
+
+    def expire(self, task: asyncio.Task[Any]) -> None:
+        self.fired = True
+        task.cancel()
+
+
+async def _attempt(
+    handler: Handler, request: aiohttp.ClientRequest, cut: _Cut | None
+) -> aiohttp.ClientResponse:
+    """One attempt: sends ``request``, tags what the classifiers read, frees the last one.
+
+    A cancellation by the caller's own deadline (aiohttp's ``total`` timer, or ``cut``)
+    becomes a ``TimeoutError`` the policy judges: the destination took too long. The
+    cancellation itself is kept on the request for the middleware to re-raise.
+    """
+    if _HELD.get() is request:  # a retry (without a sleep in testing mode): free the last
+        _release(request)
+    if "outlast_cancelled" in request.__dict__:  # the deadline passed: no more attempts
+        raise _timed_out(request)
+    timer: asyncio.TimerHandle | None = None
+    if cut is not None:
+        cut.tries += 1
+        if cut.tries > 1:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            if cut.at <= loop.time() or task is None:
+                raise _timed_out(request)
+            timer = loop.call_at(cut.at, cut.expire, task)
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError as exc:
+        if cut is not None and cut.fired:
+            _uncancel()
+            error = aiohttp.ServerTimeoutError(
+                f"Timeout: the call's deadline passed during a retry of {request.url}"
+            )
+            error.outlast_request = request  # type: ignore[attr-defined]
+            raise error from exc
+        if not _timer_fired(request):
+            raise  # the caller's own cancellation: no verdict
+        request.outlast_cancelled = exc  # type: ignore[attr-defined]
+        raise _timed_out(request) from exc
+    except Exception as exc:
+        exc.outlast_request = request  # type: ignore[attr-defined]  # for the classifiers
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if response.status in RETRY_STATUSES:  # what the classifiers read, when they read it
+        response.outlast_request = request  # type: ignore[attr-defined]
+        request.outlast_last = response  # type: ignore[attr-defined]
+        _HELD.set(request)
+    return response
+
+
+def _timed_out(request: aiohttp.ClientRequest) -> asyncio.TimeoutError:
+    error = asyncio.TimeoutError()
+    error.outlast_request = request  # type: ignore[attr-defined]
+    return error
+
+
+def _uncancel() -> None:
+    """Take back the cancellation this module's own timer sent (Python 3.11+ counts them)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
+
+
+def deadline_of(timeout: Any) -> float | None:
+    """The seconds a whole call may take under an ``aiohttp.ClientTimeout``, or None.
+
+    ``total`` when it is set; else, when ``sock_read`` is, the longest one attempt may
+    wait under its per-attempt timeouts: ``connect`` (else ``sock_connect``, else 0)
+    plus ``sock_read``; else None (only the policy's ``Retry.deadline`` bounds the call).
+    """
+    if timeout is None:
+        return None
+    total = timeout.total
+    if total:
+        return float(total)
+    read = timeout.sock_read
+    if read:
+        return float((timeout.connect or timeout.sock_connect or 0) + read)
+    return None
 
 
 def _releasing(
@@ -107,7 +214,7 @@ def _releasing(
     async def release_then_sleep(seconds: float) -> None:
         held = _HELD.get()
         if held is not None:
-            held.release()
+            _release(held)
         await asleep(seconds)
 
     return release_then_sleep
@@ -143,6 +250,8 @@ def _view(policy: Policy) -> Policy:
 
 #: The middlewares :func:`middleware` made: an outlast session keeps its own on every request.
 _OURS: Final[weakref.WeakSet[Callable[..., Any]]] = weakref.WeakSet()
+#: How many (origin, deadline) handles one middleware keeps before starting afresh.
+_MAX_HANDLES: Final = 1024
 
 
 def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awaitable[Any]]:
@@ -150,36 +259,84 @@ def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awa
 
     ``policy``'s classifiers left at ``Policy``'s defaults are replaced by aiohttp's
     (:func:`outlast.aiohttp.classify_error` / ``classify_result``); a request the
-    server may have seen is retried only when it is safe. Raises
-    :class:`outlast.aiohttp.CircuitOpenError` when the origin's breaker is open.
+    server may have seen is retried only when it is safe. The session's
+    ``ClientTimeout`` is the call's deadline, retries included (see docs/aiohttp.md);
+    a request's own ``timeout=`` is seen only through :func:`outlast.aiohttp.ClientSession`.
+    Raises :class:`outlast.aiohttp.CircuitOpenError` when the origin's breaker is open.
 
     Added in 0.1.0.
     """
     if not isinstance(policy, Policy):
         raise ConfigError("policy", policy, "an outlast.Policy")
+    return _middleware(policy, [None, None])
+
+
+def _middleware(
+    policy: Policy, session_timeout: list[Any]
+) -> Callable[[aiohttp.ClientRequest, Handler], Awaitable[Any]]:
+    """:func:`middleware`; ``session_timeout``, once set, is the session's ``ClientTimeout``
+    and its :func:`deadline_of` (until then each request asks its session)."""
     view = _view(policy)
+    for_key = view.for_key
+    # (host, port, scheme, deadline) -> (origin, the policy's view for it, that view
+    # with the deadline): the view is asked for again every request (it keeps the
+    # origin's place in the policy's LRU registry) and the entry rebuilt when it changed.
+    handles: dict[tuple[Any, ...], tuple[str, Policy, Policy]] = {}
 
     async def outlast_middleware(
         request: aiohttp.ClientRequest, handler: Handler
     ) -> aiohttp.ClientResponse:
-        attempts = _Attempts(handler, request)
-        bound = view.for_key(origin_of(request.url))
-        token = _HELD.set(attempts)
+        given = _TIMEOUT.get()
+        if given is None:
+            given, limit = session_timeout
+            if given is None:
+                given = request.session.timeout
+                limit = deadline_of(given)
+        else:
+            limit = deadline_of(given)
+        url = request.url
+        slot = (url.raw_host, url.port, url.scheme, limit)
+        handle = handles.get(slot)
+        if handle is None:
+            origin = origin_of(url)
+            base = for_key(origin)
+        else:
+            origin, known, bound = handle
+            base = for_key(origin)
+            if base is not known:  # the origin was evicted from the registry meanwhile
+                handle = None
+        if handle is None:
+            bound = base if limit is None else base.within(limit)
+            if len(handles) >= _MAX_HANDLES:
+                handles.clear()
+            handles[slot] = (origin, base, bound)
+        cut = None if limit is None or given.total else _Cut(_now() + limit)
         try:
-            response = await bound.acall(attempts)
+            response = await bound.acall(_attempt, handler, request, cut)
         except _PolicyCircuitOpen as exc:
             raise CircuitOpenError(exc.name, exc.retry_after) from exc
         except BaseException:
-            attempts.release()
+            if _HELD.get() is request:
+                _release(request)
+                _HELD.set(None)
+            cancelled = request.__dict__.get("outlast_cancelled")
+            if cancelled is not None:  # aiohttp turns it into its own asyncio.TimeoutError
+                raise cancelled  # noqa: B904 - the very cancellation aiohttp's timer sent
             raise
-        finally:
-            _HELD.reset(token)
-        if response is attempts.freed:  # released for a retry the breaker then refused
-            raise CircuitOpenError(bound.key, bound.retry_after())
+        if _HELD.get() is request:  # a status that may be retried came back on the way
+            _HELD.set(None)
+            request.__dict__.pop("outlast_last", None)
+            if response is request.__dict__.get("outlast_freed"):
+                # released for a retry the breaker then refused
+                raise CircuitOpenError(bound.key, bound.retry_after())
         return response
 
     _OURS.add(outlast_middleware)
     return outlast_middleware
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _keeping_ours(given: Iterable[Any], session: Iterable[Any]) -> tuple[Any, ...]:
@@ -201,13 +358,30 @@ with warnings.catch_warnings():
         would be dropped with them (no retry, no breaker). Here it stays, innermost.
         """
 
-        async def _request(
+        def _request(  # returns aiohttp's own coroutine: no frame of ours per request
             self, method: str, str_or_url: Any, **kwargs: Any
+        ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+            if "middlewares" in kwargs or "timeout" in kwargs:
+                return self._outlast_request(method, str_or_url, kwargs)
+            return super()._request(method, str_or_url, **kwargs)  # no frame of ours
+
+        async def _outlast_request(
+            self, method: str, str_or_url: Any, kwargs: dict[str, Any]
         ) -> aiohttp.ClientResponse:
             given = kwargs.get("middlewares")
             if given is not None:
                 kwargs["middlewares"] = _keeping_ours(given, self._middlewares)
-            return await super()._request(method, str_or_url, **kwargs)
+            token = None
+            if "timeout" in kwargs:  # as aiohttp reads it: a number (or None) is ``total``
+                timeout = kwargs["timeout"]
+                if not isinstance(timeout, aiohttp.ClientTimeout):
+                    timeout = aiohttp.ClientTimeout(total=timeout)
+                token = _TIMEOUT.set(timeout)
+            try:
+                return await super()._request(method, str_or_url, **kwargs)
+            finally:
+                if token is not None:
+                    _TIMEOUT.reset(token)
 
 
 def ClientSession(
@@ -259,5 +433,15 @@ def ClientSession(
         chosen = chosen if chosen is not None else Resolver(shared_resolver)
         policy = policy if policy is not None else shared_policy
     connector = aiohttp.TCPConnector(resolver=chosen, use_dns_cache=False, **options)
-    middlewares = (*kwargs.pop("middlewares", ()), middleware(policy))
-    return _Session(connector=connector, middlewares=middlewares, **kwargs)
+    session_timeout: list[Any] = [None, None]
+    ours = _middleware(policy, session_timeout)
+    middlewares = (*kwargs.pop("middlewares", ()), ours)
+    session = _Session(connector=connector, middlewares=middlewares, **kwargs)
+    if hasattr(session, "_retry_connection"):
+        # aiohttp re-sends an idempotent request once, through every middleware, after
+        # a ClientOSError or ServerDisconnectedError on any connection: with outlast's
+        # attempts inside, that doubles them. The policy retries those itself.
+        session._retry_connection = False
+    # fixed for the session's life: read once, not per request
+    session_timeout[:] = [session.timeout, deadline_of(session.timeout)]
+    return session
