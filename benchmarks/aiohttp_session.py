@@ -8,6 +8,8 @@ A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
    (resolving a name served by a DNS server on loopback, default policy in a client
    middleware). Both ask for the same name (the plain session's connector resolves it
    once through the same resolver). Per-request time of the best round; target <= 1.05x.
+   Then the Python calls per request on each side, counted by ``cProfile`` over one
+   round (a coroutine counts once per resumption): what the overhead is made of.
 2. Availability through the empty-record replay: the record (TTL 2 s) is good for 2 s,
    empty for 10 s, good again for 2 s; each client makes a call every 100 ms on a new
    connection (``force_close``); a call that succeeds within 2 s counts. The plain side
@@ -21,7 +23,9 @@ Run: ``PYTHONPATH=src python benchmarks/aiohttp_session.py``.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import multiprocessing
+import pstats
 import statistics
 import time
 from typing import Any
@@ -70,7 +74,16 @@ async def _round(session: aiohttp.ClientSession, url: str) -> float:
     return (time.perf_counter() - start) / CALLS
 
 
-async def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
+async def _calls(session: aiohttp.ClientSession, url: str) -> float:
+    """Python calls per request (cProfile's count) over one round."""
+    profile = cProfile.Profile()
+    profile.enable()
+    await _round(session, url)
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / CALLS  # type: ignore[attr-defined]
+
+
+async def _latency(port: int, dns: DNSServer) -> tuple[float, float, float, float]:
     dns.set(NAME, ["127.0.0.1"], ttl=300)
     resolver = Resolver(providers=[dns.provider])
     # The same name on both sides (aiohttp does more per request for a name than for an
@@ -86,8 +99,9 @@ async def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
         for _ in range(ROUNDS):
             plain_times.append(await _round(plain, plain_url))
             our_times.append(await _round(ours, our_url))
+        plain_calls, our_calls = await _calls(plain, plain_url), await _calls(ours, our_url)
     await resolver.aclose()
-    return min(plain_times), min(our_times)
+    return min(plain_times), min(our_times), plain_calls, our_calls
 
 
 async def _call(session: aiohttp.ClientSession, url: str) -> float | None:
@@ -159,11 +173,14 @@ def main() -> None:
     try:
         port = receive.recv()
         with DNSServer() as dns:
-            plain, ours = asyncio.run(_latency(port, dns))
+            plain, ours, plain_calls, our_calls = asyncio.run(_latency(port, dns))
             print(f"GET, kept-alive connection, best of {ROUNDS} rounds of {CALLS}:")
-            print(f"  aiohttp.ClientSession          {plain * 1e6:8.1f} us")
-            print(f"  outlast.aiohttp.ClientSession  {ours * 1e6:8.1f} us")
+            print(
+                f"  aiohttp.ClientSession          {plain * 1e6:8.1f} us  {plain_calls:5.0f} calls"
+            )
+            print(f"  outlast.aiohttp.ClientSession  {ours * 1e6:8.1f} us  {our_calls:5.0f} calls")
             print(f"  ratio                          {ours / plain:8.3f}x   (target <= 1.05x)")
+            print(f"  Python calls per request       +{our_calls - plain_calls:.0f}")
             results = asyncio.run(_availability(port, dns))
             print(
                 f"empty-record replay: record TTL 2 s, good {GOOD:g} s, empty {EMPTY:g} s, "

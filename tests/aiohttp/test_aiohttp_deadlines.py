@@ -85,7 +85,9 @@ class Stalling:
 
     @asynccontextmanager
     async def serving(self, ctx: ssl.SSLContext | None = None) -> AsyncIterator[Stalling]:
-        server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=ctx)
+        # "accept" never answers the client's TLS hello either: the handshake hangs.
+        tls = None if self.mode == "accept" else ctx
+        server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=tls)
         self.port = server.sockets[0].getsockname()[1]
         try:
             yield self
@@ -160,6 +162,33 @@ def test_a_total_timeout_is_the_backends_failure_and_opens_the_breaker(
     assert isinstance(third, CircuitOpenError)
     assert touched == 0
     assert took < 2 * (0.4 + MARGIN)  # each call ended at its total: nothing retried past it
+
+
+def test_a_tls_handshake_past_sock_connect_is_a_connect_timeout_counted(
+    ca: trustme.CA, resolver_for: Any
+) -> None:
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def main() -> list[BaseException | int]:
+        server = Stalling("accept")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=0.2)
+        async with (
+            server.serving(_server_ctx(ca)),
+            ClientSession(
+                resolver=resolver_for(),
+                policy=_breaker_policy(1),
+                timeout=timeout,
+                connector_options={"ssl": client_ctx},
+            ) as session,
+        ):
+            url = f"https://127.0.0.1:{server.port}/"
+            return [await _call(session, url) for _ in range(3)]
+
+    first, second, third = asyncio.run(main())
+    assert isinstance(first, aiohttp.ConnectionTimeoutError)
+    assert isinstance(second, aiohttp.ConnectionTimeoutError)
+    assert isinstance(third, CircuitOpenError)
 
 
 def test_a_timeout_passed_per_request_is_the_deadline(resolver_for: Any) -> None:

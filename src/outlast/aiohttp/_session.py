@@ -289,8 +289,8 @@ def _middleware(
         given = _TIMEOUT.get()
         if given is None:
             given, limit = session_timeout
-            if given is None:
-                given = request.session.timeout
+            if given is None:  # middleware() on a session it was not built with
+                given = getattr(getattr(request, "session", None), "timeout", None)
                 limit = deadline_of(given)
         else:
             limit = deadline_of(given)
