@@ -20,6 +20,7 @@ counted for or against the origin, and a half-open probe that ends so is freed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, Final
 
 import aiohttp
@@ -29,13 +30,22 @@ from outlast.policy import Decision, Outcome, Phase
 from outlast.policy._http import IDEMPOTENT_METHODS, RETRY_STATUSES, judge_status
 
 __all__ = [
+    "CURRENT",
     "IDEMPOTENT_METHODS",
     "RETRY_STATUSES",
     "classify_error",
     "classify_result",
+    "hold",
     "never_sent",
+    "request_of",
     "retry_safe",
 ]
+
+#: The request the current task's outlast middleware is sending: its attempts'
+#: classifiers read it (aiohttp's errors and responses do not carry the request's body).
+CURRENT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
+    "outlast.aiohttp.request", default=None
+)
 
 _PROXY_ERRORS: Final = (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)
 _CONNECT_ERRORS: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
@@ -64,6 +74,31 @@ def retry_safe(request: Any) -> bool:
     return idempotent and (body == b"" or isinstance(body, aiohttp.payload.BytesPayload))
 
 
+def request_of(carrier: Any) -> Any:
+    """The ``aiohttp.ClientRequest`` an attempt's error or response came from, or None."""
+    request = getattr(carrier, "outlast_request", None)
+    return request if request is not None else CURRENT.get()
+
+
+def hold(response: Any) -> Any:
+    """Keep a response that may be retried on its request (the policy's sleep frees it
+    before the retry: :func:`outlast.aiohttp._session.release`); return the request.
+
+    A response still held from an earlier attempt (testing mode skips the sleep that
+    frees it) is freed now.
+    """
+    request = CURRENT.get()
+    if request is None:
+        return getattr(response, "outlast_request", None)
+    held = request.__dict__
+    previous = held.get("outlast_last")
+    if previous is not None and previous is not response:
+        previous.release()
+        held["outlast_freed"] = previous
+    held["outlast_last"] = response
+    return request
+
+
 def never_sent(error: BaseException | None) -> bool:
     """Whether ``error`` failed the connect phase: the request never left."""
     return isinstance(error, _CONNECT_ERRORS) and not isinstance(error, _PROXY_ERRORS)
@@ -84,8 +119,7 @@ def classify_error(outcome: Outcome, /) -> Decision:
     if never_sent(error):
         return Decision.failure(Phase.CONNECT, idempotent=False)
     if isinstance(error, _READ_ERRORS):
-        request = getattr(error, "outlast_request", None)  # set by the session's middleware
-        return Decision.failure(Phase.READ, idempotent=retry_safe(request))
+        return Decision.failure(Phase.READ, idempotent=retry_safe(request_of(error)))
     if isinstance(error, _DEADLINE_ERRORS):
         return _TIMED_OUT
     if error is None:
@@ -104,8 +138,9 @@ def classify_result(outcome: Outcome, /) -> Decision:
     status = response.status
     if status < 429 or 429 < status < 500:  # judge_status's first rule, without its frame
         return Decision.ACCEPT
+    request = hold(response) if status in RETRY_STATUSES else None
     return judge_status(
         status,
-        lambda: retry_safe(getattr(response, "outlast_request", None)),
+        lambda: retry_safe(request),
         lambda: response.headers.get("Retry-After"),
     )

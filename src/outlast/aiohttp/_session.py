@@ -18,6 +18,7 @@ turn into its ``asyncio.TimeoutError``); else ``connect`` (or ``sock_connect``) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import warnings
@@ -32,10 +33,12 @@ from outlast._config import Settings
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError
 from outlast.aiohttp._classify import (
-    RETRY_STATUSES,
+    CURRENT,
     classify_error,
     classify_result,
+    hold,
     never_sent,
+    request_of,
     retry_safe,
 )
 from outlast.aiohttp._errors import CircuitOpenError
@@ -74,19 +77,16 @@ def origin_of(url: Any) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-#: The request whose attempts hold a response to free before the policy waits (set only
-#: once an attempt returned a status that may be retried; the middleware clears it).
-_HELD: Final[contextvars.ContextVar[aiohttp.ClientRequest | None]] = contextvars.ContextVar(
-    "outlast.aiohttp.held", default=None
-)
 #: A request's own ``timeout=``, which only :class:`_Session` sees (aiohttp keeps it to
 #: itself); None: the session's.
 _TIMEOUT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
     "outlast.aiohttp.timeout", default=None
 )
+#: A deadline the policy cannot retry within: the verdict on a call aiohttp's timer ended.
+_AT_ONCE: Final = 1e-9
 
 
-def _release(request: aiohttp.ClientRequest) -> None:
+def release(request: aiohttp.ClientRequest) -> None:
     """Free the response of ``request``'s last attempt (it is about to be retried)."""
     last: aiohttp.ClientResponse | None = request.__dict__.pop("outlast_last", None)
     if last is not None:
@@ -111,6 +111,28 @@ def _timer_fired(request: aiohttp.ClientRequest) -> bool:
     return False
 
 
+async def _timed_out(request: aiohttp.ClientRequest) -> None:
+    """The attempt aiohttp's ``total`` timer ended, replayed for the policy's verdict."""
+    error = asyncio.TimeoutError()
+    error.outlast_request = request  # type: ignore[attr-defined]
+    raise error
+
+
+async def _judge_timeout(bound: Policy, request: aiohttp.ClientRequest) -> None:
+    """Tell the origin's breaker that a call ran out of the caller's ``total``.
+
+    aiohttp's timer cancels the call's task: the policy sees a cancellation, which is
+    no verdict. This replays the attempt's end as ``asyncio.TimeoutError`` through the
+    policy (no retry is possible: the deadline is spent), so it is judged the
+    destination's failure as a read timeout is; a half-open probe that hung is failed.
+    It never suspends (the replay raises at once), so it runs whole inside the
+    cancellation. The budget counts it as one more call.
+    """
+    # Raised once judged; or the breaker is open already (another call's verdict).
+    with contextlib.suppress(asyncio.TimeoutError, _PolicyCircuitOpen):
+        await bound.within(_AT_ONCE).acall(_timed_out, request)
+
+
 class _Cut:
     """The deadline of a call with per-attempt timeouts but no ``total``: its retries
     are cut at it (the first attempt runs under aiohttp's own timeouts, untouched)."""
@@ -127,67 +149,38 @@ class _Cut:
         task.cancel()
 
 
-async def _attempt(
-    handler: Handler, request: aiohttp.ClientRequest, cut: _Cut | None
+async def _cut_attempt(
+    handler: Handler, request: aiohttp.ClientRequest, cut: _Cut
 ) -> aiohttp.ClientResponse:
-    """One attempt: sends ``request``, tags what the classifiers read, frees the last one.
-
-    A cancellation by the caller's own deadline (aiohttp's ``total`` timer, or ``cut``)
-    becomes a ``TimeoutError`` the policy judges: the destination took too long. The
-    cancellation itself is kept on the request for the middleware to re-raise.
-    """
-    if _HELD.get() is request:  # a retry (without a sleep in testing mode): free the last
-        _release(request)
-    if "outlast_cancelled" in request.__dict__:  # the deadline passed: no more attempts
-        raise _timed_out(request)
-    timer: asyncio.TimerHandle | None = None
-    if cut is not None:
-        cut.tries += 1
-        if cut.tries > 1:
-            loop = asyncio.get_running_loop()
-            task = asyncio.current_task()
-            if cut.at <= loop.time() or task is None:
-                raise _timed_out(request)
-            timer = loop.call_at(cut.at, cut.expire, task)
-    try:
-        response = await handler(request)
-    except asyncio.CancelledError as exc:
-        if cut is not None and cut.fired:
-            _uncancel()
-            error = aiohttp.ServerTimeoutError(
-                f"Timeout: the call's deadline passed during a retry of {request.url}"
-            )
-            error.outlast_request = request  # type: ignore[attr-defined]
-            raise error from exc
-        if not _timer_fired(request):
-            raise  # the caller's own cancellation: no verdict
-        request.outlast_cancelled = exc  # type: ignore[attr-defined]
-        raise _timed_out(request) from exc
-    except Exception as exc:
-        exc.outlast_request = request  # type: ignore[attr-defined]  # for the classifiers
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
-    if response.status in RETRY_STATUSES:  # what the classifiers read, when they read it
-        response.outlast_request = request  # type: ignore[attr-defined]
-        request.outlast_last = response  # type: ignore[attr-defined]
-        _HELD.set(request)
-    return response
-
-
-def _timed_out(request: aiohttp.ClientRequest) -> asyncio.TimeoutError:
-    error = asyncio.TimeoutError()
-    error.outlast_request = request  # type: ignore[attr-defined]
-    return error
-
-
-def _uncancel() -> None:
-    """Take back the cancellation this module's own timer sent (Python 3.11+ counts them)."""
+    """One attempt of a call whose retries are cut at ``cut.at``; the first is not."""
+    cut.tries += 1
+    if cut.tries == 1:
+        return await handler(request)
+    loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    uncancel = getattr(task, "uncancel", None)
-    if uncancel is not None:
-        uncancel()
+    if cut.at <= loop.time() or task is None:
+        raise _cut_short(request, None)
+    timer = loop.call_at(cut.at, cut.expire, task)
+    try:
+        return await handler(request)
+    except asyncio.CancelledError as exc:
+        if not cut.fired:
+            raise  # the caller's own cancellation: no verdict
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
+        if uncancel is not None:
+            uncancel()
+        raise _cut_short(request, exc) from exc
+    finally:
+        timer.cancel()
+
+
+def _cut_short(request: aiohttp.ClientRequest, cause: BaseException | None) -> Exception:
+    error = aiohttp.ServerTimeoutError(
+        f"Timeout: the call's deadline passed before a retry of {request.url} ended"
+    )
+    error.outlast_request = request  # type: ignore[attr-defined]
+    error.__cause__ = cause
+    return error
 
 
 def deadline_of(timeout: Any) -> float | None:
@@ -212,9 +205,9 @@ def _releasing(
     asleep: Callable[[float], Awaitable[None]],
 ) -> Callable[[float], Awaitable[None]]:
     async def release_then_sleep(seconds: float) -> None:
-        held = _HELD.get()
-        if held is not None:
-            _release(held)
+        request = CURRENT.get()
+        if request is not None:
+            release(request)
         await asleep(seconds)
 
     return release_then_sleep
@@ -226,8 +219,13 @@ def _vetoed(classify: Classifier) -> Classifier:
         decision = classify(outcome)
         if not decision.retry or never_sent(error):
             return decision
-        carrier = error if error is not None else outcome.result
-        request = getattr(carrier, "outlast_request", None) or getattr(carrier, "request", None)
+        result = outcome.result
+        if error is None and isinstance(result, aiohttp.ClientResponse):
+            request = hold(result)  # to be freed before the retry
+        else:
+            request = request_of(error if error is not None else result)
+        if request is None:
+            request = getattr(error if error is not None else result, "request", None)
         if retry_safe(request):
             return decision
         return dataclasses.replace(decision, retry=False)
@@ -310,33 +308,44 @@ def _middleware(
             if len(handles) >= _MAX_HANDLES:
                 handles.clear()
             handles[slot] = (origin, base, bound)
-        cut = None if limit is None or given.total else _Cut(_now() + limit)
+        token = CURRENT.set(request)  # for the classifiers and the releasing sleep
         try:
-            response = await bound.acall(_attempt, handler, request, cut)
+            if limit is None or given.total:
+                response = await bound.acall(handler, request)
+            else:
+                cut = _Cut(asyncio.get_running_loop().time() + limit)
+                response = await bound.acall(_cut_attempt, handler, request, cut)
         except _PolicyCircuitOpen as exc:
+            _settle(request, None)
             raise CircuitOpenError(exc.name, exc.retry_after) from exc
+        except asyncio.CancelledError:
+            _settle(request, None)
+            if _timer_fired(request):  # aiohttp's total ended it: the destination's failure
+                await _judge_timeout(bound, request)
+            raise  # aiohttp turns it into its own asyncio.TimeoutError
         except BaseException:
-            if _HELD.get() is request:
-                _release(request)
-                _HELD.set(None)
-            cancelled = request.__dict__.get("outlast_cancelled")
-            if cancelled is not None:  # aiohttp turns it into its own asyncio.TimeoutError
-                raise cancelled  # noqa: B904 - the very cancellation aiohttp's timer sent
+            _settle(request, None)
             raise
-        if _HELD.get() is request:  # a status that may be retried came back on the way
-            _HELD.set(None)
-            request.__dict__.pop("outlast_last", None)
-            if response is request.__dict__.get("outlast_freed"):
-                # released for a retry the breaker then refused
-                raise CircuitOpenError(bound.key, bound.retry_after())
+        finally:
+            CURRENT.reset(token)
+        held = request.__dict__  # a status that may be retried came back on the way:
+        if ("outlast_last" in held or "outlast_freed" in held) and _settle(request, response):
+            raise CircuitOpenError(bound.key, bound.retry_after())  # freed, then refused
         return response
 
     _OURS.add(outlast_middleware)
     return outlast_middleware
 
 
-def _now() -> float:
-    return asyncio.get_running_loop().time()
+def _settle(request: aiohttp.ClientRequest, response: aiohttp.ClientResponse | None) -> bool:
+    """After the policy: free a response held that is not the one returned; say whether
+    the one returned had been freed for a retry the breaker then refused."""
+    held = request.__dict__
+    last = held.pop("outlast_last", None)
+    if last is not None and last is not response:
+        last.release()
+    freed = held.pop("outlast_freed", None)
+    return response is not None and response is freed
 
 
 def _keeping_ours(given: Iterable[Any], session: Iterable[Any]) -> tuple[Any, ...]:
