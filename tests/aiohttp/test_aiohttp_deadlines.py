@@ -40,6 +40,7 @@ from aiohttp_helpers import quick_policy
 from outlast import CircuitBreaker, Policy, Retry
 from outlast.aiohttp import CircuitOpenError, ClientSession, classify_error, classify_result
 from outlast.policy import Decision, Outcome
+from outlast.testing import set_testing
 
 MODES = ("accept", "request", "partial", "reset")
 #: What a scheduling hiccup on a loaded machine may add to a deadline, in seconds.
@@ -69,6 +70,11 @@ class Stalling:
                 await asyncio.sleep(30)
             elif self.mode == "partial":
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n")
+                await writer.drain()
+                await asyncio.sleep(30)
+            elif self.mode == "503-unread" and self.requests < 3:
+                # a 503 whose body has not all come: its connection stays taken until freed
+                writer.write(b"HTTP/1.1 503 X\r\ncontent-length: 10\r\n\r\nab")
                 await writer.drain()
                 await asyncio.sleep(30)
             elif self.mode == "reset":
@@ -189,6 +195,56 @@ def test_a_tls_handshake_past_sock_connect_is_a_connect_timeout_counted(
     assert isinstance(first, aiohttp.ConnectionTimeoutError)
     assert isinstance(second, aiohttp.ConnectionTimeoutError)
     assert isinstance(third, CircuitOpenError)
+
+
+def test_a_probe_that_hangs_past_total_is_failed(resolver_for: Any) -> None:
+    """Before: its cancellation freed the probe slot unjudged (the breaker stayed half-open)."""
+    policy = Policy(
+        retry=Retry(attempts=3, base=0.001, cap=0.005),
+        budget=None,
+        breaker=CircuitBreaker(failures=2, reset=0.3, min_reset=0.3),
+        classify_error=classify_error,
+        classify_result=classify_result,
+    )
+
+    async def main() -> tuple[list[BaseException | int], str | None]:
+        server = Stalling("request")
+        timeout = aiohttp.ClientTimeout(total=0.3)
+        async with (
+            server.serving(),
+            ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s,
+        ):
+            url = f"http://127.0.0.1:{server.port}/"
+            outcomes = [await _call(s, url) for _ in range(2)]  # opens
+            await asyncio.sleep(0.5)  # past the reset: the next call is the probe
+            outcomes.append(await _call(s, url))
+            return outcomes, policy.for_key(f"http://127.0.0.1:{server.port}").state
+
+    outcomes, state = asyncio.run(main())
+    assert all(type(o) is asyncio.TimeoutError for o in outcomes)
+    assert state == "open"  # the hung probe failed: open again, not left half-open
+
+
+def test_testing_mode_frees_a_retried_response_before_the_retry(resolver_for: Any) -> None:
+    """Testing mode skips the sleep that frees a retried response: with one pooled
+    connection (``limit=1``) the retry would wait for it until the call's timeout."""
+
+    async def main() -> tuple[BaseException | int, int]:
+        server = Stalling("503-unread")
+        async with (
+            server.serving(),
+            ClientSession(
+                resolver=resolver_for(),
+                policy=quick_policy(3),
+                timeout=aiohttp.ClientTimeout(total=3),
+                connector_options={"limit": 1},
+            ) as session,
+        ):
+            return await _call(session, f"http://127.0.0.1:{server.port}/"), server.requests
+
+    with set_testing(True):
+        outcome, requests = asyncio.run(main())
+    assert (outcome, requests) == (200, 3)
 
 
 def test_a_timeout_passed_per_request_is_the_deadline(resolver_for: Any) -> None:

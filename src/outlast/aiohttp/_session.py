@@ -44,7 +44,7 @@ from outlast.aiohttp._classify import (
 from outlast.aiohttp._errors import CircuitOpenError
 from outlast.aiohttp._resolver import Resolver
 from outlast.dns import Resolver as _OutlastResolver
-from outlast.policy import Classifier, Decision, Outcome, Policy, retry_all
+from outlast.policy import Classifier, Decision, Outcome, Policy, _testing, retry_all
 
 __all__ = ["POLICY_NAME", "ClientSession", "defaults", "middleware"]
 
@@ -82,6 +82,9 @@ def origin_of(url: Any) -> str:
 _TIMEOUT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
     "outlast.aiohttp.timeout", default=None
 )
+#: The policies' testing mode (``outlast.testing.set_testing``), read without a call: a
+#: one-item list its setters change in place.
+_TESTING: Final = _testing._mode
 #: A deadline the policy cannot retry within: the verdict on a call aiohttp's timer ended.
 _AT_ONCE: Final = 1e-9
 
@@ -133,15 +136,16 @@ async def _judge_timeout(bound: Policy, request: aiohttp.ClientRequest) -> None:
         await bound.within(_AT_ONCE).acall(_timed_out, request)
 
 
-class _Cut:
-    """The deadline of a call with per-attempt timeouts but no ``total``: its retries
-    are cut at it (the first attempt runs under aiohttp's own timeouts, untouched)."""
+class _Tries:
+    """The attempts of a call that needs watching between them: testing mode (no sleep
+    frees a retried response) or a deadline without ``total`` (``at``, the event loop's
+    clock), at which retries are cut. The first attempt runs untouched."""
 
-    __slots__ = ("at", "fired", "tries")
+    __slots__ = ("at", "count", "fired")
 
-    def __init__(self, at: float) -> None:
-        self.at = at  # the event loop's clock
-        self.tries = 0
+    def __init__(self, at: float | None) -> None:
+        self.at = at
+        self.count = 0
         self.fired = False
 
     def expire(self, task: asyncio.Task[Any]) -> None:
@@ -149,22 +153,26 @@ class _Cut:
         task.cancel()
 
 
-async def _cut_attempt(
-    handler: Handler, request: aiohttp.ClientRequest, cut: _Cut
+async def _attempt(
+    handler: Handler, request: aiohttp.ClientRequest, tries: _Tries
 ) -> aiohttp.ClientResponse:
-    """One attempt of a call whose retries are cut at ``cut.at``; the first is not."""
-    cut.tries += 1
-    if cut.tries == 1:
+    """One attempt of a watched call (:class:`_Tries`)."""
+    tries.count += 1
+    if tries.count == 1:
+        return await handler(request)
+    release(request)  # testing mode skips the sleep that frees the last response
+    at = tries.at
+    if at is None:
         return await handler(request)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    if cut.at <= loop.time() or task is None:
+    if at <= loop.time() or task is None:
         raise _cut_short(request, None)
-    timer = loop.call_at(cut.at, cut.expire, task)
+    timer = loop.call_at(at, tries.expire, task)
     try:
         return await handler(request)
     except asyncio.CancelledError as exc:
-        if not cut.fired:
+        if not tries.fired:
             raise  # the caller's own cancellation: no verdict
         uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
         if uncancel is not None:
@@ -310,11 +318,11 @@ def _middleware(
             handles[slot] = (origin, base, bound)
         token = CURRENT.set(request)  # for the classifiers and the releasing sleep
         try:
-            if limit is None or given.total:
-                response = await bound.acall(handler, request)
+            if (limit is None or given.total) and _TESTING[0] is None:
+                response = await bound.acall(handler, request)  # no frame of ours between
             else:
-                cut = _Cut(asyncio.get_running_loop().time() + limit)
-                response = await bound.acall(_cut_attempt, handler, request, cut)
+                at = None if limit is None or given.total else _now() + limit
+                response = await bound.acall(_attempt, handler, request, _Tries(at))
         except _PolicyCircuitOpen as exc:
             _settle(request, None)
             raise CircuitOpenError(exc.name, exc.retry_after) from exc
@@ -335,6 +343,10 @@ def _middleware(
 
     _OURS.add(outlast_middleware)
     return outlast_middleware
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _settle(request: aiohttp.ClientRequest, response: aiohttp.ClientResponse | None) -> bool:
