@@ -16,6 +16,7 @@ import asyncio
 import pickle
 import subprocess
 import sys
+import time
 from typing import Any
 from unittest import mock
 
@@ -137,3 +138,56 @@ def test_attempts_never_multiply(
     # Every response but the one returned was released before the next attempt.
     responses = [n for n, outcome in enumerate(calls, start=1) if isinstance(outcome, int)]
     assert released == [n for n in responses if n < len(calls)]
+
+
+#: What one scripted attempt does under ``ClientTimeout(sock_connect=C, sock_read=R)``:
+#: refused at once, answered, or silent until aiohttp's own ``sock_read`` ends it.
+STEPS = ("refused", "silent", 503, 200)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    script=st.lists(st.sampled_from(STEPS), min_size=4, max_size=4),
+    attempts=st.integers(1, 4),
+    connect=st.sampled_from([None, 0.02]),
+)
+def test_a_call_without_total_ends_by_its_deadline(
+    script: list[int | str], attempts: int, connect: float | None
+) -> None:
+    """Invariant: with ``sock_read`` and no ``total``, the call ends by the later of its
+    first attempt's end and the deadline (``sock_connect`` + ``sock_read``); retries are
+    cut there (``aiohttp.ServerTimeoutError``); never more attempts than the policy's."""
+    read = 0.3
+    deadline = (connect or 0) + read
+    request = mock.Mock(spec=aiohttp.ClientRequest)
+    request.method, request.headers, request.body = "GET", {}, b""
+    request.url = URL("https://api.outlast.test/x")
+    request.session = mock.Mock(timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read))
+    calls: list[float] = []
+
+    async def handler(req: Any) -> Any:
+        step = script[len(calls)]
+        calls.append(time.monotonic())
+        if step == "refused":
+            raise _error("connect")
+        if step == "silent":
+            await asyncio.sleep(read)  # aiohttp's sock_read ends it
+            raise aiohttp.SocketTimeoutError("Timeout on reading data from socket")
+        response = mock.Mock(spec=aiohttp.ClientResponse)
+        response.status, response.headers = step, {}
+        return response
+
+    async def main() -> tuple[object, float]:
+        started = time.monotonic()
+        try:
+            outcome: object = await middleware(quick_policy(attempts))(request, handler)
+        except aiohttp.ClientError as exc:
+            outcome = exc
+        return outcome, time.monotonic() - started
+
+    outcome, took = asyncio.run(main())
+    first = read if script[0] == "silent" else 0.0
+    assert len(calls) <= attempts
+    assert took < max(first, deadline) + 0.2  # scheduling margin on a loaded machine
+    if isinstance(outcome, aiohttp.ServerTimeoutError) and len(calls) > 1:
+        assert took >= deadline - 0.01  # cut at the deadline, not before
