@@ -189,5 +189,5 @@ def test_a_call_without_total_ends_by_its_deadline(
     first = read if script[0] == "silent" else 0.0
     assert len(calls) <= attempts
     assert took < max(first, deadline) + 0.2  # scheduling margin on a loaded machine
-    if isinstance(outcome, aiohttp.ServerTimeoutError) and len(calls) > 1:
+    if type(outcome) is aiohttp.ServerTimeoutError:  # a retry cut (not sock_read's own)
         assert took >= deadline - 0.01  # cut at the deadline, not before
