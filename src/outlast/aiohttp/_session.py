@@ -83,8 +83,8 @@ _TIMEOUT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
     "outlast.aiohttp.timeout", default=None
 )
 #: The policies' testing mode (``outlast.testing.set_testing``), read without a call: a
-#: one-item list its setters change in place.
-_TESTING: Final = _testing._mode
+#: one-item list its setters change in place (were it gone: every call watched, as in it).
+_TESTING: Final[list[Any]] = getattr(_testing, "_mode", [True])
 #: A deadline the policy cannot retry within: the verdict on a call aiohttp's timer ended.
 _AT_ONCE: Final = 1e-9
 
