@@ -7,7 +7,11 @@ A minimal HTTP/1.1 server runs in another process on loopback. In the same run:
    ``aiohttp.ClientSession`` and through ``outlast.aiohttp.ClientSession``
    (resolving a name served by a DNS server on loopback, default policy in a client
    middleware). Both ask for the same name (the plain session's connector resolves it
-   once through the same resolver). Per-request time of the best round; target <= 1.05x.
+   once through the same resolver). Per-request time of the best round, and the
+   median of each pair of neighbouring rounds' ratio (steadier on a shared machine,
+   whose load drifts between rounds); target <= 1.05x.
+   Then the Python calls per request on each side, counted by ``cProfile`` over one
+   round (a coroutine counts once per resumption): what the overhead is made of.
 2. Availability through the empty-record replay, in a network namespace whose
    ``/etc/resolv.conf`` names a DNS server on loopback (tests/netns.py,
    tests/system_replay.py; needs root and ``unshare``): the record (TTL 2 s) is good
@@ -26,8 +30,10 @@ About 30 s in all. Run: ``PYTHONPATH=src python benchmarks/aiohttp_session.py``.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import multiprocessing
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -80,7 +86,16 @@ async def _round(session: aiohttp.ClientSession, url: str) -> float:
     return (time.perf_counter() - start) / CALLS
 
 
-async def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
+async def _calls(session: aiohttp.ClientSession, url: str) -> float:
+    """Python calls per request (cProfile's count) over one round."""
+    profile = cProfile.Profile()
+    profile.enable()
+    await _round(session, url)
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / CALLS  # type: ignore[attr-defined]
+
+
+async def _latency(port: int, dns: DNSServer) -> tuple[float, float, float, float, float]:
     dns.set(NAME, ["127.0.0.1"], ttl=300)
     resolver = Resolver(providers=[dns.provider])
     # The same name on both sides (aiohttp does more per request for a name than for an
@@ -96,8 +111,10 @@ async def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
         for _ in range(ROUNDS):
             plain_times.append(await _round(plain, plain_url))
             our_times.append(await _round(ours, our_url))
+        plain_calls, our_calls = await _calls(plain, plain_url), await _calls(ours, our_url)
     await resolver.aclose()
-    return min(plain_times), min(our_times)
+    paired = statistics.median(o / p for o, p in zip(our_times, plain_times, strict=True))
+    return min(plain_times), min(our_times), paired, plain_calls, our_calls
 
 
 def _availability() -> tuple[dict[str, list[float | None]], dict[str, list[Any]]]:
@@ -146,11 +163,15 @@ def main() -> None:
     try:
         port = receive.recv()
         with DNSServer() as dns:
-            plain, ours = asyncio.run(_latency(port, dns))
+            plain, ours, paired, plain_calls, our_calls = asyncio.run(_latency(port, dns))
             print(f"GET, kept-alive connection, best of {ROUNDS} rounds of {CALLS}:")
-            print(f"  aiohttp.ClientSession          {plain * 1e6:8.1f} us")
-            print(f"  outlast.aiohttp.ClientSession  {ours * 1e6:8.1f} us")
+            print(
+                f"  aiohttp.ClientSession          {plain * 1e6:8.1f} us  {plain_calls:5.0f} calls"
+            )
+            print(f"  outlast.aiohttp.ClientSession  {ours * 1e6:8.1f} us  {our_calls:5.0f} calls")
             print(f"  ratio                          {ours / plain:8.3f}x   (target <= 1.05x)")
+            print(f"  median ratio of paired rounds  {paired:8.3f}x")
+            print(f"  Python calls per request       +{our_calls - plain_calls:.0f}")
         reason = netns.unavailable()
         if reason is not None:
             print(f"empty-record replay on the system resolver skipped: {reason}")

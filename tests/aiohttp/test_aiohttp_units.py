@@ -3,7 +3,8 @@ arithmetic of the middleware over every (method, outcome script, policy) cell.
 
 The invariant, proved with hypothesis over a scripted handler: the middleware makes
 ``n`` attempts where ``n`` is the first attempt whose outcome is final (success, business
-error, certificate failure, proxy refusal, the caller's timeout, or a read-phase failure
+error, certificate failure, proxy refusal, the caller's timeout, an error outlast does
+not know, or a read-phase failure
 / 5xx of a request that is not safe to repeat) or the policy's attempts; connect failures
 are retried whatever the method; a response retried is released; what the caller sees is
 the last attempt's outcome.
@@ -15,6 +16,7 @@ import asyncio
 import pickle
 import subprocess
 import sys
+import time
 from typing import Any
 from unittest import mock
 
@@ -30,7 +32,7 @@ import outlast.aiohttp
 from outlast.aiohttp import CircuitOpenError, middleware
 
 STATUSES = (200, 404, 429, 500, 502, 503, 504)
-ERRORS = ("connect", "dns", "read", "disconnect", "certificate", "timeout")
+ERRORS = ("connect", "dns", "read", "disconnect", "certificate", "timeout", "unknown")
 RETRY_STATUSES = {429, 500, 502, 503, 504}  # outlast.http's rule
 SAFE = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 KEY = ConnectionKey("api.outlast.test", 443, True, True, None, None, None)
@@ -72,6 +74,8 @@ def _error(kind: str) -> Exception:
         return aiohttp.ServerDisconnectedError()
     if kind == "certificate":
         return aiohttp.ClientConnectorCertificateError(KEY, Exception("certificate"))
+    if kind == "unknown":
+        return RuntimeError("an error outlast does not know: neutral, final")
     return TimeoutError()
 
 
@@ -103,6 +107,7 @@ def test_attempts_never_multiply(
     request.headers = {}
     request.body = b""
     request.url = URL("https://api.outlast.test/x")
+    request.session = mock.Mock(timeout=aiohttp.ClientTimeout())  # no deadline
     calls: list[int | str] = []
     released: list[int] = []
 
@@ -120,7 +125,7 @@ def test_attempts_never_multiply(
     async def main() -> int | str:
         try:
             response = await middleware(quick_policy(policy_attempts))(request, handler)
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, RuntimeError):
             seen = calls[-1]
             assert isinstance(seen, str)
             return seen
@@ -133,3 +138,56 @@ def test_attempts_never_multiply(
     # Every response but the one returned was released before the next attempt.
     responses = [n for n, outcome in enumerate(calls, start=1) if isinstance(outcome, int)]
     assert released == [n for n in responses if n < len(calls)]
+
+
+#: What one scripted attempt does under ``ClientTimeout(sock_connect=C, sock_read=R)``:
+#: refused at once, answered, or silent until aiohttp's own ``sock_read`` ends it.
+STEPS = ("refused", "silent", 503, 200)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    script=st.lists(st.sampled_from(STEPS), min_size=4, max_size=4),
+    attempts=st.integers(1, 4),
+    connect=st.sampled_from([None, 0.02]),
+)
+def test_a_call_without_total_ends_by_its_deadline(
+    script: list[int | str], attempts: int, connect: float | None
+) -> None:
+    """Invariant: with ``sock_read`` and no ``total``, the call ends by the later of its
+    first attempt's end and the deadline (``sock_connect`` + ``sock_read``); retries are
+    cut there (``aiohttp.ServerTimeoutError``); never more attempts than the policy's."""
+    read = 0.3
+    deadline = (connect or 0) + read
+    request = mock.Mock(spec=aiohttp.ClientRequest)
+    request.method, request.headers, request.body = "GET", {}, b""
+    request.url = URL("https://api.outlast.test/x")
+    request.session = mock.Mock(timeout=aiohttp.ClientTimeout(sock_connect=connect, sock_read=read))
+    calls: list[float] = []
+
+    async def handler(req: Any) -> Any:
+        step = script[len(calls)]
+        calls.append(time.monotonic())
+        if step == "refused":
+            raise _error("connect")
+        if step == "silent":
+            await asyncio.sleep(read)  # aiohttp's sock_read ends it
+            raise aiohttp.SocketTimeoutError("Timeout on reading data from socket")
+        response = mock.Mock(spec=aiohttp.ClientResponse)
+        response.status, response.headers = step, {}
+        return response
+
+    async def main() -> tuple[object, float]:
+        started = time.monotonic()
+        try:
+            outcome: object = await middleware(quick_policy(attempts))(request, handler)
+        except aiohttp.ClientError as exc:
+            outcome = exc
+        return outcome, time.monotonic() - started
+
+    outcome, took = asyncio.run(main())
+    first = read if script[0] == "silent" else 0.0
+    assert len(calls) <= attempts
+    assert took < max(first, deadline) + 0.2  # scheduling margin on a loaded machine
+    if type(outcome) is aiohttp.ServerTimeoutError:  # a retry cut (not sock_read's own)
+        assert took >= deadline - 0.01  # cut at the deadline, not before

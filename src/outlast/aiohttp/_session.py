@@ -4,17 +4,26 @@ The session's connector is a ``TCPConnector`` with :class:`outlast.aiohttp.Resol
 aiohttp's own DNS cache off; a client middleware (aiohttp 3.12+) runs each request
 through an :class:`outlast.Policy` bound to its origin (``scheme://host:port``), judged
 by :mod:`outlast.aiohttp._classify`. A response that is retried is released before the
-policy waits. The attempts are the middleware's: aiohttp itself never retries a
-request (beyond re-sending once on a pooled connection the server had closed).
+policy waits. The attempts are the middleware's alone: aiohttp's own re-send of an
+idempotent request after a ``ClientOSError`` or ``ServerDisconnectedError`` (which wraps
+every middleware, so would double outlast's attempts) is turned off on the session.
+
+The caller's ``ClientTimeout`` is the call's deadline, retries included
+(:func:`deadline_of`): ``total`` when set (aiohttp's own timer ends the call; the
+cancellation it sends is judged the destination's failure, then re-raised for aiohttp to
+turn into its ``asyncio.TimeoutError``); else ``connect`` (or ``sock_connect``) plus
+``sock_read``, at which a retry is cut (``aiohttp.ServerTimeoutError``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -24,16 +33,18 @@ from outlast._config import Settings
 from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError
 from outlast.aiohttp._classify import (
-    RETRY_STATUSES,
+    CURRENT,
     classify_error,
     classify_result,
+    hold,
     never_sent,
+    request_of,
     retry_safe,
 )
 from outlast.aiohttp._errors import CircuitOpenError
 from outlast.aiohttp._resolver import Resolver
 from outlast.dns import Resolver as _OutlastResolver
-from outlast.policy import Classifier, Decision, Outcome, Policy, retry_all
+from outlast.policy import Classifier, Decision, Outcome, Policy, _testing, retry_all
 
 __all__ = ["POLICY_NAME", "ClientSession", "defaults", "middleware"]
 
@@ -66,48 +77,145 @@ def origin_of(url: Any) -> str:
     return f"{scheme}://{host}:{port}"
 
 
-class _Attempts:
-    """One request's attempts: sends it, tags the response, releases it before a retry."""
-
-    __slots__ = ("freed", "handler", "last", "request")
-
-    def __init__(self, handler: Handler, request: aiohttp.ClientRequest) -> None:
-        self.handler = handler
-        self.request = request
-        self.last: aiohttp.ClientResponse | None = None
-        self.freed: aiohttp.ClientResponse | None = None
-
-    def release(self) -> None:
-        last = self.last
-        if last is not None:
-            last.release()
-            self.freed, self.last = last, None
-
-    async def __call__(self) -> aiohttp.ClientResponse:
-        self.release()
-        try:
-            response = await self.handler(self.request)
-        except Exception as exc:
-            exc.outlast_request = self.request  # type: ignore[attr-defined]  # for the classifiers
-            raise
-        if response.status in RETRY_STATUSES:  # what the classifiers read, when they read it
-            response.outlast_request = self.request  # type: ignore[attr-defined]
-        self.last = response
-        return response
-
-
-_HELD: Final[contextvars.ContextVar[_Attempts | None]] = contextvars.ContextVar(
-    "outlast.aiohttp.held", default=None
+#: A request's own ``timeout=``, which only :class:`_Session` sees (aiohttp keeps it to
+#: itself); None: the session's.
+_TIMEOUT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
+    "outlast.aiohttp.timeout", default=None
 )
+#: The policies' testing mode (``outlast.testing.set_testing``), read without a call: a
+#: one-item list its setters change in place (were it gone: every call watched, as in it).
+_TESTING: Final[list[Any]] = getattr(_testing, "_mode", [True])
+#: A deadline the policy cannot retry within: the verdict on a call aiohttp's timer ended.
+_AT_ONCE: Final = 1e-9
+
+
+def release(request: aiohttp.ClientRequest) -> None:
+    """Free the response of ``request``'s last attempt (it is about to be retried)."""
+    last: aiohttp.ClientResponse | None = request.__dict__.pop("outlast_last", None)
+    if last is not None:
+        last.release()
+        request.outlast_freed = last  # type: ignore[attr-defined]
+
+
+def _timer_fired(request: aiohttp.ClientRequest) -> bool:
+    """Whether aiohttp's own ``ClientTimeout.total`` timer has cancelled ``request``.
+
+    aiohttp ends a call that outlives ``total`` by cancelling its task (then turns the
+    cancellation into ``asyncio.TimeoutError`` on its way out): the request's timer
+    context knows it fired. False when the installed aiohttp keeps no such timer.
+    """
+    timer = getattr(request, "_timer", None)
+    if timer is None:
+        return False
+    try:
+        timer.assert_timeout()
+    except asyncio.TimeoutError:
+        return True
+    return False
+
+
+async def _timed_out(request: aiohttp.ClientRequest) -> None:
+    """The attempt aiohttp's ``total`` timer ended, replayed for the policy's verdict."""
+    error = asyncio.TimeoutError()
+    error.outlast_request = request  # type: ignore[attr-defined]
+    raise error
+
+
+async def _judge_timeout(bound: Policy, request: aiohttp.ClientRequest) -> None:
+    """Tell the origin's breaker that a call ran out of the caller's ``total``.
+
+    aiohttp's timer cancels the call's task: the policy sees a cancellation, which is
+    no verdict. This replays the attempt's end as ``asyncio.TimeoutError`` through the
+    policy (no retry is possible: the deadline is spent), so it is judged the
+    destination's failure as a read timeout is; a half-open probe that hung is failed.
+    It never suspends (the replay raises at once), so it runs whole inside the
+    cancellation. The budget counts it as one more call.
+    """
+    # Raised once judged; or the breaker is open already (another call's verdict).
+    with contextlib.suppress(asyncio.TimeoutError, _PolicyCircuitOpen):
+        await bound.within(_AT_ONCE).acall(_timed_out, request)
+
+
+class _Tries:
+    """The attempts of a call that needs watching between them: testing mode (no sleep
+    frees a retried response) or a deadline without ``total`` (``at``, the event loop's
+    clock), at which retries are cut. The first attempt runs untouched."""
+
+    __slots__ = ("at", "count", "fired")
+
+    def __init__(self, at: float | None) -> None:
+        self.at = at
+        self.count = 0
+        self.fired = False
+
+    def expire(self, task: asyncio.Task[Any]) -> None:
+        self.fired = True
+        task.cancel()
+
+
+async def _attempt(
+    handler: Handler, request: aiohttp.ClientRequest, tries: _Tries
+) -> aiohttp.ClientResponse:
+    """One attempt of a watched call (:class:`_Tries`)."""
+    tries.count += 1
+    if tries.count == 1:
+        return await handler(request)
+    release(request)  # testing mode skips the sleep that frees the last response
+    at = tries.at
+    if at is None:
+        return await handler(request)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    if at <= loop.time() or task is None:
+        raise _cut_short(request, None)
+    timer = loop.call_at(at, tries.expire, task)
+    try:
+        return await handler(request)
+    except asyncio.CancelledError as exc:
+        if not tries.fired:
+            raise  # the caller's own cancellation: no verdict
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
+        if uncancel is not None:
+            uncancel()
+        raise _cut_short(request, exc) from exc
+    finally:
+        timer.cancel()
+
+
+def _cut_short(request: aiohttp.ClientRequest, cause: BaseException | None) -> Exception:
+    error = aiohttp.ServerTimeoutError(
+        f"Timeout: the call's deadline passed before a retry of {request.url} ended"
+    )
+    error.outlast_request = request  # type: ignore[attr-defined]
+    error.__cause__ = cause
+    return error
+
+
+def deadline_of(timeout: Any) -> float | None:
+    """The seconds a whole call may take under an ``aiohttp.ClientTimeout``, or None.
+
+    ``total`` when it is set; else, when ``sock_read`` is, the longest one attempt may
+    wait under its per-attempt timeouts: ``connect`` (else ``sock_connect``, else 0)
+    plus ``sock_read``; else None (only the policy's ``Retry.deadline`` bounds the call).
+    """
+    if timeout is None:
+        return None
+    total = timeout.total
+    if total:
+        return float(total)
+    read = timeout.sock_read
+    if read:
+        return float((timeout.connect or timeout.sock_connect or 0) + read)
+    return None
 
 
 def _releasing(
     asleep: Callable[[float], Awaitable[None]],
 ) -> Callable[[float], Awaitable[None]]:
     async def release_then_sleep(seconds: float) -> None:
-        held = _HELD.get()
-        if held is not None:
-            held.release()
+        request = CURRENT.get()
+        if request is not None:
+            release(request)
         await asleep(seconds)
 
     return release_then_sleep
@@ -119,8 +227,13 @@ def _vetoed(classify: Classifier) -> Classifier:
         decision = classify(outcome)
         if not decision.retry or never_sent(error):
             return decision
-        carrier = error if error is not None else outcome.result
-        request = getattr(carrier, "outlast_request", None) or getattr(carrier, "request", None)
+        result = outcome.result
+        if error is None and isinstance(result, aiohttp.ClientResponse):
+            request = hold(result)  # to be freed before the retry
+        else:
+            request = request_of(error if error is not None else result)
+        if request is None:
+            request = getattr(error if error is not None else result, "request", None)
         if retry_safe(request):
             return decision
         return dataclasses.replace(decision, retry=False)
@@ -143,6 +256,8 @@ def _view(policy: Policy) -> Policy:
 
 #: The middlewares :func:`middleware` made: an outlast session keeps its own on every request.
 _OURS: Final[weakref.WeakSet[Callable[..., Any]]] = weakref.WeakSet()
+#: How many (origin, deadline) handles one middleware keeps before starting afresh.
+_MAX_HANDLES: Final = 1024
 
 
 def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awaitable[Any]]:
@@ -150,36 +265,99 @@ def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awa
 
     ``policy``'s classifiers left at ``Policy``'s defaults are replaced by aiohttp's
     (:func:`outlast.aiohttp.classify_error` / ``classify_result``); a request the
-    server may have seen is retried only when it is safe. Raises
-    :class:`outlast.aiohttp.CircuitOpenError` when the origin's breaker is open.
+    server may have seen is retried only when it is safe. The session's
+    ``ClientTimeout`` is the call's deadline, retries included (see docs/aiohttp.md);
+    a request's own ``timeout=`` is seen only through :func:`outlast.aiohttp.ClientSession`.
+    Raises :class:`outlast.aiohttp.CircuitOpenError` when the origin's breaker is open.
 
     Added in 0.1.0.
     """
     if not isinstance(policy, Policy):
         raise ConfigError("policy", policy, "an outlast.Policy")
+    return _middleware(policy, [None, None])
+
+
+def _middleware(
+    policy: Policy, session_timeout: list[Any]
+) -> Callable[[aiohttp.ClientRequest, Handler], Awaitable[Any]]:
+    """:func:`middleware`; ``session_timeout``, once set, is the session's ``ClientTimeout``
+    and its :func:`deadline_of` (until then each request asks its session)."""
     view = _view(policy)
+    for_key = view.for_key
+    # (host, port, scheme, deadline) -> (origin, the policy's view for it, that view
+    # with the deadline): the view is asked for again every request (it keeps the
+    # origin's place in the policy's LRU registry) and the entry rebuilt when it changed.
+    handles: dict[tuple[Any, ...], tuple[str, Policy, Policy]] = {}
 
     async def outlast_middleware(
         request: aiohttp.ClientRequest, handler: Handler
     ) -> aiohttp.ClientResponse:
-        attempts = _Attempts(handler, request)
-        bound = view.for_key(origin_of(request.url))
-        token = _HELD.set(attempts)
+        given = _TIMEOUT.get()
+        if given is None:
+            given, limit = session_timeout
+            if given is None:  # middleware() on a session it was not built with
+                given = getattr(getattr(request, "session", None), "timeout", None)
+                limit = deadline_of(given)
+        else:
+            limit = deadline_of(given)
+        url = request.url
+        slot = (url.raw_host, url.port, url.scheme, limit)
+        handle = handles.get(slot)
+        if handle is None:
+            origin = origin_of(url)
+            base = for_key(origin)
+        else:
+            origin, known, bound = handle
+            base = for_key(origin)
+            if base is not known:  # the origin was evicted from the registry meanwhile
+                handle = None
+        if handle is None:
+            bound = base if limit is None else base.within(limit)
+            if len(handles) >= _MAX_HANDLES:
+                handles.clear()
+            handles[slot] = (origin, base, bound)
+        token = CURRENT.set(request)  # for the classifiers and the releasing sleep
         try:
-            response = await bound.acall(attempts)
+            if (limit is None or given.total) and _TESTING[0] is None:
+                response = await bound.acall(handler, request)  # no frame of ours between
+            else:
+                at = None if limit is None or given.total else _now() + limit
+                response = await bound.acall(_attempt, handler, request, _Tries(at))
         except _PolicyCircuitOpen as exc:
+            _settle(request, None)
             raise CircuitOpenError(exc.name, exc.retry_after) from exc
+        except asyncio.CancelledError:
+            _settle(request, None)
+            if _timer_fired(request):  # aiohttp's total ended it: the destination's failure
+                await _judge_timeout(bound, request)
+            raise  # aiohttp turns it into its own asyncio.TimeoutError
         except BaseException:
-            attempts.release()
+            _settle(request, None)
             raise
         finally:
-            _HELD.reset(token)
-        if response is attempts.freed:  # released for a retry the breaker then refused
-            raise CircuitOpenError(bound.key, bound.retry_after())
+            CURRENT.reset(token)
+        held = request.__dict__  # a status that may be retried came back on the way:
+        if ("outlast_last" in held or "outlast_freed" in held) and _settle(request, response):
+            raise CircuitOpenError(bound.key, bound.retry_after())  # freed, then refused
         return response
 
     _OURS.add(outlast_middleware)
     return outlast_middleware
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _settle(request: aiohttp.ClientRequest, response: aiohttp.ClientResponse | None) -> bool:
+    """After the policy: free a response held that is not the one returned; say whether
+    the one returned had been freed for a retry the breaker then refused."""
+    held = request.__dict__
+    last = held.pop("outlast_last", None)
+    if last is not None and last is not response:
+        last.release()
+    freed = held.pop("outlast_freed", None)
+    return response is not None and response is freed
 
 
 def _keeping_ours(given: Iterable[Any], session: Iterable[Any]) -> tuple[Any, ...]:
@@ -201,13 +379,30 @@ with warnings.catch_warnings():
         would be dropped with them (no retry, no breaker). Here it stays, innermost.
         """
 
-        async def _request(
+        def _request(  # returns aiohttp's own coroutine: no frame of ours per request
             self, method: str, str_or_url: Any, **kwargs: Any
+        ) -> Coroutine[Any, Any, aiohttp.ClientResponse]:
+            if "middlewares" in kwargs or "timeout" in kwargs:
+                return self._outlast_request(method, str_or_url, kwargs)
+            return super()._request(method, str_or_url, **kwargs)  # no frame of ours
+
+        async def _outlast_request(
+            self, method: str, str_or_url: Any, kwargs: dict[str, Any]
         ) -> aiohttp.ClientResponse:
             given = kwargs.get("middlewares")
             if given is not None:
                 kwargs["middlewares"] = _keeping_ours(given, self._middlewares)
-            return await super()._request(method, str_or_url, **kwargs)
+            token = None
+            if "timeout" in kwargs:  # as aiohttp reads it: a number (or None) is ``total``
+                timeout = kwargs["timeout"]
+                if not isinstance(timeout, aiohttp.ClientTimeout):
+                    timeout = aiohttp.ClientTimeout(total=timeout)
+                token = _TIMEOUT.set(timeout)
+            try:
+                return await super()._request(method, str_or_url, **kwargs)
+            finally:
+                if token is not None:
+                    _TIMEOUT.reset(token)
 
 
 def ClientSession(
@@ -259,5 +454,15 @@ def ClientSession(
         chosen = chosen if chosen is not None else Resolver(shared_resolver)
         policy = policy if policy is not None else shared_policy
     connector = aiohttp.TCPConnector(resolver=chosen, use_dns_cache=False, **options)
-    middlewares = (*kwargs.pop("middlewares", ()), middleware(policy))
-    return _Session(connector=connector, middlewares=middlewares, **kwargs)
+    session_timeout: list[Any] = [None, None]
+    ours = _middleware(policy, session_timeout)
+    middlewares = (*kwargs.pop("middlewares", ()), ours)
+    session = _Session(connector=connector, middlewares=middlewares, **kwargs)
+    if hasattr(session, "_retry_connection"):
+        # aiohttp re-sends an idempotent request once, through every middleware, after
+        # a ClientOSError or ServerDisconnectedError on any connection: with outlast's
+        # attempts inside, that doubles them. The policy retries those itself.
+        session._retry_connection = False
+    # fixed for the session's life: read once, not per request
+    session_timeout[:] = [session.timeout, deadline_of(session.timeout)]
+    return session
