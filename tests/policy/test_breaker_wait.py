@@ -217,10 +217,12 @@ def test_the_waiters_are_refused_when_the_probe_fails() -> None:
     trip(policy)
     time.sleep(0.06)
     probe, first = held_probe(policy)
-    settle_soon(probe, fail=True)
+    settle_soon(probe, fail=True, after=0.1)
     calls: list[int] = []
+    began = time.monotonic()
     with pytest.raises(CircuitOpenError):
         policy.call(calls.append, 1)
+    assert time.monotonic() - began >= 0.09  # refused at the verdict, not before
     assert calls == []
     with pytest.raises(ConnectionError):
         first.result(30)
@@ -427,11 +429,11 @@ def test_a_waiter_hears_the_fleets_verdict(verdict: str) -> None:
     with pytest.raises(CircuitOpenError) as info:
         state.allow()  # the interval has passed, but another process holds the probe
     assert fleet.apply is not None
-    threading.Timer(0.05, fleet.apply, (verdict, 0.0)).start()
+    threading.Timer(0.1, fleet.apply, (verdict, 0.0)).start()
     began = time.monotonic()
     if verdict == "closed":
         assert state.wait(info.value, 10.0, time.sleep) == 0  # let through, not a probe
     else:
         with pytest.raises(CircuitOpenError):
             state.wait(info.value, 10.0, time.sleep)
-    assert time.monotonic() - began < 0.25 + SLACK
+    assert 0.09 <= time.monotonic() - began < 0.25 + SLACK  # it waited for the verdict
