@@ -412,9 +412,7 @@ class Fleet:
         self.link_ = link
         self.apply: Callable[[str, float], None] | None = None
 
-    def link(
-        self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]
-    ) -> Link:
+    def link(self, name: str, config: CircuitBreaker, apply: Callable[[str, float], None]) -> Link:
         self.apply = apply
         return self.link_
 

@@ -51,7 +51,18 @@ from outlast.policy._clock import AsyncSleep, Clock, Sleep
 from outlast.policy._events import BudgetExhausted, RetryScheduled, describe_cause
 from outlast.policy._retry import Retry, Uniform
 
-__all__ = ["Guard", "Rules", "Run", "Wait", "aadmit", "admit", "judge", "patience", "replay", "tell"]
+__all__ = [
+    "Guard",
+    "Rules",
+    "Run",
+    "Wait",
+    "aadmit",
+    "admit",
+    "judge",
+    "patience",
+    "replay",
+    "tell",
+]
 
 T = TypeVar("T")
 
