@@ -314,7 +314,7 @@ def storm(seconds: float = 10.0, runs: int = 3) -> None:
     ends, so a client whose refused callers wait for the breaker's verdict makes fewer
     requests in the storm and shows more hits per request at the same rate of hits.
     """
-    from outlast.cli._drill._scenarios import LOAD_BIN, SCENARIOS, lab, run_scenario
+    from outlast.cli._drill._scenarios import SCENARIOS, lab, run_scenario
 
     scenario = next(s for s in SCENARIOS if s.name == "backend-503-storm")
     fail_at, heal_at = (f * seconds for f in scenario.fault)
@@ -330,9 +330,7 @@ def storm(seconds: float = 10.0, runs: int = 3) -> None:
             report = run_scenario(scenario, drill_lab, seconds, lambda line: None)
             for name, client in report.clients.items():
                 timeline = client.timeline
-                # The bins wholly inside the storm (the first starts at fail_at).
-                rates = [r for t, r in client.load if fail_at <= t and t + LOAD_BIN <= heal_at]
-                rate = statistics.mean(rates) if rates else 0.0
+                rate = client.fault_load or 0.0  # requests/s at the backend in the storm
                 made = sum(1 for t, _ in timeline if fail_at <= t < heal_at)
                 per_request = rate * (heal_at - fail_at) / max(1, made)
                 after = [t for t, good in timeline if good and t >= heal_at]

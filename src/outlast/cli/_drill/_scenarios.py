@@ -55,7 +55,7 @@ class ClientReport:
     timeline: list[tuple[float, bool]]
     #: Requests reaching the backend per second, per :data:`LOAD_BIN` (start s, rate).
     load: list[tuple[float, float]] = dataclasses.field(default_factory=list)
-    #: Requests reaching the backend per second during the fault (the bins wholly in it).
+    #: Requests reaching the backend per second during the fault.
     #: The load a storm puts on the backend: unlike ``backend_load`` (per request made),
     #: it does not grow when a client makes fewer requests (its callers wait instead).
     fault_load: float | None = None
@@ -312,13 +312,15 @@ def run_scenario(
     hits = {c.name: (lab.service.hits if c.backend is None else c.backend)[c.name] for c in clients}
     window = (scenario.fault[0] * seconds, scenario.fault[1] * seconds)
     reports = {}
+    arrivals = list(lab.service.arrivals)
     for c in clients:
-        load = _load(lab.service.arrivals, c.name, started, seconds)
-        inside = [rate for at, rate in load if window[0] <= at and at + LOAD_BIN <= window[1]]
+        inside = sum(
+            1 for at, name in arrivals if name == c.name and window[0] <= at - started < window[1]
+        )
         reports[c.name] = dataclasses.replace(
             _report(results[c.name], hits[c.name], started, repair),
-            load=load,
-            fault_load=round(statistics.mean(inside), 2) if inside else None,
+            load=_load(arrivals, c.name, started, seconds),
+            fault_load=round(inside / (window[1] - window[0]), 2),
         )
     lab.service.status = 200
     return ScenarioReport(scenario.name, scenario.title, window, reports, scenario.show_load)
