@@ -241,6 +241,9 @@ class _Relay(pybreaker.CircuitBreakerListener):
 
 _NEVER: Final = -(2**62)  # the epoch of a bucket that holds nothing
 _ASK_LEASE: Final = -1  # _admit: the reset has passed; ask the fleet for the probe first
+#: Seconds a waiter sleeps past the open interval's end (a clock that sleeps exactly
+#: might otherwise land a rounding error short of it).
+_PAST: Final = 1e-6
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -532,8 +535,9 @@ class BreakerState:
                     elif self._storage.state == OPEN:
                         # The interval has yet to end: sleep through it, once, if it
                         # ends in time; after a verdict, OPEN means the probe failed.
-                        if not paused and not heard and exc.retry_after < left:
-                            step = _Pause(exc.retry_after)
+                        pause = exc.retry_after + _PAST  # to just past the end
+                        if not paused and not heard and pause < left:
+                            step = _Pause(pause)
                     elif not timed_out:  # half-open, another caller's probe in flight
                         step = _Verdict(self._future(), left)
             leased = False
