@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Callable
 
@@ -93,13 +94,19 @@ def test_budget_and_breaker_hold_backend_hits_per_call_down(
             raw_client("dynamodb", f"http://{name}:{server.port}"), resolver=resolver_for()
         )  # the default policy: OUTLAST_* defaults, shared, keyed by endpoint
         refusals: list[outlast.aws.CircuitOpenError] = []
-        for _ in range(calls):
+
+        def call(_: int) -> None:
             try:
                 client.get_item(TableName="t", Key=_KEY)
             except outlast.aws.CircuitOpenError as exc:
                 refusals.append(exc)
             except botocore.exceptions.ClientError:
                 pass
+
+        # Four callers at once: while one probes the open breaker, the others wait for
+        # its verdict and are refused when it fails (a lone caller would be the probe).
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(call, range(calls)))
         assert refusals
         refusal = refusals[-1]
         assert isinstance(refusal, botocore.exceptions.EndpointConnectionError)

@@ -375,7 +375,7 @@ def test_a_pool_timeout_neither_counts_nor_resets_the_count(
 def test_a_backend_answering_500_opens_the_breaker_without_repeating_a_post(
     name: str, resolver: Resolver
 ) -> None:
-    policy = http_policy(breaker=outlast.CircuitBreaker(failures=5, reset=5))
+    policy = http_policy(breaker=outlast.CircuitBreaker(failures=5, reset=5, min_reset=5))
     with Backend() as server:
         server.status = 500
         url, key = f"http://{name}:{server.port}/", f"http://{name}:{server.port}"

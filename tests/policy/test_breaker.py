@@ -154,7 +154,8 @@ def test_exactly_one_probe_under_thread_concurrency(clock: FakeClock) -> None:
 
 
 def test_exactly_one_probe_among_asyncio_tasks(clock: FakeClock) -> None:
-    policy = make(clock)
+    # max_wait=0: the others fail fast (waiting for the verdict: test_breaker_wait.py).
+    policy = make(clock, breaker=CircuitBreaker(failures=3, reset=5.0, min_reset=5.0, max_wait=0))
     trip(policy)
     clock.advance(5.0)
 
@@ -286,7 +287,7 @@ def test_the_reviewers_stale_probe_scenario_admits_one_probe_at_a_time(
 ) -> None:
     """/tmp/rv/stale_probe.py: probe1 hangs past `reset`, probe2 comes, probe1 is cancelled,
     probe3 comes. Before the fix probe2 and probe3 were in flight together."""
-    policy = make(clock, breaker=CircuitBreaker(failures=1, reset=5.0))
+    policy = make(clock, breaker=CircuitBreaker(failures=1, reset=5.0, max_wait=0))
     trip(policy, 1)
     clock.advance(5.0)
     hang = hang_forever()
@@ -315,7 +316,8 @@ def test_the_reviewers_stale_probe_scenario_admits_one_probe_at_a_time(
 
 
 def test_a_stale_probe_cannot_settle_the_probe_in_flight(clock: FakeClock) -> None:
-    policy = make(clock, breaker=CircuitBreaker(failures=1, reset=5.0, probe_timeout=10.0))
+    breaker = CircuitBreaker(failures=1, reset=5.0, probe_timeout=10.0, max_wait=0)
+    policy = make(clock, breaker=breaker)
     trip(policy, 1)
     clock.advance(5.0)
     hang = hang_forever()
@@ -445,7 +447,8 @@ def test_asyncio_tasks_racing_for_the_probe_never_hold_two(clock: FakeClock) -> 
 
 
 def test_probes_race_through_acall_one_per_round(clock: FakeClock) -> None:
-    policy = make(clock, breaker=CircuitBreaker(failures=1, reset=5.0))
+    # max_wait=0: the others fail fast (waiting for the verdict: test_breaker_wait.py).
+    policy = make(clock, breaker=CircuitBreaker(failures=1, reset=5.0, max_wait=0))
     trip(policy, 1)
 
     async def fail() -> None:
@@ -640,7 +643,8 @@ def test_breaker_configuration_is_validated() -> None:
 
 
 def test_the_open_interval_starts_short_and_doubles_while_probes_fail(clock: FakeClock) -> None:
-    policy = make(clock, breaker=CircuitBreaker(failures=3, reset=1.0, min_reset=0.1))
+    breaker = CircuitBreaker(failures=3, reset=1.0, min_reset=0.1, max_wait=0)  # no waiting
+    policy = make(clock, breaker=breaker)
     trip(policy)
     waits = []
     for _ in range(6):

@@ -10,7 +10,8 @@ and the public testing mode.
 It must not import httpx, botocore or ``outlast.dns``: it knows nothing of HTTP or
 DNS. Integrations (``outlast.http``, ``outlast.aws``) translate their outcomes into
 :class:`Decision` values. Its own imports are ``outlast._config``,
-``outlast._events`` and ``outlast._exceptions``.
+``outlast._events``, ``outlast._exceptions`` and ``outlast._async`` (a breaker's async
+waiters await a verdict set on another thread).
 """
 
 from __future__ import annotations

@@ -23,19 +23,31 @@ the fleet opened it so every process times the reset from the same moment. A lin
 may also offer ``probe_wait()`` (see :class:`BreakerLink`): then, when the reset has
 passed, the probe is the fleet's to give, so one process probes per reset and the
 others fail fast until it settles.
+
+A caller refused while the end of the open interval, or a probe's verdict, is near
+need not fail at once: :meth:`BreakerState.wait` (and :meth:`BreakerState.await_`, for
+asyncio and trio) wait up to ``CircuitBreaker.max_wait`` (and never past the caller's
+own deadline) for the interval to end (then the caller probes, or waits for the probe
+that another took) and for that probe's verdict: a success lets the waiters through, a
+failure refuses them. A caller never waits for more than one opening. Nothing is waited
+for while the breaker is closed, and no lock is held while waiting: waiters sleep, or
+wait on a ``concurrent.futures.Future`` that the probe's verdict (or any change of
+state) resolves.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Final, Protocol
 
+from outlast._async import wait_future
 from outlast._config import Settings
 from outlast._events import Emitter
 from outlast._exceptions import CircuitOpenError, ConfigError
-from outlast.policy._clock import Clock, Duration, to_seconds
+from outlast.policy._clock import AsyncSleep, Clock, Duration, Sleep, to_seconds
 from outlast.policy._events import BreakerStateChanged
 from outlast.policy._pybreaker import pybreaker
 
@@ -43,6 +55,7 @@ __all__ = [
     "BUCKETS",
     "CLOSED",
     "DEFAULT_FAILURES",
+    "DEFAULT_MAX_WAIT",
     "DEFAULT_MIN_CALLS",
     "DEFAULT_MIN_RESET",
     "DEFAULT_PROBE_TIMEOUT",
@@ -58,6 +71,7 @@ __all__ = [
 DEFAULT_FAILURES: Final = 5
 DEFAULT_RESET: Final = 0.25
 DEFAULT_MIN_RESET: Final = 0.05
+DEFAULT_MAX_WAIT: Final = 0.25
 DEFAULT_PROBE_TIMEOUT: Final = 60.0
 DEFAULT_MIN_CALLS: Final = 20
 DEFAULT_WINDOW: Final = 10.0
@@ -85,6 +99,14 @@ class CircuitBreaker:
     probe (default: 60 s, or twice ``reset`` if that is longer; it may not be shorter
     than ``reset``).
 
+    A caller that the open breaker would refuse waits instead when the open interval
+    ends within ``max_wait`` seconds (default 0.25 s) and within the caller's own
+    deadline (``Policy.within``, ``Retry.deadline``): at the end it probes, or waits
+    for the verdict of the probe another caller took, so a destination that has healed
+    answers it rather than :class:`~outlast.CircuitOpenError`. A failed probe refuses
+    the waiters; no caller waits longer than ``max_wait`` in all, or for more than one
+    probe's verdict. ``max_wait=0`` fails every refused caller at once.
+
     With ``ratio`` set, the breaker also opens when, over the last ``window`` seconds,
     at least ``min_calls`` calls finished while it was closed and the share of "unwell"
     failures among them reached ``ratio`` (business errors count as successes,
@@ -102,6 +124,7 @@ class CircuitBreaker:
     min_calls: int
     window: float
     min_reset: float
+    max_wait: float
 
     def __init__(
         self,
@@ -113,6 +136,7 @@ class CircuitBreaker:
         min_calls: int = DEFAULT_MIN_CALLS,
         window: Duration = DEFAULT_WINDOW,
         min_reset: Duration | None = None,
+        max_wait: Duration = DEFAULT_MAX_WAIT,
     ) -> None:
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
             raise ConfigError("failures", failures, "a whole number of at least 1")
@@ -123,6 +147,7 @@ class CircuitBreaker:
         if isinstance(min_calls, bool) or not isinstance(min_calls, int) or min_calls < 1:
             raise ConfigError("min_calls", min_calls, "a whole number of at least 1")
         window_s = to_seconds("window", window, allow_zero=False)
+        max_wait_s = to_seconds("max_wait", max_wait)
         reset_s = to_seconds("reset", reset, allow_zero=False)
         if min_reset is None:
             first = min(DEFAULT_MIN_RESET, reset_s)
@@ -143,6 +168,7 @@ class CircuitBreaker:
         object.__setattr__(self, "min_calls", min_calls)
         object.__setattr__(self, "window", window_s)
         object.__setattr__(self, "min_reset", first)
+        object.__setattr__(self, "max_wait", max_wait_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CircuitBreaker:
@@ -215,6 +241,28 @@ class _Relay(pybreaker.CircuitBreakerListener):
 
 _NEVER: Final = -(2**62)  # the epoch of a bucket that holds nothing
 _ASK_LEASE: Final = -1  # _admit: the reset has passed; ask the fleet for the probe first
+#: Seconds a waiter sleeps past the open interval's end (a clock that sleeps exactly
+#: might otherwise land a rounding error short of it).
+_PAST: Final = 1e-6
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pause:
+    """What :meth:`BreakerState._admission` yields: sleep until the open interval ends."""
+
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What :meth:`BreakerState._admission` yields: wait (at most ``seconds``) for a change.
+
+    ``future`` is resolved by the probe's verdict or any other change of state; the
+    waiter is sent back whether it was (True) or the time ran out (False).
+    """
+
+    future: concurrent.futures.Future[None]
+    seconds: float
 
 
 class _Window:
@@ -301,6 +349,7 @@ class BreakerState:
         "_relay",
         "_storage",
         "_tokens",
+        "_verdict",
         "name",
         "window",
     )
@@ -334,6 +383,8 @@ class BreakerState:
         self._probe_since: float | None = None
         self._tokens = 0  # the last token handed out
         self._forced: str | None = None
+        # Resolved (and replaced) at the next change of state; made only when a caller waits.
+        self._verdict: concurrent.futures.Future[None] | None = None
         # The failure-ratio window; None (and the success path untouched) without a ratio.
         self.window = None if config.ratio is None else _Window(config.window, clock)
         emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
@@ -408,6 +459,126 @@ class BreakerState:
         self._probe_since = now
         return self._probe
 
+    def wait(self, refused: CircuitOpenError, patience: float, sleep: Sleep) -> int:
+        """After :meth:`allow` refused: wait up to ``patience`` seconds to be let through.
+
+        Returns what :meth:`allow` returns; raises ``CircuitOpenError`` (``refused``, or
+        a newer one) when the breaker will not let the caller through within
+        ``patience`` (the caller's own deadline; it is capped at ``max_wait`` here) or
+        the probe failed. Sleeps through ``sleep`` until the open interval ends, then
+        blocks on the probe's verdict (never while holding the breaker's lock).
+        """
+        steps = self._admission(refused, patience)
+        try:
+            step = next(steps)
+            while True:
+                if isinstance(step, _Pause):
+                    sleep(step.seconds)
+                    step = next(steps)
+                else:
+                    done, _ = concurrent.futures.wait((step.future,), timeout=step.seconds)
+                    step = steps.send(bool(done))
+        except StopIteration as stop:
+            token: int = stop.value
+            return token
+        finally:
+            steps.close()
+            self._flush()
+
+    async def await_(self, refused: CircuitOpenError, patience: float, asleep: AsyncSleep) -> int:
+        """:meth:`wait` for async callers (asyncio or trio): the loop is never blocked."""
+        steps = self._admission(refused, patience)
+        try:
+            step = next(steps)
+            while True:
+                if isinstance(step, _Pause):
+                    await asleep(step.seconds)
+                    step = next(steps)
+                else:
+                    try:
+                        await wait_future(step.future, step.seconds)
+                    except TimeoutError:
+                        step = steps.send(False)
+                    else:
+                        step = steps.send(True)
+        except StopIteration as stop:
+            token: int = stop.value
+            return token
+        finally:
+            steps.close()
+            self._flush()
+
+    def _admission(
+        self, refused: CircuitOpenError, patience: float
+    ) -> Generator[_Pause | _Verdict, bool, int]:
+        """The waiting of :meth:`wait` and :meth:`await_`, once: yields what to wait for.
+
+        Returns the token :meth:`allow` would, or raises ``CircuitOpenError``. One pause
+        at most (until the open interval ends), and only before any verdict was waited
+        for; a verdict wait that ran out is not begun again: the waiting always ends.
+        """
+        clock = self._clock
+        end = clock() + min(patience, self._config.max_wait)
+        paused = heard = timed_out = False
+        leased = False
+        error = refused
+        while True:
+            step: _Pause | _Verdict | None = None
+            with self._lock:
+                try:
+                    token = self._admit(leased=leased)
+                except CircuitOpenError as exc:
+                    error, token = exc, None
+                    left = end - clock()
+                    if self._forced == OPEN or left <= 0:
+                        pass
+                    elif self._storage.state == OPEN:
+                        # The interval has yet to end: sleep through it, once, if it
+                        # ends in time; after a verdict, OPEN means the probe failed.
+                        pause = exc.retry_after + _PAST  # to just past the end
+                        if not paused and not heard and pause < left:
+                            step = _Pause(pause)
+                    elif not timed_out:  # half-open, another caller's probe in flight
+                        step = _Verdict(self._future(), left)
+            leased = False
+            if token == _ASK_LEASE:  # off the lock: the fleet's answer may take a moment
+                assert self._lease is not None
+                wait = self._lease()
+                if wait <= 0:
+                    leased = True
+                    continue
+                error = CircuitOpenError(self.name, wait)
+                left = end - clock()
+                if timed_out or left <= 0:
+                    raise error
+                with self._lock:  # another process probes: wait for the fleet's verdict
+                    step = _Verdict(self._future(), min(wait, left))
+            elif token is not None:
+                return token
+            if step is None:
+                raise error
+            if isinstance(step, _Pause):
+                paused = True
+                yield step
+            else:
+                heard = True
+                if not (yield step):
+                    timed_out = True
+
+    def _future(self) -> concurrent.futures.Future[None]:
+        """Under the lock: what the next change of state resolves."""
+        verdict = self._verdict
+        if verdict is None:
+            verdict = self._verdict = concurrent.futures.Future()
+        return verdict
+
+    def _wake(self) -> None:
+        """Under the lock, at a change of state (a verdict, a freed probe): wake the waiters."""
+        verdict = self._verdict
+        if verdict is not None:
+            self._verdict = None
+            verdict.set_result(None)
+
     def retry_after(self) -> float:
         """Seconds until this breaker lets a call through: 0 when closed or a probe is free."""
         config = self._config
@@ -430,6 +601,7 @@ class BreakerState:
         if probe and probe == self._probe:
             self._probe = 0
             self._probe_since = None
+            self._wake()  # the waiters look again once the lock is let go
             return True
         return False
 
@@ -498,6 +670,7 @@ class BreakerState:
         with self._lock:
             if self._forced is not None:
                 return
+            self._wake()
             current = self._storage.state
             if state == OPEN:
                 self._opened_at = self._clock() - max(opened_ago, 0.0)
@@ -547,6 +720,7 @@ class BreakerState:
     def force(self, state: str | None) -> None:
         """Pin the breaker open or closed (``None`` releases it, closed)."""
         with self._lock:
+            self._wake()
             self._forced = state
             self._probe = 0  # a probe in flight goes stale
             self._probe_since = None

@@ -26,14 +26,14 @@ import anyio
 
 from outlast._config import Settings
 from outlast._events import Emitter, Listener
-from outlast._exceptions import ConfigError
+from outlast._exceptions import CircuitOpenError, ConfigError
 from outlast.policy._breaker import BreakerState, CircuitBreaker, SharedBreakers
 from outlast.policy._budget import BudgetState, FloorPool, RetryBudget
 from outlast.policy._classify import Classifier, Outcome, first_result, retry_all
 from outlast.policy._clock import AsyncSleep, Clock, Sleep, monotonic
 from outlast.policy._events import LOGGER
 from outlast.policy._retry import Retry, Uniform
-from outlast.policy._run import Guard, Rules, Run, judge, tell
+from outlast.policy._run import Guard, Rules, Run, aadmit, admit, judge, tell
 from outlast.policy._snapshot import KeyState, PolicySnapshot
 
 
@@ -485,8 +485,12 @@ class Policy:
             return fn(*args, **kwargs)
         rules = self._core.rules
         breaker = guard.breaker
-        probe = 0 if breaker is None else breaker.allow()
-        now = rules.clock()
+        try:
+            probe = 0 if breaker is None else breaker.allow()
+        except CircuitOpenError as refused:  # open: it may let this call through soon
+            probe, now = admit(rules, refused, breaker, self._limit)  # waits, or raises
+        else:
+            now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:  # rare: the probe's first attempt is made by the retry loop itself
@@ -524,8 +528,12 @@ class Policy:
             return await fn(*args, **kwargs)
         rules = self._core.rules
         breaker = guard.breaker
-        probe = 0 if breaker is None else breaker.allow()
-        now = rules.clock()
+        try:
+            probe = 0 if breaker is None else breaker.allow()
+        except CircuitOpenError as refused:  # open: it may let this call through soon
+            probe, now = await aadmit(rules, refused, breaker, self._limit)  # waits, or raises
+        else:
+            now = rules.clock()
         if guard.budget is not None:
             guard.budget.deposit(now)
         if probe:

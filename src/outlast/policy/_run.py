@@ -35,6 +35,7 @@ error (or result), never a wrapper.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
@@ -50,7 +51,18 @@ from outlast.policy._clock import AsyncSleep, Clock, Sleep
 from outlast.policy._events import BudgetExhausted, RetryScheduled, describe_cause
 from outlast.policy._retry import Retry, Uniform
 
-__all__ = ["Guard", "Rules", "Run", "Wait", "judge", "replay", "tell"]
+__all__ = [
+    "Guard",
+    "Rules",
+    "Run",
+    "Wait",
+    "aadmit",
+    "admit",
+    "judge",
+    "patience",
+    "replay",
+    "tell",
+]
 
 T = TypeVar("T")
 
@@ -111,6 +123,48 @@ def tell(breaker: BreakerState | None, decision: Decision, probe: int) -> None:
             breaker.failed(probe)
         else:
             breaker.succeeded(probe)
+
+
+def admit(
+    rules: Rules, refused: CircuitOpenError, breaker: BreakerState | None, limit: float | None
+) -> tuple[int, float]:
+    """After the breaker refused a call's first attempt: wait to be let through, or raise.
+
+    Returns the breaker's token (see :meth:`BreakerState.allow`) and the time the call
+    began, before the wait: the call's deadline counts the wait. See :func:`patience`.
+    """
+    started = rules.clock()
+    wait = patience(rules, limit)
+    if breaker is None or wait <= 0:
+        raise refused
+    return breaker.wait(refused, wait, rules.sleep), started
+
+
+async def aadmit(
+    rules: Rules, refused: CircuitOpenError, breaker: BreakerState | None, limit: float | None
+) -> tuple[int, float]:
+    """:func:`admit` for async callers (asyncio or trio)."""
+    started = rules.clock()
+    wait = patience(rules, limit)
+    if breaker is None or wait <= 0:
+        raise refused
+    return await breaker.await_(refused, wait, rules.asleep), started
+
+
+def patience(rules: Rules, limit: float | None) -> float:
+    """How long a call refused by an open breaker may wait for it: half its deadline.
+
+    The other half is left for the call itself (a probe given no time would fail for
+    the caller's want of time, and reopen the breaker). The deadline is ``limit``
+    (``Policy.within``) or ``Retry.deadline``, the tighter; none: unbounded here (the
+    breaker caps every wait at ``CircuitBreaker.max_wait``). In testing mode: 0, no wait.
+    """
+    if _testing.current() is not None:
+        return 0.0
+    retry = rules.retry
+    if retry is not None and retry.deadline is not None:
+        limit = retry.deadline if limit is None else min(limit, retry.deadline)
+    return math.inf if limit is None else limit / 2
 
 
 def replay(outcome: Outcome) -> Any:

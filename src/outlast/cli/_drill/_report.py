@@ -31,7 +31,22 @@ def table(reports: list[ScenarioReport]) -> str:
                 f"  {name:32s} {client.availability * 100:8.1f}% {client.p50_ms:8.1f} "
                 f"{client.p99_ms:8.1f} {client.backend_load:11.2f}x {adopted:>14s}"
             )
+        if report.show_load:  # the storm: the load on the backend is the point
+            lines.append(_fault_load(report))
     return "\n".join(lines)
+
+
+def _fault_load(report: ScenarioReport) -> str:
+    """One line: each client's requests per second at the backend during the fault."""
+    rates = {name: c.fault_load for name, c in report.clients.items()}
+    first = next(iter(rates.values()))
+    shown = []
+    for name, rate in rates.items():
+        if rate is None:
+            continue
+        ratio = f" ({rate / first:.2f}x)" if first and name != next(iter(rates)) else ""
+        shown.append(f"{name} {rate:.1f}{ratio}")
+    return "  requests/s at the backend during the fault: " + ", ".join(shown)
 
 
 def as_json(reports: list[ScenarioReport]) -> str:

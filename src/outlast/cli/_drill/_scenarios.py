@@ -55,6 +55,10 @@ class ClientReport:
     timeline: list[tuple[float, bool]]
     #: Requests reaching the backend per second, per :data:`LOAD_BIN` (start s, rate).
     load: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    #: Requests reaching the backend per second during the fault.
+    #: The load a storm puts on the backend: unlike ``backend_load`` (per request made),
+    #: it does not grow when a client makes fewer requests (its callers wait instead).
+    fault_load: float | None = None
 
     def as_json(self) -> dict[str, object]:
         fields = dataclasses.asdict(self)
@@ -306,15 +310,19 @@ def run_scenario(
         client.close()
     repair = None if scenario.repair_at is None else started + scenario.repair_at * seconds
     hits = {c.name: (lab.service.hits if c.backend is None else c.backend)[c.name] for c in clients}
-    reports = {
-        c.name: dataclasses.replace(
-            _report(results[c.name], hits[c.name], started, repair),
-            load=_load(lab.service.arrivals, c.name, started, seconds),
-        )
-        for c in clients
-    }
-    lab.service.status = 200
     window = (scenario.fault[0] * seconds, scenario.fault[1] * seconds)
+    reports = {}
+    arrivals = list(lab.service.arrivals)
+    for c in clients:
+        inside = sum(
+            1 for at, name in arrivals if name == c.name and window[0] <= at - started < window[1]
+        )
+        reports[c.name] = dataclasses.replace(
+            _report(results[c.name], hits[c.name], started, repair),
+            load=_load(arrivals, c.name, started, seconds),
+            fault_load=round(inside / (window[1] - window[0]), 2),
+        )
+    lab.service.status = 200
     return ScenarioReport(scenario.name, scenario.title, window, reports, scenario.show_load)
 
 
