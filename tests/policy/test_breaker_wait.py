@@ -230,7 +230,7 @@ def test_the_waiters_are_refused_when_the_probe_fails() -> None:
 
 
 def test_many_waiting_threads_all_get_the_verdict_and_one_probe_only() -> None:
-    policy = make(time.monotonic, reset=0.05)
+    policy = make(time.monotonic, reset=0.05, max_waiters=16)
     trip(policy)
     time.sleep(0.06)
     probe, first = held_probe(policy)
@@ -255,6 +255,46 @@ def test_many_waiting_threads_all_get_the_verdict_and_one_probe_only() -> None:
         thread.join(30)
     assert results == ["ok"] * 16
     assert first.result(30) == "probe ok"
+
+
+def test_at_most_max_waiters_wait_the_others_are_refused_at_once() -> None:
+    # A long outage must not hold a service's threads: past max_waiters, fail fast.
+    policy = make(time.monotonic, reset=0.05, max_waiters=4, max_wait=5.0)
+    trip(policy)
+    time.sleep(0.06)
+    probe, first = held_probe(policy)
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        try:
+            result: object = policy.call(lambda: "ok")
+        except CircuitOpenError as exc:
+            result = exc
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=caller) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(results) < 8:  # the eight beyond the cap are refused without waiting
+        assert time.monotonic() < deadline, results
+        time.sleep(0.01)
+    assert all(isinstance(r, CircuitOpenError) for r in results)
+    probe.release.set()
+    for thread in threads:
+        thread.join(30)
+    assert results[8:] == ["ok"] * 4  # the four that waited heard the verdict
+    assert first.result(30) == "probe ok"
+
+
+def test_max_waiters_is_checked() -> None:
+    with pytest.raises(Exception, match="max_waiters"):
+        CircuitBreaker(max_waiters=-1)
+    with pytest.raises(Exception, match="max_waiters"):
+        CircuitBreaker(max_waiters=True)  # type: ignore[arg-type]
+    assert CircuitBreaker().max_waiters == 8
 
 
 def test_a_waiter_never_waits_past_its_deadline() -> None:

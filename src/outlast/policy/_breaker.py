@@ -56,6 +56,7 @@ __all__ = [
     "CLOSED",
     "DEFAULT_FAILURES",
     "DEFAULT_MAX_WAIT",
+    "DEFAULT_MAX_WAITERS",
     "DEFAULT_MIN_CALLS",
     "DEFAULT_MIN_RESET",
     "DEFAULT_PROBE_TIMEOUT",
@@ -72,6 +73,7 @@ DEFAULT_FAILURES: Final = 5
 DEFAULT_RESET: Final = 0.25
 DEFAULT_MIN_RESET: Final = 0.05
 DEFAULT_MAX_WAIT: Final = 0.25
+DEFAULT_MAX_WAITERS: Final = 8
 DEFAULT_PROBE_TIMEOUT: Final = 60.0
 DEFAULT_MIN_CALLS: Final = 20
 DEFAULT_WINDOW: Final = 10.0
@@ -105,7 +107,10 @@ class CircuitBreaker:
     for the verdict of the probe another caller took, so a destination that has healed
     answers it rather than :class:`~outlast.CircuitOpenError`. A failed probe refuses
     the waiters; no caller waits longer than ``max_wait`` in all, or for more than one
-    probe's verdict. ``max_wait=0`` fails every refused caller at once.
+    probe's verdict. ``max_wait=0`` fails every refused caller at once. At most
+    ``max_waiters`` callers (default 8) wait on one breaker at a time; the others are
+    refused at once, so a long outage never holds more than that many of a service's
+    threads or tasks in waiting.
 
     With ``ratio`` set, the breaker also opens when, over the last ``window`` seconds,
     at least ``min_calls`` calls finished while it was closed and the share of "unwell"
@@ -125,6 +130,7 @@ class CircuitBreaker:
     window: float
     min_reset: float
     max_wait: float
+    max_waiters: int
 
     def __init__(
         self,
@@ -137,6 +143,7 @@ class CircuitBreaker:
         window: Duration = DEFAULT_WINDOW,
         min_reset: Duration | None = None,
         max_wait: Duration = DEFAULT_MAX_WAIT,
+        max_waiters: int = DEFAULT_MAX_WAITERS,
     ) -> None:
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
             raise ConfigError("failures", failures, "a whole number of at least 1")
@@ -148,6 +155,8 @@ class CircuitBreaker:
             raise ConfigError("min_calls", min_calls, "a whole number of at least 1")
         window_s = to_seconds("window", window, allow_zero=False)
         max_wait_s = to_seconds("max_wait", max_wait)
+        if isinstance(max_waiters, bool) or not isinstance(max_waiters, int) or max_waiters < 0:
+            raise ConfigError("max_waiters", max_waiters, "a whole number of at least 0")
         reset_s = to_seconds("reset", reset, allow_zero=False)
         if min_reset is None:
             first = min(DEFAULT_MIN_RESET, reset_s)
@@ -169,6 +178,7 @@ class CircuitBreaker:
         object.__setattr__(self, "window", window_s)
         object.__setattr__(self, "min_reset", first)
         object.__setattr__(self, "max_wait", max_wait_s)
+        object.__setattr__(self, "max_waiters", max_waiters)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CircuitBreaker:
@@ -350,6 +360,7 @@ class BreakerState:
         "_storage",
         "_tokens",
         "_verdict",
+        "_waiters",
         "name",
         "window",
     )
@@ -385,6 +396,7 @@ class BreakerState:
         self._forced: str | None = None
         # Resolved (and replaced) at the next change of state; made only when a caller waits.
         self._verdict: concurrent.futures.Future[None] | None = None
+        self._waiters = 0  # callers in wait() / await_() now (at most max_waiters)
         # The failure-ratio window; None (and the success path untouched) without a ratio.
         self.window = None if config.ratio is None else _Window(config.window, clock)
         emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
@@ -517,6 +529,20 @@ class BreakerState:
         at most (until the open interval ends), and only before any verdict was waited
         for; a verdict wait that ran out is not begun again: the waiting always ends.
         """
+        with self._lock:
+            if self._waiters >= self._config.max_waiters:
+                raise refused  # enough callers wait already: fail fast
+            self._waiters += 1
+        try:
+            return (yield from self._waiting(refused, patience))
+        finally:
+            with self._lock:
+                self._waiters -= 1
+
+    def _waiting(
+        self, refused: CircuitOpenError, patience: float
+    ) -> Generator[_Pause | _Verdict, bool, int]:
+        """:meth:`_admission` once a place among the waiters is held."""
         clock = self._clock
         end = clock() + min(patience, self._config.max_wait)
         paused = heard = timed_out = False
