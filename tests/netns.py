@@ -19,7 +19,7 @@ whole process group (servers and emulators it started included) is killed when i
 returns or times out. `unavailable()` says why namespaces cannot be made (not root,
 no ``unshare``, a container that forbids it), for tests to skip with.
 
-Used by the ``test_*_system_resolver.py`` tests and by ``benchmarks/``; it imports
+Used by ``tests/servers/test_system_resolver_replays.py`` and by ``benchmarks/``; it imports
 nothing from pytest. Needs Linux, util-linux's ``unshare`` and root (or CAP_SYS_ADMIN).
 """
 
