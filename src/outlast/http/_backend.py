@@ -22,7 +22,6 @@ own), chained to the :class:`~outlast.ResolveError` or the last dial error.
 
 from __future__ import annotations
 
-import contextvars
 import math
 import socket
 import ssl
@@ -58,7 +57,6 @@ from outlast.http._streams import (
 
 __all__ = [
     "HAPPY_EYEBALLS_DELAY",
-    "SNI",
     "AsyncBackend",
     "AsyncOriginDial",
     "OriginDial",
@@ -74,8 +72,6 @@ SocketOption = (
 #: ``OUTLAST_CHAOS`` uses it to inject connect faults; None dials with httpcore's own.
 SyncDialer: TypeAlias = Callable[[str, httpcore.NetworkBackend], httpcore.NetworkBackend]
 AsyncDialer: TypeAlias = Callable[[str, httpcore.AsyncNetworkBackend], httpcore.AsyncNetworkBackend]
-#: A request's ``sni_hostname`` extension, set by the pool while it serves the request.
-SNI: contextvars.ContextVar[str | None] = contextvars.ContextVar("outlast_sni", default=None)
 
 
 def _resolve_failed(exc: ResolveError, port: int) -> httpcore.ConnectError:
@@ -101,16 +97,19 @@ def _wrong_certificate(exc: ssl.SSLCertVerificationError) -> httpcore.ConnectErr
     return httpcore.ConnectError(str(exc))
 
 
-def tls_for(origin: httpcore.Origin, ssl_context: ssl.SSLContext | None, http2: bool) -> TLS | None:
+def tls_for(
+    origin: httpcore.Origin, ssl_context: ssl.SSLContext | None, http2: bool, sni: str | None
+) -> TLS | None:
     """The handshake a direct connection to ``origin`` needs (None for plain HTTP).
 
+    ``sni``: the request's ``sni_hostname`` extension, which wins over the origin's name.
     Sets the context's ALPN protocols as httpcore does before its own handshake.
     """
     if origin.scheme not in (b"https", b"wss"):
         return None
     context = ssl_context if ssl_context is not None else httpcore.default_ssl_context()
     context.set_alpn_protocols(["http/1.1", "h2"] if http2 else ["http/1.1"])
-    name = SNI.get() or canonical_host(origin.host.decode("ascii"))
+    name = sni or canonical_host(origin.host.decode("ascii"))
     return TLS(context, name)
 
 
@@ -276,6 +275,8 @@ class OriginDial(httpcore.NetworkBackend):
         self._ssl_context = ssl_context
         self._http2 = http2
         self.tenure: Tenure | None = None
+        #: The ``sni_hostname`` of the request that opens the connection, if it has one.
+        self.sni: str | None = None
 
     def connect_tcp(
         self,
@@ -285,7 +286,7 @@ class OriginDial(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.NetworkStream:
-        tls = tls_for(self._origin, self._ssl_context, self._http2)
+        tls = tls_for(self._origin, self._ssl_context, self._http2, self.sni)
         stream, answer, address = self._backend.dial(
             host, port, timeout, local_address, socket_options, tls
         )
@@ -500,6 +501,8 @@ class AsyncOriginDial(httpcore.AsyncNetworkBackend):
         self._ssl_context = ssl_context
         self._http2 = http2
         self.tenure: Tenure | None = None
+        #: The ``sni_hostname`` of the request that opens the connection, if it has one.
+        self.sni: str | None = None
 
     async def connect_tcp(
         self,
@@ -509,7 +512,7 @@ class AsyncOriginDial(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        tls = tls_for(self._origin, self._ssl_context, self._http2)
+        tls = tls_for(self._origin, self._ssl_context, self._http2, self.sni)
         stream, answer, address = await self._backend.dial(
             host, port, timeout, local_address, socket_options, tls
         )

@@ -18,6 +18,7 @@ connect faults under the dialler and HTTP faults into each attempt (inside the p
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import ssl
 import time
@@ -98,6 +99,9 @@ class _Parts:
     emitter: Emitter
     view: Policy | None  # what requests go through: the policy, freeing responses it retries
     chaos: Injector | None = None  # OUTLAST_CHAOS: connect and HTTP faults to inject
+    listened: bool = False  # listeners were given: every request's latency is reported
+    #: ``Retry.deadline`` of the policy (``OUTLAST_RETRY_DEADLINE``), or None.
+    deadline: float | None = None
 
 
 def _parts(
@@ -113,7 +117,7 @@ def _parts(
     listeners = tuple(listeners)
     emitter = Emitter(LOGGER, listeners)
     if disabled():
-        return _Parts(None, None, None, emitter, None)
+        return _Parts(None, None, None, emitter, None, listened=bool(listeners))
     chaos = _root.http_chaos(Settings.from_env(), listeners)  # OUTLAST_CHAOS: a rehearsal
     outliers = Outliers(eject_for=eject_for)
     if policy is None:
@@ -121,7 +125,9 @@ def _parts(
     view = http_view(policy)
     if resolver is None:  # the process's, shared: this transport never closes it
         resolver = _root.shared_resolver(listeners=listeners)
-    return _Parts(resolver, policy, outliers, emitter, view, chaos)
+    retry = view.retry
+    deadline = None if retry is None else retry.deadline
+    return _Parts(resolver, policy, outliers, emitter, view, chaos, bool(listeners), deadline)
 
 
 def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
@@ -133,22 +139,57 @@ def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpe
 _LEAST_TIMEOUT: Final = 0.001
 
 
-def _limit(request: httpx.Request, view: Policy) -> float | None:
-    """The seconds a whole call may take: connect + read of httpx's timeout, or less.
+def _limit(timeout: object, deadline: float | None) -> float | None:
+    """The seconds a whole call may take: connect + read of httpx's ``timeout``, or less.
 
-    ``Retry.deadline`` (``OUTLAST_RETRY_DEADLINE``) applies too, the tighter winning.
-    None when neither bounds the call.
+    ``deadline`` (``Retry.deadline``, ``OUTLAST_RETRY_DEADLINE``) applies too, the
+    tighter winning. None when neither bounds the call.
     """
-    timeout = request.extensions.get("timeout")
     limit: float | None = None
     if isinstance(timeout, dict):
         connect, read = timeout.get("connect"), timeout.get("read")
         if connect is not None and read is not None:
             limit = float(connect) + float(read)
-    retry = view.retry
-    if retry is not None and retry.deadline is not None:
-        limit = retry.deadline if limit is None else min(limit, retry.deadline)
+    if deadline is not None:
+        limit = deadline if limit is None else min(limit, deadline)
     return limit if limit is not None and limit > 0 else None
+
+
+def _cut_first(timeout: object, limit: float) -> bool:
+    """Whether a first attempt's timeouts need cutting to ``limit``: one phase is unbounded
+    or longer (the usual ``httpx.Timeout(5.0)`` within connect + read needs none)."""
+    if not isinstance(timeout, dict):
+        return False
+    for value in timeout.values():
+        if value is None or value > limit:
+            return True
+    return False
+
+
+#: A route's cache key: the raw parts of a URL that its origin is made of. httpx's
+#: ``URL.host`` / ``URL.port`` properties decode on every read; the parsed reference
+#: they read from does not (``_uri_reference``, httpx 0.28 and 1.0's URL).
+_RouteKey = tuple[str, str, "int | None"]
+#: Most origins a transport remembers the policy view of (then it starts afresh).
+_MAX_ROUTES: Final = 256
+
+
+class _Route:
+    """An origin's policy handle, kept by a transport: its key, the view bound to that
+    key's guard, and that view with the last deadline asked for.
+
+    Immutable, so threads read it whole; the transport replaces it when the policy's
+    registry hands back another view (the key was evicted and made afresh) or a request
+    brings another deadline.
+    """
+
+    __slots__ = ("key", "limit", "limited", "view")
+
+    def __init__(self, key: str, view: Policy, limit: float | None, limited: Policy) -> None:
+        self.key = key
+        self.view = view
+        self.limit = limit
+        self.limited = limited
 
 
 def _restore_causes(error: BaseException) -> None:
@@ -174,11 +215,12 @@ def _restore_causes(error: BaseException) -> None:
 class _Attempts:
     """One request's attempts: sends it, tags what comes back, frees a failed response.
 
-    With a deadline, each attempt's httpx timeouts are cut to the time that remains, so
-    the attempts and the waits between them together stay within it.
+    With a deadline, each retry's httpx timeouts are cut to the time that remains, so
+    the attempts and the waits between them together stay within it (the transport cuts
+    the first attempt's before the call, and only when one phase could outlast it).
     """
 
-    __slots__ = ("deadline", "freed", "last", "request", "send_once", "timeouts")
+    __slots__ = ("deadline", "freed", "last", "request", "send_once", "sent", "timeouts")
 
     def __init__(
         self,
@@ -194,6 +236,7 @@ class _Attempts:
         #: When the whole call must be over (``time.monotonic()``), or None.
         self.deadline = deadline
         self.timeouts: dict[str, float | None] | None = None  # the caller's own, if cut
+        self.sent = False  # an attempt was made: the next one is a retry
 
     def _bound(self) -> None:
         """Cut the request's timeouts to what remains before the deadline."""
@@ -231,8 +274,11 @@ class _Attempts:
             self.freed, self.last = last, None
 
     def send(self) -> httpx.Response:
-        self.release()  # the policy chose to retry (in testing mode it does not sleep)
-        self._bound()
+        if self.sent:  # a retry: the policy chose it (in testing mode it does not sleep)
+            self.release()
+            self._bound()
+        else:
+            self.sent = True
         request = self.request
         try:
             response: httpx.Response = self.send_once(request)
@@ -245,8 +291,11 @@ class _Attempts:
         return response
 
     async def asend(self) -> httpx.Response:
-        await self.arelease()
-        self._bound()
+        if self.sent:
+            await self.arelease()
+            self._bound()
+        else:
+            self.sent = True
         request = self.request
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = self.send_once
         try:
@@ -260,10 +309,9 @@ class _Attempts:
         return response
 
 
-def _refused(response: httpx.Response, attempts: _Attempts, policy: Policy) -> None:
-    """Raise if ``response`` is one closed for a retry that the breaker then refused."""
-    if response is attempts.freed:  # the policy hands back the last outcome it saw
-        raise CircuitOpenError(policy.key, retry_after(policy), request=attempts.request)
+def _refused(attempts: _Attempts, policy: Policy) -> CircuitOpenError:
+    """The error for a response closed for a retry that the breaker then refused."""
+    return CircuitOpenError(policy.key, retry_after(policy), request=attempts.request)
 
 
 class _Face(Generic[PoolT, BackendT]):
@@ -277,6 +325,9 @@ class _Face(Generic[PoolT, BackendT]):
     _pools: Pools[PoolT, BackendT]
     _pool: PoolT
     _parts: _Parts
+    _routes: dict[_RouteKey, _Route]
+    _keyed: Callable[[str], Policy]
+    _send: Any
 
     def __init__(
         self,
@@ -316,10 +367,35 @@ class _Face(Generic[PoolT, BackendT]):
             socket_options=socket_options,
             backend=self._backend(parts),
         )
+        self._routes = {}
+        if parts.view is not None:
+            self._keyed = parts.view._keyed()
+            self._send = self._sender()
+
+    def _sender(self) -> Any:
+        """What one attempt calls: httpx's own ``handle_request`` (with chaos, if on)."""
+        raise NotImplementedError
 
     def _backend(self, parts: _Parts) -> BackendT | None:
         """The network backend the pool dials through (None: httpcore's own)."""
         raise NotImplementedError
+
+    def _route(self, raw: _RouteKey, url: httpx.URL, limit: float | None) -> _Route:
+        """The route of ``url``'s origin, made or brought up to date (off the hot path).
+
+        Asked through the policy's registry like ``for_key``, so the origin's breaker
+        and budget are the ones ``policy.for_key(origin)`` shows.
+        """
+        routes = self._routes
+        route = routes.get(raw)
+        key = origin_of(url) if route is None else route.key
+        view = self._keyed(key)
+        limited = view if limit is None else view.within(limit)
+        route = _Route(key, view, limit, limited)
+        if raw not in routes and len(routes) >= _MAX_ROUTES:
+            routes.clear()  # a transport for many origins: start afresh, keep it bounded
+        routes[raw] = route
+        return route
 
     @property
     def resolver(self) -> Resolver | None:
@@ -356,10 +432,17 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
         dialer = None if parts.chaos is None else parts.chaos.sync_dialer
         return SyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
+    def _sender(self) -> Callable[[httpx.Request], httpx.Response]:
+        send: Callable[[httpx.Request], httpx.Response] = super().handle_request
+        chaos = self._parts.chaos
+        return send if chaos is None else chaos.wrap(send)
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        emitter = self._parts.emitter
-        if not emitter.enabled:  # nobody would see the latency: do not measure it
-            return self._handle_request(request)
+        if self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG):
+            return self._timed(request)  # someone sees the latency: measure it
+        return self._handle_request(request)
+
+    def _timed(self, request: httpx.Request) -> httpx.Response:
         started, status = time.perf_counter(), 0
         try:
             response = self._handle_request(request)
@@ -367,25 +450,32 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
             return response
         finally:
             seconds = time.perf_counter() - started
-            emitter.emit(
+            self._parts.emitter.emit(
                 RequestFinished.of(origin_of(request.url), request.method, status, seconds)
             )
 
     def _handle_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.view
-        if policy is None:
+        parts = self._parts
+        if parts.view is None:
             return super().handle_request(request)
-        send: Callable[[httpx.Request], httpx.Response] = super().handle_request
-        if self._parts.chaos is not None:
-            send = self._parts.chaos.wrap(send)
-        view = policy.for_key(origin_of(request.url))
-        limit = _limit(request, view)
-        if limit is not None:  # the caller's timeout bounds the whole call
-            view = view.within(limit)
-        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
+        # The origin's route: a dict hit and the registry's check that its guard is current.
+        ref = request.url._uri_reference
+        raw = (ref.scheme, ref.host, ref.port)
+        timeout = request.extensions.get("timeout")
+        limit = _limit(timeout, parts.deadline)
+        route = self._routes.get(raw)
+        if route is None or route.limit != limit or self._keyed(route.key) is not route.view:
+            route = self._route(raw, request.url, limit)
+        view = route.limited
+        if limit is None:
+            attempts = _Attempts(self._send, request)
+        else:  # the caller's timeout bounds the whole call
+            attempts = _Attempts(self._send, request, time.monotonic() + limit)
+            if _cut_first(timeout, limit):
+                attempts._bound()
         token = HELD.set(attempts)
         try:
-            response = view.call(attempts.send)
+            response: httpx.Response = view.call(attempts.send)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
         except BaseException:  # failed, or interrupted during the backoff: free the connection
@@ -393,8 +483,10 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
             raise
         finally:
             HELD.reset(token)
-            attempts.restore()
-        _refused(response, attempts, view)
+            if attempts.timeouts is not None:
+                attempts.restore()
+        if response is attempts.freed:  # the policy hands back the last outcome it saw
+            raise _refused(attempts, view)
         return response
 
 
@@ -417,10 +509,17 @@ class AsyncTransport(
         dialer = None if parts.chaos is None else parts.chaos.async_dialer
         return AsyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
+    def _sender(self) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+        send: Callable[[httpx.Request], Awaitable[httpx.Response]] = super().handle_async_request
+        chaos = self._parts.chaos
+        return send if chaos is None else chaos.awrap(send)
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        emitter = self._parts.emitter
-        if not emitter.enabled:
-            return await self._handle_async_request(request)
+        if self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG):
+            return await self._timed(request)
+        return await self._handle_async_request(request)
+
+    async def _timed(self, request: httpx.Request) -> httpx.Response:
         started, status = time.perf_counter(), 0
         try:
             response = await self._handle_async_request(request)
@@ -428,25 +527,31 @@ class AsyncTransport(
             return response
         finally:
             seconds = time.perf_counter() - started
-            emitter.emit(
+            self._parts.emitter.emit(
                 RequestFinished.of(origin_of(request.url), request.method, status, seconds)
             )
 
     async def _handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.view
-        if policy is None:
+        parts = self._parts
+        if parts.view is None:
             return await super().handle_async_request(request)
-        send: Callable[[httpx.Request], Awaitable[httpx.Response]] = super().handle_async_request
-        if self._parts.chaos is not None:
-            send = self._parts.chaos.awrap(send)
-        view = policy.for_key(origin_of(request.url))
-        limit = _limit(request, view)
-        if limit is not None:  # the caller's timeout bounds the whole call
-            view = view.within(limit)
-        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
+        ref = request.url._uri_reference  # see Transport._handle_request
+        raw = (ref.scheme, ref.host, ref.port)
+        timeout = request.extensions.get("timeout")
+        limit = _limit(timeout, parts.deadline)
+        route = self._routes.get(raw)
+        if route is None or route.limit != limit or self._keyed(route.key) is not route.view:
+            route = self._route(raw, request.url, limit)
+        view = route.limited
+        if limit is None:
+            attempts = _Attempts(self._send, request)
+        else:  # the caller's timeout bounds the whole call
+            attempts = _Attempts(self._send, request, time.monotonic() + limit)
+            if _cut_first(timeout, limit):
+                attempts._bound()
         token = HELD.set(attempts)
         try:
-            response = await view.acall(attempts.asend)
+            response: httpx.Response = await view.acall(attempts.asend)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
         except BaseException:  # failed, or cancelled during the backoff: free the connection
@@ -454,6 +559,8 @@ class AsyncTransport(
             raise
         finally:
             HELD.reset(token)
-            attempts.restore()
-        _refused(response, attempts, view)
+            if attempts.timeouts is not None:
+                attempts.restore()
+        if response is attempts.freed:  # the policy hands back the last outcome it saw
+            raise _refused(attempts, view)
         return response

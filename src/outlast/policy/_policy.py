@@ -362,6 +362,18 @@ class Policy:
             return _view(core, None)
         return core.view(key)
 
+    def _keyed(self) -> Callable[[str], Policy]:
+        """:meth:`for_key` for an integration's hot path: keys it built, not checked.
+
+        An enabled policy's answer for a known key is the same view each time until the
+        key is evicted, so a caller may hold a view and compare it with the answer.
+        """
+        core = self._core
+        if not core.enabled:
+            passthrough = _view(core, None)
+            return lambda key: passthrough
+        return core.view
+
     def derive(
         self,
         *,
