@@ -32,7 +32,7 @@ from outlast.http._classify import classify_result as http_classify_result
 from outlast.http._classify import retry_safe
 from outlast.policy import Classifier, Decision, Outcome, Policy
 
-__all__ = ["HELD", "Held", "http_view", "retry_after"]
+__all__ = ["HELD", "Held", "http_view", "quick_results", "retry_after"]
 
 #: The request did not leave: retrying it is safe for every method.
 _NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -136,6 +136,13 @@ def http_view(policy: Policy) -> Policy:
         sleep=_releasing(sleep),
         asleep=_areleasing(asleep),
     )
+
+
+def quick_results(view: Policy) -> bool:
+    """Whether ``view`` retries no response below 500 but a 429: it judges responses by
+    the transports' own classifier (:func:`_http_result`), or not at all."""
+    classify = view.classify_result
+    return classify is None or classify is _http_result
 
 
 def retry_after(policy: Policy) -> float:

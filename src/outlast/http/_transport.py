@@ -17,11 +17,13 @@ connect faults under the dialler and HTTP faults into each attempt (inside the p
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 import os
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -49,7 +51,7 @@ from outlast.http._pool import (
     build_pool,
     proxy_of,
 )
-from outlast.http._rules import HELD, http_view, retry_after
+from outlast.http._rules import HELD, Held, http_view, quick_results, retry_after
 from outlast.policy import Policy
 
 if TYPE_CHECKING:
@@ -102,6 +104,7 @@ class _Parts:
     listened: bool = False  # listeners were given: every request's latency is reported
     #: ``Retry.deadline`` of the policy (``OUTLAST_RETRY_DEADLINE``), or None.
     deadline: float | None = None
+    quick: bool = False  # the view retries no response below 500 but 429 (see _Attempts)
 
 
 def _parts(
@@ -127,7 +130,10 @@ def _parts(
         resolver = _root.shared_resolver(listeners=listeners)
     retry = view.retry
     deadline = None if retry is None else retry.deadline
-    return _Parts(resolver, policy, outliers, emitter, view, chaos, bool(listeners), deadline)
+    quick = quick_results(view)
+    return _Parts(
+        resolver, policy, outliers, emitter, view, chaos, bool(listeners), deadline, quick
+    )
 
 
 def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
@@ -137,6 +143,14 @@ def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpe
 #: The shortest timeout an attempt is given when its deadline has (nearly) passed: httpcore
 #: reads 0 as "do not block", which is not "give up now".
 _LEAST_TIMEOUT: Final = 0.001
+
+
+#: A route's cache key: the raw parts of a URL that its origin is made of. httpx's
+#: ``URL.host`` / ``URL.port`` properties decode on every read; the parsed reference
+#: they read from does not (``_uri_reference``, httpx 0.28 and 1.0's URL).
+_RouteKey = tuple[str, str, "int | None"]
+#: Most origins a transport remembers the policy view of (then it starts afresh).
+_MAX_ROUTES: Final = 256
 
 
 def _limit(timeout: object, deadline: float | None) -> float | None:
@@ -155,41 +169,37 @@ def _limit(timeout: object, deadline: float | None) -> float | None:
     return limit if limit is not None and limit > 0 else None
 
 
-def _cut_first(timeout: object, limit: float) -> bool:
-    """Whether a first attempt's timeouts need cutting to ``limit``: one phase is unbounded
-    or longer (the usual ``httpx.Timeout(5.0)`` within connect + read needs none)."""
-    if not isinstance(timeout, dict):
-        return False
-    for value in timeout.values():
-        if value is None or value > limit:
-            return True
-    return False
-
-
-#: A route's cache key: the raw parts of a URL that its origin is made of. httpx's
-#: ``URL.host`` / ``URL.port`` properties decode on every read; the parsed reference
-#: they read from does not (``_uri_reference``, httpx 0.28 and 1.0's URL).
-_RouteKey = tuple[str, str, "int | None"]
-#: Most origins a transport remembers the policy view of (then it starts afresh).
-_MAX_ROUTES: Final = 256
-
-
 class _Route:
-    """An origin's policy handle, kept by a transport: its key, the view bound to that
-    key's guard, and that view with the last deadline asked for.
+    """An origin's policy handle, kept by a transport for the requests to that origin.
 
-    Immutable, so threads read it whole; the transport replaces it when the policy's
-    registry hands back another view (the key was evicted and made afresh) or a request
-    brings another deadline.
+    ``key``: the origin (``origin_of``); ``view``: the policy bound to that key's guard,
+    ``limited``: the same with the deadline of ``timeout`` (the httpx timeouts of the
+    last request, whose ``limit`` it is); ``cut``: whether a first attempt's timeouts
+    must be cut to it (a phase is unbounded or longer). ``held``: where the policy holds
+    the guard (its registry and the guard), None if it never goes stale.
+
+    Immutable, so threads read it whole; the transport makes a new one when the key
+    was evicted from the registry (and made afresh) or a request brings other timeouts.
     """
 
-    __slots__ = ("key", "limit", "limited", "view")
+    __slots__ = ("cut", "guard", "key", "limit", "limited", "registry", "timeout", "view")
 
-    def __init__(self, key: str, view: Policy, limit: float | None, limited: Policy) -> None:
+    def __init__(
+        self, key: str, view: Policy, timeout: object, limit: float | None, limited: Policy
+    ) -> None:
         self.key = key
         self.view = view
+        self.timeout = dict(timeout) if isinstance(timeout, dict) else timeout
         self.limit = limit
         self.limited = limited
+        self.cut = (
+            limit is not None
+            and isinstance(timeout, dict)
+            and any(value is None or value > limit for value in timeout.values())
+        )
+        held = view._held()
+        self.registry: OrderedDict[str, Any] | None = None if held is None else held[0]
+        self.guard: object = None if held is None else held[1]
 
 
 def _restore_causes(error: BaseException) -> None:
@@ -218,15 +228,31 @@ class _Attempts:
     With a deadline, each retry's httpx timeouts are cut to the time that remains, so
     the attempts and the waits between them together stay within it (the transport cuts
     the first attempt's before the call, and only when one phase could outlast it).
+
+    The policy's sleep finds the attempts through :data:`HELD` to free the response it
+    is about to retry. They are put there only once a response is kept that the policy
+    may retry: with the transport's own classifier (``quick``), a 5xx or a 429; with
+    another, any. A request whose first response is accepted never touches ``HELD``.
     """
 
-    __slots__ = ("deadline", "freed", "last", "request", "send_once", "sent", "timeouts")
+    __slots__ = (
+        "deadline",
+        "freed",
+        "last",
+        "quick",
+        "request",
+        "send_once",
+        "sent",
+        "timeouts",
+        "token",
+    )
 
     def __init__(
         self,
         send_once: Callable[[httpx.Request], Any],
         request: httpx.Request,
         deadline: float | None = None,
+        quick: bool = False,
     ) -> None:
         self.send_once = send_once
         self.request = request
@@ -237,6 +263,22 @@ class _Attempts:
         self.deadline = deadline
         self.timeouts: dict[str, float | None] | None = None  # the caller's own, if cut
         self.sent = False  # an attempt was made: the next one is a retry
+        self.quick = quick  # the policy retries no response below 500 but 429
+        self.token: contextvars.Token[Held | None] | None = None  # set in HELD, to reset
+
+    def _keep(self, response: httpx.Response) -> None:
+        """Hold on to ``response`` (freed if retried); let the sleep find it if need be."""
+        self.last = response
+        if self.token is None and (
+            not self.quick or response.status_code >= 500 or response.status_code == 429
+        ):
+            self.token = HELD.set(self)
+
+    def unhold(self) -> None:
+        """Take the attempts out of :data:`HELD` (the call is over)."""
+        if self.token is not None:
+            HELD.reset(self.token)
+            self.token = None
 
     def _bound(self) -> None:
         """Cut the request's timeouts to what remains before the deadline."""
@@ -287,7 +329,7 @@ class _Attempts:
             _restore_causes(exc)
             raise
         response.request = request
-        self.last = response
+        self._keep(response)
         return response
 
     async def asend(self) -> httpx.Response:
@@ -305,7 +347,7 @@ class _Attempts:
             _restore_causes(exc)
             raise
         response.request = request
-        self.last = response
+        self._keep(response)
         return response
 
 
@@ -380,18 +422,69 @@ class _Face(Generic[PoolT, BackendT]):
         """The network backend the pool dials through (None: httpcore's own)."""
         raise NotImplementedError
 
-    def _route(self, raw: _RouteKey, url: httpx.URL, limit: float | None) -> _Route:
-        """The route of ``url``'s origin, made or brought up to date (off the hot path).
+    def _begin(self, request: httpx.Request) -> tuple[Policy, _Attempts, float | None]:
+        """What one request goes through: its origin's view of the policy, its attempts,
+        and when it started (``time.perf_counter()``) if someone sees its latency (a
+        listener, or DEBUG logging), else None: nobody sees it, nothing is measured.
+
+        The seconds the whole call may take are connect + read of httpx's timeout, or
+        ``Retry.deadline`` (``OUTLAST_RETRY_DEADLINE``) if tighter; neither: unbounded.
+        For a known origin and the same timeouts as its last request this is two dict
+        hits and the registry's word that the origin's guard is current (and its key
+        touched, as ``for_key`` does): no lookup, no object but the attempts.
+        """
+        started = (
+            time.perf_counter()
+            if self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG)
+            else None
+        )
+        timeout = request.extensions.get("timeout")
+        ref = request.url._uri_reference
+        raw = (ref.scheme, ref.host, ref.port)
+        route = self._routes.get(raw)
+        if route is None or timeout != route.timeout:
+            route = self._route(raw, request, timeout)
+        else:
+            registry = route.registry
+            if registry is not None:  # the key's guard is current: touch it, as for_key does
+                if registry.get(route.key) is route.guard:
+                    try:
+                        registry.move_to_end(route.key)
+                    except KeyError:  # evicted meanwhile, by another thread
+                        route = self._route(raw, request, timeout)
+                else:  # evicted (and maybe made afresh): ask the policy again
+                    route = self._route(raw, request, timeout)
+        limit = route.limit
+        if limit is None:
+            return route.limited, _Attempts(self._send, request, None, self._parts.quick), started
+        attempts = _Attempts(self._send, request, time.monotonic() + limit, self._parts.quick)
+        if route.cut:  # a phase could outlast the deadline: cut the first attempt's too
+            attempts._bound()
+        return route.limited, attempts, started
+
+    def _finished(
+        self, request: httpx.Request, response: httpx.Response | None, started: float
+    ) -> None:
+        """Report a request's latency and status (0: it raised) to whoever sees it."""
+        seconds = time.perf_counter() - started
+        status = 0 if response is None else response.status_code
+        self._parts.emitter.emit(
+            RequestFinished.of(origin_of(request.url), request.method, status, seconds)
+        )
+
+    def _route(self, raw: _RouteKey, request: httpx.Request, timeout: object) -> _Route:
+        """The route of ``request``'s origin, made or brought up to date (off the hot path).
 
         Asked through the policy's registry like ``for_key``, so the origin's breaker
         and budget are the ones ``policy.for_key(origin)`` shows.
         """
         routes = self._routes
         route = routes.get(raw)
-        key = origin_of(url) if route is None else route.key
+        key = origin_of(request.url) if route is None else route.key
         view = self._keyed(key)
+        limit = _limit(timeout, self._parts.deadline)
         limited = view if limit is None else view.within(limit)
-        route = _Route(key, view, limit, limited)
+        route = _Route(key, view, timeout, limit, limited)
         if raw not in routes and len(routes) >= _MAX_ROUTES:
             routes.clear()  # a transport for many origins: start afresh, keep it bounded
         routes[raw] = route
@@ -438,56 +531,38 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
         return send if chaos is None else chaos.wrap(send)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG):
-            return self._timed(request)  # someone sees the latency: measure it
-        return self._handle_request(request)
-
-    def _timed(self, request: httpx.Request) -> httpx.Response:
-        started, status = time.perf_counter(), 0
+        if self._parts.view is None:
+            return self._unguarded(request)
+        view, attempts, started = self._begin(request)
+        response: httpx.Response | None = None
         try:
-            response = self._handle_request(request)
-            status = response.status_code
-            return response
-        finally:
-            seconds = time.perf_counter() - started
-            self._parts.emitter.emit(
-                RequestFinished.of(origin_of(request.url), request.method, status, seconds)
-            )
-
-    def _handle_request(self, request: httpx.Request) -> httpx.Response:
-        parts = self._parts
-        if parts.view is None:
-            return super().handle_request(request)
-        # The origin's route: a dict hit and the registry's check that its guard is current.
-        ref = request.url._uri_reference
-        raw = (ref.scheme, ref.host, ref.port)
-        timeout = request.extensions.get("timeout")
-        limit = _limit(timeout, parts.deadline)
-        route = self._routes.get(raw)
-        if route is None or route.limit != limit or self._keyed(route.key) is not route.view:
-            route = self._route(raw, request.url, limit)
-        view = route.limited
-        if limit is None:
-            attempts = _Attempts(self._send, request)
-        else:  # the caller's timeout bounds the whole call
-            attempts = _Attempts(self._send, request, time.monotonic() + limit)
-            if _cut_first(timeout, limit):
-                attempts._bound()
-        token = HELD.set(attempts)
-        try:
-            response: httpx.Response = view.call(attempts.send)
+            response = view.call(attempts.send)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
         except BaseException:  # failed, or interrupted during the backoff: free the connection
             attempts.release()
             raise
         finally:
-            HELD.reset(token)
+            if attempts.token is not None:
+                attempts.unhold()
             if attempts.timeouts is not None:
                 attempts.restore()
+            if started is not None:
+                self._finished(request, None if response is attempts.freed else response, started)
         if response is attempts.freed:  # the policy hands back the last outcome it saw
             raise _refused(attempts, view)
         return response
+
+    def _unguarded(self, request: httpx.Request) -> httpx.Response:
+        """Outlast is off (``OUTLAST_DISABLE=1``): httpx's own, its latency still reported."""
+        if not (self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG)):
+            return super().handle_request(request)
+        started, response = time.perf_counter(), None
+        try:
+            response = super().handle_request(request)
+            return response
+        finally:
+            self._finished(request, response, started)
 
 
 class AsyncTransport(
@@ -515,52 +590,35 @@ class AsyncTransport(
         return send if chaos is None else chaos.awrap(send)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG):
-            return await self._timed(request)
-        return await self._handle_async_request(request)
-
-    async def _timed(self, request: httpx.Request) -> httpx.Response:
-        started, status = time.perf_counter(), 0
+        if self._parts.view is None:
+            return await self._unguarded(request)
+        view, attempts, started = self._begin(request)
+        response: httpx.Response | None = None
         try:
-            response = await self._handle_async_request(request)
-            status = response.status_code
-            return response
-        finally:
-            seconds = time.perf_counter() - started
-            self._parts.emitter.emit(
-                RequestFinished.of(origin_of(request.url), request.method, status, seconds)
-            )
-
-    async def _handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        parts = self._parts
-        if parts.view is None:
-            return await super().handle_async_request(request)
-        ref = request.url._uri_reference  # see Transport._handle_request
-        raw = (ref.scheme, ref.host, ref.port)
-        timeout = request.extensions.get("timeout")
-        limit = _limit(timeout, parts.deadline)
-        route = self._routes.get(raw)
-        if route is None or route.limit != limit or self._keyed(route.key) is not route.view:
-            route = self._route(raw, request.url, limit)
-        view = route.limited
-        if limit is None:
-            attempts = _Attempts(self._send, request)
-        else:  # the caller's timeout bounds the whole call
-            attempts = _Attempts(self._send, request, time.monotonic() + limit)
-            if _cut_first(timeout, limit):
-                attempts._bound()
-        token = HELD.set(attempts)
-        try:
-            response: httpx.Response = await view.acall(attempts.asend)
+            response = await view.acall(attempts.asend)
         except _PolicyCircuitOpen as exc:
             raise _circuit_open(exc, request) from exc
         except BaseException:  # failed, or cancelled during the backoff: free the connection
             await attempts.arelease()
             raise
         finally:
-            HELD.reset(token)
+            if attempts.token is not None:
+                attempts.unhold()
             if attempts.timeouts is not None:
                 attempts.restore()
+            if started is not None:
+                self._finished(request, None if response is attempts.freed else response, started)
         if response is attempts.freed:  # the policy hands back the last outcome it saw
             raise _refused(attempts, view)
         return response
+
+    async def _unguarded(self, request: httpx.Request) -> httpx.Response:
+        """Outlast is off (``OUTLAST_DISABLE=1``): httpx's own, its latency still reported."""
+        if not (self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG)):
+            return await super().handle_async_request(request)
+        started, response = time.perf_counter(), None
+        try:
+            response = await super().handle_async_request(request)
+            return response
+        finally:
+            self._finished(request, response, started)

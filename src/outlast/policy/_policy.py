@@ -374,6 +374,17 @@ class Policy:
             return lambda key: passthrough
         return core.view
 
+    def _held(self) -> tuple[OrderedDict[str, Guard], Guard] | None:
+        """Where this view's guard is held: the registry and the guard, for a caller
+        that keeps the view and checks ``registry.get(key) is guard`` (then touches the
+        key, as :meth:`for_key` does) instead of asking again. None if it never goes
+        stale (a pass-through view, or the policy's own name, which is pinned).
+        """
+        core, guard = self._core, self._guard
+        if guard is None or self is core.default:
+            return None
+        return core.guards.registry, guard
+
     def derive(
         self,
         *,
