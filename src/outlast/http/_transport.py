@@ -266,14 +266,6 @@ class _Attempts:
         self.quick = quick  # the policy retries no response below 500 but 429
         self.token: contextvars.Token[Held | None] | None = None  # set in HELD, to reset
 
-    def _keep(self, response: httpx.Response) -> None:
-        """Hold on to ``response`` (freed if retried); let the sleep find it if need be."""
-        self.last = response
-        if self.token is None and (
-            not self.quick or response.status_code >= 500 or response.status_code == 429
-        ):
-            self.token = HELD.set(self)
-
     def unhold(self) -> None:
         """Take the attempts out of :data:`HELD` (the call is over)."""
         if self.token is not None:
@@ -329,7 +321,11 @@ class _Attempts:
             _restore_causes(exc)
             raise
         response.request = request
-        self._keep(response)
+        self.last = response  # freed if retried; the sleep must find it if it may be
+        if self.token is None and (
+            not self.quick or response.status_code >= 500 or response.status_code == 429
+        ):
+            self.token = HELD.set(self)
         return response
 
     async def asend(self) -> httpx.Response:
@@ -347,7 +343,11 @@ class _Attempts:
             _restore_causes(exc)
             raise
         response.request = request
-        self._keep(response)
+        self.last = response  # freed if retried; the sleep must find it if it may be
+        if self.token is None and (
+            not self.quick or response.status_code >= 500 or response.status_code == 429
+        ):
+            self.token = HELD.set(self)
         return response
 
 

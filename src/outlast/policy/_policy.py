@@ -533,7 +533,8 @@ class Policy:
             return run.run(fn, args, kwargs)
         classify = rules.classify_result
         if classify is None:
-            if breaker is not None and (breaker.failures or breaker.window is not None):
+            # breaker.failures, read straight from its storage: two calls fewer per success
+            if breaker is not None and (breaker._storage.counter or breaker.window is not None):
                 breaker.succeeded(0)
             return result
         first = first_result(result)  # inline: a Run is built only for a result to retry
@@ -543,7 +544,7 @@ class Policy:
         if breaker is not None and not decision.neutral:  # _settled, inlined: every response
             if decision.unwell:
                 breaker.failed(0)
-            elif breaker.failures or breaker.window is not None:
+            elif breaker._storage.counter or breaker.window is not None:
                 breaker.succeeded(0)
         return result
 
@@ -572,7 +573,7 @@ class Policy:
             return await run.arun(fn, args, kwargs)
         classify = rules.classify_result
         if classify is None:
-            if breaker is not None and (breaker.failures or breaker.window is not None):
+            if breaker is not None and (breaker._storage.counter or breaker.window is not None):
                 breaker.succeeded(0)
             return result
         first = first_result(result)
@@ -583,7 +584,7 @@ class Policy:
         if breaker is not None and not decision.neutral:  # _settled, inlined: every response
             if decision.unwell:
                 breaker.failed(0)
-            elif breaker.failures or breaker.window is not None:
+            elif breaker._storage.counter or breaker.window is not None:
                 breaker.succeeded(0)
         return result
 
