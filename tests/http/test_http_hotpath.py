@@ -32,7 +32,7 @@ from outlast.testing import DNSServer
 ONE = httpx.Limits(max_connections=1)
 
 #: Python calls (frames and C functions) one kept-alive GET through ``outlast.Transport``
-#: may make beyond plain httpx's: 17 once the hot path was cut (57 before).
+#: may make beyond plain httpx's: 15 once the hot path was cut (57 before).
 EXTRA_CALLS_ALLOWED = 35
 
 
