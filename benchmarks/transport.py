@@ -6,7 +6,10 @@ connection per request; sync and async. outlast resolves a name (served by a DNS
 server on loopback, so a cache hit after the first request) and goes through its
 default policy; plain httpx is given the IP. Prints per-request times (best round)
 and the ratios against the targets, and the client process's CPU time per request (on a
-shared machine, the steadier measure of what outlast adds).
+shared machine, the steadier measure of what outlast adds). Last, the Python calls per
+request, which are the same on any machine: httpx checks every character of a URL, so
+a longer name costs calls of its own; the last line gives both clients the same URL
+(``localhost``, which plain httpx resolves itself), leaving only outlast's calls.
 Run: ``PYTHONPATH=src python benchmarks/transport.py``.
 """
 
@@ -141,6 +144,7 @@ def main() -> None:
     try:
         with DNSServer() as dns_server:
             dns_server.set(NAME, ["127.0.0.1"], ttl=3600)
+            dns_server.set("localhost", ["127.0.0.1"], ttl=3600)
             with Resolver(providers=[dns_server.provider]) as resolver:
                 ip_url = f"http://127.0.0.1:{port}/"
                 name_url = f"http://{NAME}:{port}/"
@@ -191,6 +195,13 @@ def main() -> None:
                     httpx.HTTPTransport(limits=fresh),
                     Transport(limits=fresh, resolver=resolver),
                     urls,
+                )
+                same = f"http://localhost:{port}/"
+                _count_calls(
+                    "keep-alive, same URL",
+                    httpx.HTTPTransport(),
+                    Transport(resolver=resolver),
+                    (same, same),
                 )
     finally:
         server.terminate()

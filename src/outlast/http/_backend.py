@@ -22,12 +22,11 @@ own), chained to the :class:`~outlast.ResolveError` or the last dial error.
 
 from __future__ import annotations
 
-import contextvars
 import math
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, TypeAlias
 
 import anyio
@@ -58,7 +57,6 @@ from outlast.http._streams import (
 
 __all__ = [
     "HAPPY_EYEBALLS_DELAY",
-    "SNI",
     "AsyncBackend",
     "AsyncOriginDial",
     "OriginDial",
@@ -74,8 +72,6 @@ SocketOption = (
 #: ``OUTLAST_CHAOS`` uses it to inject connect faults; None dials with httpcore's own.
 SyncDialer: TypeAlias = Callable[[str, httpcore.NetworkBackend], httpcore.NetworkBackend]
 AsyncDialer: TypeAlias = Callable[[str, httpcore.AsyncNetworkBackend], httpcore.AsyncNetworkBackend]
-#: A request's ``sni_hostname`` extension, set by the pool while it serves the request.
-SNI: contextvars.ContextVar[str | None] = contextvars.ContextVar("outlast_sni", default=None)
 
 
 def _resolve_failed(exc: ResolveError, port: int) -> httpcore.ConnectError:
@@ -101,16 +97,19 @@ def _wrong_certificate(exc: ssl.SSLCertVerificationError) -> httpcore.ConnectErr
     return httpcore.ConnectError(str(exc))
 
 
-def tls_for(origin: httpcore.Origin, ssl_context: ssl.SSLContext | None, http2: bool) -> TLS | None:
+def tls_for(
+    origin: httpcore.Origin, ssl_context: ssl.SSLContext | None, http2: bool, sni: str | None
+) -> TLS | None:
     """The handshake a direct connection to ``origin`` needs (None for plain HTTP).
 
+    ``sni``: the request's ``sni_hostname`` extension, which wins over the origin's name.
     Sets the context's ALPN protocols as httpcore does before its own handshake.
     """
     if origin.scheme not in (b"https", b"wss"):
         return None
     context = ssl_context if ssl_context is not None else httpcore.default_ssl_context()
     context.set_alpn_protocols(["http/1.1", "h2"] if http2 else ["http/1.1"])
-    name = SNI.get() or canonical_host(origin.host.decode("ascii"))
+    name = sni or canonical_host(origin.host.decode("ascii"))
     return TLS(context, name)
 
 
@@ -276,6 +275,8 @@ class OriginDial(httpcore.NetworkBackend):
         self._ssl_context = ssl_context
         self._http2 = http2
         self.tenure: Tenure | None = None
+        #: The ``sni_hostname`` of the request that opens the connection, if it has one.
+        self.sni: str | None = None
 
     def connect_tcp(
         self,
@@ -285,7 +286,7 @@ class OriginDial(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.NetworkStream:
-        tls = tls_for(self._origin, self._ssl_context, self._http2)
+        tls = tls_for(self._origin, self._ssl_context, self._http2, self.sni)
         stream, answer, address = self._backend.dial(
             host, port, timeout, local_address, socket_options, tls
         )
@@ -351,26 +352,46 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[SocketOption] | None,
         tls: TLS | None,
     ) -> tuple[AsyncWatchedStream, Answer, str]:
-        """:meth:`SyncBackend.dial` for the async face."""
+        """:meth:`SyncBackend.dial` for the async face.
+
+        A fresh answer held in memory (the common case) is read without awaiting, and a
+        name with one address is dialled without a race: neither reads the clock (under
+        anyio that is several calls) unless a timeout must be shared between phases.
+        """
         options = None if socket_options is None else list(socket_options)
-        started = anyio.current_time()
-        try:  # resolution counts against the connect timeout
-            answer = await self._resolver.aresolve(host, timeout=timeout)
-        except ResolveError as exc:
-            raise _resolve_failed(exc, port) from exc
-        except RuntimeError as exc:  # the resolver is closed
-            raise _resolver_unusable(exc, host, port) from exc
-        if timeout is not None:
-            timeout = max(0.0, timeout - (anyio.current_time() - started))
+        resolver = self._resolver
+        answer = resolver._hit(host)  # what aresolve() serves first, without awaiting it
+        if answer is None:
+            started = anyio.current_time()
+            try:  # resolution counts against the connect timeout
+                answer = await resolver.aresolve(host, timeout=timeout)
+            except ResolveError as exc:
+                raise _resolve_failed(exc, port) from exc
+            except RuntimeError as exc:  # the resolver is closed
+                raise _resolver_unusable(exc, host, port) from exc
+            if timeout is not None:
+                timeout = max(0.0, timeout - (anyio.current_time() - started))
         ordered = plan(answer.addresses, port, self._outliers)
         report = Report(self._emitter, host, self._outliers)
         inner = self._inner if self._dialer is None else self._dialer(host, self._inner)
-        try:
-            stream, address = await self._race(
-                inner, ordered, port, timeout, local_address, options, tls, report
-            )
-        except AllAddressesFailed as exc:
-            raise _all_failed(exc) from (exc.errors[-1][1] if exc.errors else exc)
+        if len(ordered) == 1:  # nothing to race: no task group, no deadline to share
+            address = ordered[0]
+            try:
+                stream = await _connect_alone(
+                    inner, address, port, timeout, local_address, options, tls
+                )
+            except _DIAL_FAILURES as exc:
+                rejected = certificate_error(exc)
+                report.failed(address, port, rejected or exc, eject=rejected is None)
+                raise
+            report.connected(address, port, 0)
+        else:
+            try:
+                stream, address = await self._race(
+                    inner, ordered, port, timeout, local_address, options, tls, report
+                )
+            except AllAddressesFailed as exc:
+                raise _all_failed(exc) from (exc.errors[-1][1] if exc.errors else exc)
         watched = AsyncWatchedStream(stream, Watch(report, address, port), tls is not None)
         return watched, answer, address
 
@@ -447,15 +468,6 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
                     )
                     report.failed(ordered[earlier], port, silent)
 
-        if len(ordered) == 1:  # nothing to race: skip the task group
-            try:
-                stream = await connect(ordered[0])
-            except _DIAL_FAILURES as exc:
-                rejected = certificate_error(exc)
-                report.failed(ordered[0], port, rejected or exc, eject=rejected is None)
-                raise
-            report.connected(ordered[0], port, 0)
-            return stream, ordered[0]
         async with anyio.create_task_group() as group:
             for position, address in enumerate(ordered):
                 if anyio.current_time() >= deadline or wrong is not None:
@@ -485,6 +497,45 @@ class AsyncBackend(httpcore.AsyncNetworkBackend):
         await anyio.sleep(seconds)
 
 
+def _connect_alone(
+    inner: httpcore.AsyncNetworkBackend,
+    address: str,
+    port: int,
+    timeout: float | None,
+    local_address: str | None,
+    options: list[SocketOption] | None,
+    tls: TLS | None,
+) -> Awaitable[httpcore.AsyncNetworkStream]:
+    """A name's only address: TCP, then TLS (if any) in what remains of ``timeout``.
+
+    Without TLS it is httpcore's own connect, awaited by the caller: no coroutine of
+    ours for each resumption of the connect to pass through.
+    """
+    if tls is None:
+        return inner.connect_tcp(address, port, timeout, local_address, options)
+    return _connect_tls_alone(inner, address, port, timeout, local_address, options, tls)
+
+
+async def _connect_tls_alone(
+    inner: httpcore.AsyncNetworkBackend,
+    address: str,
+    port: int,
+    timeout: float | None,  # noqa: ASYNC109 - httpcore's connect timeout
+    local_address: str | None,
+    options: list[SocketOption] | None,
+    tls: TLS,
+) -> httpcore.AsyncNetworkStream:
+    started = anyio.current_time()
+    stream = await inner.connect_tcp(address, port, timeout, local_address, options)
+    remaining = None if timeout is None else max(timeout - (anyio.current_time() - started), 0.0)
+    try:
+        return await stream.start_tls(tls.context, tls.server_hostname, remaining)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+        raise
+
+
 class AsyncOriginDial(httpcore.AsyncNetworkBackend):
     """:class:`OriginDial` for the async face."""
 
@@ -500,6 +551,8 @@ class AsyncOriginDial(httpcore.AsyncNetworkBackend):
         self._ssl_context = ssl_context
         self._http2 = http2
         self.tenure: Tenure | None = None
+        #: The ``sni_hostname`` of the request that opens the connection, if it has one.
+        self.sni: str | None = None
 
     async def connect_tcp(
         self,
@@ -509,7 +562,7 @@ class AsyncOriginDial(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        tls = tls_for(self._origin, self._ssl_context, self._http2)
+        tls = tls_for(self._origin, self._ssl_context, self._http2, self.sni)
         stream, answer, address = await self._backend.dial(
             host, port, timeout, local_address, socket_options, tls
         )

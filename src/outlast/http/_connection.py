@@ -16,7 +16,7 @@ from typing import Any
 
 import httpcore
 
-from outlast.http._backend import SNI, AsyncBackend, AsyncOriginDial, OriginDial, SyncBackend
+from outlast.http._backend import AsyncBackend, AsyncOriginDial, OriginDial, SyncBackend
 
 __all__ = ["AsyncDialledPool", "DialledPool"]
 
@@ -26,14 +26,23 @@ class _Connection(httpcore.HTTPConnection):
         super().__init__(network_backend=dial, **kwargs)
         self._outlast_dial = dial
 
+    def _connect(self, request: httpcore.Request) -> httpcore.NetworkStream:
+        # The request that opens the connection names its SNI (httpx's ``sni_hostname``).
+        self._outlast_dial.sni = request.extensions.get("sni_hostname")
+        return super()._connect(request)
+
     def has_expired(self) -> bool:
-        if super().has_expired():
+        # httpcore's HTTPConnection.has_expired, inlined (the pool asks twice per request).
+        connection = self._connection
+        if connection is None:
+            return self._connect_failed
+        if connection.has_expired():
             return True
         tenure = self._outlast_dial.tenure  # cheap until the answer that listed it expired
         return (
             tenure is not None
             and tenure.clock() >= tenure.recheck_at
-            and self.is_idle()
+            and connection.is_idle()
             and tenure.over()
         )
 
@@ -43,14 +52,21 @@ class _AsyncConnection(httpcore.AsyncHTTPConnection):
         super().__init__(network_backend=dial, **kwargs)
         self._outlast_dial = dial
 
+    async def _connect(self, request: httpcore.Request) -> httpcore.AsyncNetworkStream:
+        self._outlast_dial.sni = request.extensions.get("sni_hostname")
+        return await super()._connect(request)
+
     def has_expired(self) -> bool:
-        if super().has_expired():
+        connection = self._connection  # see _Connection.has_expired
+        if connection is None:
+            return self._connect_failed
+        if connection.has_expired():
             return True
-        tenure = self._outlast_dial.tenure  # cheap until the answer that listed it expired
+        tenure = self._outlast_dial.tenure
         return (
             tenure is not None
             and tenure.clock() >= tenure.recheck_at
-            and self.is_idle()
+            and connection.is_idle()
             and tenure.over()
         )
 
@@ -83,16 +99,6 @@ class DialledPool(httpcore.ConnectionPool):
         dial = OriginDial(backend, origin, self._ssl_context, self._http2)
         return _Connection(dial, **_options(self, origin))
 
-    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
-        sni = request.extensions.get("sni_hostname")
-        if sni is None:
-            return super().handle_request(request)
-        token = SNI.set(sni)
-        try:
-            return super().handle_request(request)
-        finally:
-            SNI.reset(token)
-
 
 class AsyncDialledPool(httpcore.AsyncConnectionPool):
     """:class:`DialledPool` for the async face."""
@@ -103,13 +109,3 @@ class AsyncDialledPool(httpcore.AsyncConnectionPool):
             return super().create_connection(origin)
         dial = AsyncOriginDial(backend, origin, self._ssl_context, self._http2)
         return _AsyncConnection(dial, **_options(self, origin))
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        sni = request.extensions.get("sni_hostname")
-        if sni is None:
-            return await super().handle_async_request(request)
-        token = SNI.set(sni)
-        try:
-            return await super().handle_async_request(request)
-        finally:
-            SNI.reset(token)

@@ -28,10 +28,11 @@ from typing import Final, Protocol
 
 import httpx
 
+from outlast.http._classify import classify_result as http_classify_result
 from outlast.http._classify import retry_safe
 from outlast.policy import Classifier, Decision, Outcome, Policy
 
-__all__ = ["HELD", "Held", "http_view", "retry_after"]
+__all__ = ["HELD", "Held", "http_view", "quick_results", "retry_after"]
 
 #: The request did not leave: retrying it is safe for every method.
 _NEVER_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -82,11 +83,27 @@ def keep_error_rules(classify: Classifier) -> Classifier:
 
 def keep_result_rules(classify: Classifier) -> Classifier:
     """``classify`` with the HTTP rules for responses on top (a response was sent for)."""
+    if classify is http_classify_result:  # the transports' own: one call per response
+        return _http_result
 
     def classify_result(outcome: Outcome, /) -> Decision:
         return _vetoed(classify(outcome), outcome)
 
     return classify_result
+
+
+def _http_result(outcome: Outcome, /) -> Decision:
+    """``keep_result_rules(http_classify_result)``, answering the common response at once.
+
+    A response below 500 other than 429 is accepted (``judge_status``'s first rule) and
+    an accepted response is never vetoed: only the others take the long way.
+    """
+    response = outcome.result
+    if isinstance(response, httpx.Response):
+        status = response.status_code
+        if status < 500 and status != 429:
+            return Decision.ACCEPT
+    return _vetoed(http_classify_result(outcome), outcome)
 
 
 def _releasing(sleep: Callable[[float], None]) -> Callable[[float], None]:
@@ -119,6 +136,13 @@ def http_view(policy: Policy) -> Policy:
         sleep=_releasing(sleep),
         asleep=_areleasing(asleep),
     )
+
+
+def quick_results(view: Policy) -> bool:
+    """Whether ``view`` retries no response below 500 but a 429: it judges responses by
+    the transports' own classifier (:func:`_http_result`), or not at all."""
+    classify = view.classify_result
+    return classify is None or classify is _http_result
 
 
 def retry_after(policy: Policy) -> float:

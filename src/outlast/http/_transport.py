@@ -17,10 +17,13 @@ connect faults under the dialler and HTTP faults into each attempt (inside the p
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import logging
 import os
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -48,7 +51,7 @@ from outlast.http._pool import (
     build_pool,
     proxy_of,
 )
-from outlast.http._rules import HELD, http_view, retry_after
+from outlast.http._rules import HELD, Held, http_view, quick_results, retry_after
 from outlast.policy import Policy
 
 if TYPE_CHECKING:
@@ -98,6 +101,10 @@ class _Parts:
     emitter: Emitter
     view: Policy | None  # what requests go through: the policy, freeing responses it retries
     chaos: Injector | None = None  # OUTLAST_CHAOS: connect and HTTP faults to inject
+    listened: bool = False  # listeners were given: every request's latency is reported
+    #: ``Retry.deadline`` of the policy (``OUTLAST_RETRY_DEADLINE``), or None.
+    deadline: float | None = None
+    quick: bool = False  # the view retries no response below 500 but 429 (see _Attempts)
 
 
 def _parts(
@@ -113,7 +120,7 @@ def _parts(
     listeners = tuple(listeners)
     emitter = Emitter(LOGGER, listeners)
     if disabled():
-        return _Parts(None, None, None, emitter, None)
+        return _Parts(None, None, None, emitter, None, listened=bool(listeners))
     chaos = _root.http_chaos(Settings.from_env(), listeners)  # OUTLAST_CHAOS: a rehearsal
     outliers = Outliers(eject_for=eject_for)
     if policy is None:
@@ -121,7 +128,12 @@ def _parts(
     view = http_view(policy)
     if resolver is None:  # the process's, shared: this transport never closes it
         resolver = _root.shared_resolver(listeners=listeners)
-    return _Parts(resolver, policy, outliers, emitter, view, chaos)
+    retry = view.retry
+    deadline = None if retry is None else retry.deadline
+    quick = quick_results(view)
+    return _Parts(
+        resolver, policy, outliers, emitter, view, chaos, bool(listeners), deadline, quick
+    )
 
 
 def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpenError:
@@ -133,22 +145,61 @@ def _circuit_open(exc: _PolicyCircuitOpen, request: httpx.Request) -> CircuitOpe
 _LEAST_TIMEOUT: Final = 0.001
 
 
-def _limit(request: httpx.Request, view: Policy) -> float | None:
-    """The seconds a whole call may take: connect + read of httpx's timeout, or less.
+#: A route's cache key: the raw parts of a URL that its origin is made of. httpx's
+#: ``URL.host`` / ``URL.port`` properties decode on every read; the parsed reference
+#: they read from does not (``_uri_reference``, httpx 0.28 and 1.0's URL).
+_RouteKey = tuple[str, str, "int | None"]
+#: Most origins a transport remembers the policy view of (then it starts afresh).
+_MAX_ROUTES: Final = 256
 
-    ``Retry.deadline`` (``OUTLAST_RETRY_DEADLINE``) applies too, the tighter winning.
-    None when neither bounds the call.
+
+def _limit(timeout: object, deadline: float | None) -> float | None:
+    """The seconds a whole call may take: connect + read of httpx's ``timeout``, or less.
+
+    ``deadline`` (``Retry.deadline``, ``OUTLAST_RETRY_DEADLINE``) applies too, the
+    tighter winning. None when neither bounds the call.
     """
-    timeout = request.extensions.get("timeout")
     limit: float | None = None
     if isinstance(timeout, dict):
         connect, read = timeout.get("connect"), timeout.get("read")
         if connect is not None and read is not None:
             limit = float(connect) + float(read)
-    retry = view.retry
-    if retry is not None and retry.deadline is not None:
-        limit = retry.deadline if limit is None else min(limit, retry.deadline)
+    if deadline is not None:
+        limit = deadline if limit is None else min(limit, deadline)
     return limit if limit is not None and limit > 0 else None
+
+
+class _Route:
+    """An origin's policy handle, kept by a transport for the requests to that origin.
+
+    ``key``: the origin (``origin_of``); ``view``: the policy bound to that key's guard,
+    ``limited``: the same with the deadline of ``timeout`` (the httpx timeouts of the
+    last request, whose ``limit`` it is); ``cut``: whether a first attempt's timeouts
+    must be cut to it (a phase is unbounded or longer). ``held``: where the policy holds
+    the guard (its registry and the guard), None if it never goes stale.
+
+    Immutable, so threads read it whole; the transport makes a new one when the key
+    was evicted from the registry (and made afresh) or a request brings other timeouts.
+    """
+
+    __slots__ = ("cut", "guard", "key", "limit", "limited", "registry", "timeout", "view")
+
+    def __init__(
+        self, key: str, view: Policy, timeout: object, limit: float | None, limited: Policy
+    ) -> None:
+        self.key = key
+        self.view = view
+        self.timeout = dict(timeout) if isinstance(timeout, dict) else timeout
+        self.limit = limit
+        self.limited = limited
+        self.cut = (
+            limit is not None
+            and isinstance(timeout, dict)
+            and any(value is None or value > limit for value in timeout.values())
+        )
+        held = view._held()
+        self.registry: OrderedDict[str, Any] | None = None if held is None else held[0]
+        self.guard: object = None if held is None else held[1]
 
 
 def _restore_causes(error: BaseException) -> None:
@@ -174,17 +225,34 @@ def _restore_causes(error: BaseException) -> None:
 class _Attempts:
     """One request's attempts: sends it, tags what comes back, frees a failed response.
 
-    With a deadline, each attempt's httpx timeouts are cut to the time that remains, so
-    the attempts and the waits between them together stay within it.
+    With a deadline, each retry's httpx timeouts are cut to the time that remains, so
+    the attempts and the waits between them together stay within it (the transport cuts
+    the first attempt's before the call, and only when one phase could outlast it).
+
+    The policy's sleep finds the attempts through :data:`HELD` to free the response it
+    is about to retry. They are put there only once a response is kept that the policy
+    may retry: with the transport's own classifier (``quick``), a 5xx or a 429; with
+    another, any. A request whose first response is accepted never touches ``HELD``.
     """
 
-    __slots__ = ("deadline", "freed", "last", "request", "send_once", "timeouts")
+    __slots__ = (
+        "deadline",
+        "freed",
+        "last",
+        "quick",
+        "request",
+        "send_once",
+        "sent",
+        "timeouts",
+        "token",
+    )
 
     def __init__(
         self,
         send_once: Callable[[httpx.Request], Any],
         request: httpx.Request,
         deadline: float | None = None,
+        quick: bool = False,
     ) -> None:
         self.send_once = send_once
         self.request = request
@@ -194,6 +262,15 @@ class _Attempts:
         #: When the whole call must be over (``time.monotonic()``), or None.
         self.deadline = deadline
         self.timeouts: dict[str, float | None] | None = None  # the caller's own, if cut
+        self.sent = False  # an attempt was made: the next one is a retry
+        self.quick = quick  # the policy retries no response below 500 but 429
+        self.token: contextvars.Token[Held | None] | None = None  # set in HELD, to reset
+
+    def unhold(self) -> None:
+        """Take the attempts out of :data:`HELD` (the call is over)."""
+        if self.token is not None:
+            HELD.reset(self.token)
+            self.token = None
 
     def _bound(self) -> None:
         """Cut the request's timeouts to what remains before the deadline."""
@@ -231,8 +308,11 @@ class _Attempts:
             self.freed, self.last = last, None
 
     def send(self) -> httpx.Response:
-        self.release()  # the policy chose to retry (in testing mode it does not sleep)
-        self._bound()
+        if self.sent:  # a retry: the policy chose it (in testing mode it does not sleep)
+            self.release()
+            self._bound()
+        else:
+            self.sent = True
         request = self.request
         try:
             response: httpx.Response = self.send_once(request)
@@ -241,12 +321,19 @@ class _Attempts:
             _restore_causes(exc)
             raise
         response.request = request
-        self.last = response
+        self.last = response  # freed if retried; the sleep must find it if it may be
+        if self.token is None and (
+            not self.quick or response.status_code >= 500 or response.status_code == 429
+        ):
+            self.token = HELD.set(self)
         return response
 
     async def asend(self) -> httpx.Response:
-        await self.arelease()
-        self._bound()
+        if self.sent:
+            await self.arelease()
+            self._bound()
+        else:
+            self.sent = True
         request = self.request
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = self.send_once
         try:
@@ -256,14 +343,17 @@ class _Attempts:
             _restore_causes(exc)
             raise
         response.request = request
-        self.last = response
+        self.last = response  # freed if retried; the sleep must find it if it may be
+        if self.token is None and (
+            not self.quick or response.status_code >= 500 or response.status_code == 429
+        ):
+            self.token = HELD.set(self)
         return response
 
 
-def _refused(response: httpx.Response, attempts: _Attempts, policy: Policy) -> None:
-    """Raise if ``response`` is one closed for a retry that the breaker then refused."""
-    if response is attempts.freed:  # the policy hands back the last outcome it saw
-        raise CircuitOpenError(policy.key, retry_after(policy), request=attempts.request)
+def _refused(attempts: _Attempts, policy: Policy) -> CircuitOpenError:
+    """The error for a response closed for a retry that the breaker then refused."""
+    return CircuitOpenError(policy.key, retry_after(policy), request=attempts.request)
 
 
 class _Face(Generic[PoolT, BackendT]):
@@ -277,6 +367,9 @@ class _Face(Generic[PoolT, BackendT]):
     _pools: Pools[PoolT, BackendT]
     _pool: PoolT
     _parts: _Parts
+    _routes: dict[_RouteKey, _Route]
+    _keyed: Callable[[str], Policy]
+    _send: Any
 
     def __init__(
         self,
@@ -316,10 +409,86 @@ class _Face(Generic[PoolT, BackendT]):
             socket_options=socket_options,
             backend=self._backend(parts),
         )
+        self._routes = {}
+        if parts.view is not None:
+            self._keyed = parts.view._keyed()
+            self._send = self._sender()
+
+    def _sender(self) -> Any:
+        """What one attempt calls: httpx's own ``handle_request`` (with chaos, if on)."""
+        raise NotImplementedError
 
     def _backend(self, parts: _Parts) -> BackendT | None:
         """The network backend the pool dials through (None: httpcore's own)."""
         raise NotImplementedError
+
+    def _begin(self, request: httpx.Request) -> tuple[Policy, _Attempts, float | None]:
+        """What one request goes through: its origin's view of the policy, its attempts,
+        and when it started (``time.perf_counter()``) if someone sees its latency (a
+        listener, or DEBUG logging), else None: nobody sees it, nothing is measured.
+
+        The seconds the whole call may take are connect + read of httpx's timeout, or
+        ``Retry.deadline`` (``OUTLAST_RETRY_DEADLINE``) if tighter; neither: unbounded.
+        For a known origin and the same timeouts as its last request this is two dict
+        hits and the registry's word that the origin's guard is current (and its key
+        touched, as ``for_key`` does): no lookup, no object but the attempts.
+        """
+        started = (
+            time.perf_counter()
+            if self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG)
+            else None
+        )
+        timeout = request.extensions.get("timeout")
+        ref = request.url._uri_reference
+        raw = (ref.scheme, ref.host, ref.port)
+        route = self._routes.get(raw)
+        if route is None or timeout != route.timeout:
+            route = self._route(raw, request, timeout)
+        else:
+            registry = route.registry
+            if registry is not None:  # the key's guard is current: touch it, as for_key does
+                if registry.get(route.key) is route.guard:
+                    try:
+                        registry.move_to_end(route.key)
+                    except KeyError:  # evicted meanwhile, by another thread
+                        route = self._route(raw, request, timeout)
+                else:  # evicted (and maybe made afresh): ask the policy again
+                    route = self._route(raw, request, timeout)
+        limit = route.limit
+        if limit is None:
+            return route.limited, _Attempts(self._send, request, None, self._parts.quick), started
+        attempts = _Attempts(self._send, request, time.monotonic() + limit, self._parts.quick)
+        if route.cut:  # a phase could outlast the deadline: cut the first attempt's too
+            attempts._bound()
+        return route.limited, attempts, started
+
+    def _finished(
+        self, request: httpx.Request, response: httpx.Response | None, started: float
+    ) -> None:
+        """Report a request's latency and status (0: it raised) to whoever sees it."""
+        seconds = time.perf_counter() - started
+        status = 0 if response is None else response.status_code
+        self._parts.emitter.emit(
+            RequestFinished.of(origin_of(request.url), request.method, status, seconds)
+        )
+
+    def _route(self, raw: _RouteKey, request: httpx.Request, timeout: object) -> _Route:
+        """The route of ``request``'s origin, made or brought up to date (off the hot path).
+
+        Asked through the policy's registry like ``for_key``, so the origin's breaker
+        and budget are the ones ``policy.for_key(origin)`` shows.
+        """
+        routes = self._routes
+        route = routes.get(raw)
+        key = origin_of(request.url) if route is None else route.key
+        view = self._keyed(key)
+        limit = _limit(timeout, self._parts.deadline)
+        limited = view if limit is None else view.within(limit)
+        route = _Route(key, view, timeout, limit, limited)
+        if raw not in routes and len(routes) >= _MAX_ROUTES:
+            routes.clear()  # a transport for many origins: start afresh, keep it bounded
+        routes[raw] = route
+        return route
 
     @property
     def resolver(self) -> Resolver | None:
@@ -356,34 +525,16 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
         dialer = None if parts.chaos is None else parts.chaos.sync_dialer
         return SyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        emitter = self._parts.emitter
-        if not emitter.enabled:  # nobody would see the latency: do not measure it
-            return self._handle_request(request)
-        started, status = time.perf_counter(), 0
-        try:
-            response = self._handle_request(request)
-            status = response.status_code
-            return response
-        finally:
-            seconds = time.perf_counter() - started
-            emitter.emit(
-                RequestFinished.of(origin_of(request.url), request.method, status, seconds)
-            )
-
-    def _handle_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.view
-        if policy is None:
-            return super().handle_request(request)
+    def _sender(self) -> Callable[[httpx.Request], httpx.Response]:
         send: Callable[[httpx.Request], httpx.Response] = super().handle_request
-        if self._parts.chaos is not None:
-            send = self._parts.chaos.wrap(send)
-        view = policy.for_key(origin_of(request.url))
-        limit = _limit(request, view)
-        if limit is not None:  # the caller's timeout bounds the whole call
-            view = view.within(limit)
-        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
-        token = HELD.set(attempts)
+        chaos = self._parts.chaos
+        return send if chaos is None else chaos.wrap(send)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._parts.view is None:
+            return self._unguarded(request)
+        view, attempts, started = self._begin(request)
+        response: httpx.Response | None = None
         try:
             response = view.call(attempts.send)
         except _PolicyCircuitOpen as exc:
@@ -392,10 +543,26 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
             attempts.release()
             raise
         finally:
-            HELD.reset(token)
-            attempts.restore()
-        _refused(response, attempts, view)
+            if attempts.token is not None:
+                attempts.unhold()
+            if attempts.timeouts is not None:
+                attempts.restore()
+            if started is not None:
+                self._finished(request, None if response is attempts.freed else response, started)
+        if response is attempts.freed:  # the policy hands back the last outcome it saw
+            raise _refused(attempts, view)
         return response
+
+    def _unguarded(self, request: httpx.Request) -> httpx.Response:
+        """Outlast is off (``OUTLAST_DISABLE=1``): httpx's own, its latency still reported."""
+        if not (self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG)):
+            return super().handle_request(request)
+        started, response = time.perf_counter(), None
+        try:
+            response = super().handle_request(request)
+            return response
+        finally:
+            self._finished(request, response, started)
 
 
 class AsyncTransport(
@@ -417,34 +584,16 @@ class AsyncTransport(
         dialer = None if parts.chaos is None else parts.chaos.async_dialer
         return AsyncBackend(parts.resolver, parts.outliers, parts.emitter, dialer=dialer)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        emitter = self._parts.emitter
-        if not emitter.enabled:
-            return await self._handle_async_request(request)
-        started, status = time.perf_counter(), 0
-        try:
-            response = await self._handle_async_request(request)
-            status = response.status_code
-            return response
-        finally:
-            seconds = time.perf_counter() - started
-            emitter.emit(
-                RequestFinished.of(origin_of(request.url), request.method, status, seconds)
-            )
-
-    async def _handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        policy = self._parts.view
-        if policy is None:
-            return await super().handle_async_request(request)
+    def _sender(self) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
         send: Callable[[httpx.Request], Awaitable[httpx.Response]] = super().handle_async_request
-        if self._parts.chaos is not None:
-            send = self._parts.chaos.awrap(send)
-        view = policy.for_key(origin_of(request.url))
-        limit = _limit(request, view)
-        if limit is not None:  # the caller's timeout bounds the whole call
-            view = view.within(limit)
-        attempts = _Attempts(send, request, None if limit is None else time.monotonic() + limit)
-        token = HELD.set(attempts)
+        chaos = self._parts.chaos
+        return send if chaos is None else chaos.awrap(send)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._parts.view is None:
+            return await self._unguarded(request)
+        view, attempts, started = self._begin(request)
+        response: httpx.Response | None = None
         try:
             response = await view.acall(attempts.asend)
         except _PolicyCircuitOpen as exc:
@@ -453,7 +602,23 @@ class AsyncTransport(
             await attempts.arelease()
             raise
         finally:
-            HELD.reset(token)
-            attempts.restore()
-        _refused(response, attempts, view)
+            if attempts.token is not None:
+                attempts.unhold()
+            if attempts.timeouts is not None:
+                attempts.restore()
+            if started is not None:
+                self._finished(request, None if response is attempts.freed else response, started)
+        if response is attempts.freed:  # the policy hands back the last outcome it saw
+            raise _refused(attempts, view)
         return response
+
+    async def _unguarded(self, request: httpx.Request) -> httpx.Response:
+        """Outlast is off (``OUTLAST_DISABLE=1``): httpx's own, its latency still reported."""
+        if not (self._parts.listened or LOGGER.isEnabledFor(logging.DEBUG)):
+            return await super().handle_async_request(request)
+        started, response = time.perf_counter(), None
+        try:
+            response = await super().handle_async_request(request)
+            return response
+        finally:
+            self._finished(request, response, started)

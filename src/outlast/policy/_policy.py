@@ -360,7 +360,40 @@ class Policy:
         core = self._core
         if not core.enabled:
             return _view(core, None)
+        view = core.views.get(key)  # _Core.view's known key, inlined: one call fewer
+        if view is not None:
+            registry = core.guards.registry
+            if registry.get(key) is view._guard:
+                try:
+                    registry.move_to_end(key)
+                except KeyError:  # evicted meanwhile: the locked path below
+                    pass
+                else:
+                    return view
         return core.view(key)
+
+    def _keyed(self) -> Callable[[str], Policy]:
+        """:meth:`for_key` for an integration's hot path: keys it built, not checked.
+
+        An enabled policy's answer for a known key is the same view each time until the
+        key is evicted, so a caller may hold a view and compare it with the answer.
+        """
+        core = self._core
+        if not core.enabled:
+            passthrough = _view(core, None)
+            return lambda key: passthrough
+        return core.view
+
+    def _held(self) -> tuple[OrderedDict[str, Guard], Guard] | None:
+        """Where this view's guard is held: the registry and the guard, for a caller
+        that keeps the view and checks ``registry.get(key) is guard`` (then touches the
+        key, as :meth:`for_key` does) instead of asking again. None if it never goes
+        stale (a pass-through view, or the policy's own name, which is pinned).
+        """
+        core, guard = self._core, self._guard
+        if guard is None or self is core.default:
+            return None
+        return core.guards.registry, guard
 
     def derive(
         self,
@@ -504,7 +537,8 @@ class Policy:
             return run.run(fn, args, kwargs)
         classify = rules.classify_result
         if classify is None:
-            if breaker is not None and (breaker.failures or breaker.window is not None):
+            # breaker.failures, read straight from its storage: two calls fewer per success
+            if breaker is not None and (breaker._storage.counter or breaker.window is not None):
                 breaker.succeeded(0)
             return result
         first = first_result(result)  # inline: a Run is built only for a result to retry
@@ -514,7 +548,7 @@ class Policy:
         if breaker is not None and not decision.neutral:  # _settled, inlined: every response
             if decision.unwell:
                 breaker.failed(0)
-            elif breaker.failures or breaker.window is not None:
+            elif breaker._storage.counter or breaker.window is not None:
                 breaker.succeeded(0)
         return result
 
@@ -547,7 +581,7 @@ class Policy:
             return await run.arun(fn, args, kwargs)
         classify = rules.classify_result
         if classify is None:
-            if breaker is not None and (breaker.failures or breaker.window is not None):
+            if breaker is not None and (breaker._storage.counter or breaker.window is not None):
                 breaker.succeeded(0)
             return result
         first = first_result(result)
@@ -558,7 +592,7 @@ class Policy:
         if breaker is not None and not decision.neutral:  # _settled, inlined: every response
             if decision.unwell:
                 breaker.failed(0)
-            elif breaker.failures or breaker.window is not None:
+            elif breaker._storage.counter or breaker.window is not None:
                 breaker.succeeded(0)
         return result
 
