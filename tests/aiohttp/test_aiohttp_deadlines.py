@@ -429,3 +429,39 @@ def test_an_unknown_error_is_neutral(resolver_for: Any) -> None:
     assert isinstance(seen[2], aiohttp.SocketTimeoutError)
     assert seen[3] == "open"
     assert seen[5] == "half-open"  # the probe was freed, not settled as a success
+
+
+@pytest.mark.skipif(not hasattr(asyncio.Task, "uncancel"), reason="Python 3.11+ counts cancels")
+def test_the_callers_cancellation_at_the_retry_deadline_is_not_swallowed(
+    resolver_for: Any,
+) -> None:
+    """The caller cancels its task in the same turn of the loop as the deadline that cuts
+    a retry (sock_connect 0.2 + sock_read 0.3: at 0.5 s). Both cancellations reach the
+    task as one ``CancelledError``: outlast may take back its own, not the caller's, so
+    the task still ends cancelled (before: it got ``ServerTimeoutError`` and ran on, its
+    cancellation lost, as a shutting-down TaskGroup's would be)."""
+
+    async def main() -> tuple[str, int]:
+        server = Stalling("request")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=0.2, sock_read=0.3)
+        async with (
+            server.serving(),
+            ClientSession(resolver=resolver_for(), policy=quick_policy(3), timeout=timeout) as s,
+        ):
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            task = asyncio.ensure_future(_call(s, f"http://127.0.0.1:{server.port}/"))
+            # The loop is held from 0.45 s to 0.6 s: the caller's cancel (due at 0.48 s)
+            # and outlast's cut (due at 0.5 s) then run in the same turn.
+            loop.call_at(began + 0.45, time.sleep, 0.15)
+            loop.call_at(began + 0.48, task.cancel)
+            try:
+                outcome = await task
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+            left = asyncio.current_task().cancelling()  # type: ignore[union-attr]
+            return repr(outcome), left + task.cancelling()
+
+    outcome, cancelling = asyncio.run(main())
+    assert outcome == "'cancelled'"
+    assert cancelling == 1  # the caller's one cancel request, not taken back

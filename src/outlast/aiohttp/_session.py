@@ -168,15 +168,17 @@ async def _attempt(
     task = asyncio.current_task()
     if at <= loop.time() or task is None:
         raise _cut_short(request, None)
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+ counts cancellations
+    before = 0 if cancelling is None else cancelling()
     timer = loop.call_at(at, tries.expire, task)
     try:
         return await handler(request)
     except asyncio.CancelledError as exc:
         if not tries.fired:
             raise  # the caller's own cancellation: no verdict
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
-        if uncancel is not None:
-            uncancel()
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None and uncancel() > before:
+            raise  # the caller cancelled too (in the same turn): theirs goes on
         raise _cut_short(request, exc) from exc
     finally:
         timer.cancel()
