@@ -481,6 +481,12 @@ async def _drop_the_second_request(reader: asyncio.StreamReader, writer: asyncio
         writer.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: outlast turns aiohttp's re-send off for every policy; keeping it for a "
+    "policy that never retries conflicts with test_read_timeouts_open_the_breaker_and_resets_"
+    "count (one send per call with attempts=1): the lead decides which is wanted",
+)
 @pytest.mark.parametrize("retry", [None, Retry(attempts=1)])
 def test_a_stale_pooled_connection_is_resent_when_the_policy_never_retries(
     resolver_for: Any, retry: Retry | None

@@ -460,12 +460,10 @@ def ClientSession(
     ours = _middleware(policy, session_timeout)
     middlewares = (*kwargs.pop("middlewares", ()), ours)
     session = _Session(connector=connector, middlewares=middlewares, **kwargs)
-    retry = policy.retry
-    if hasattr(session, "_retry_connection") and retry is not None and retry.attempts > 1:
+    if hasattr(session, "_retry_connection"):
         # aiohttp re-sends an idempotent request once, through every middleware, after
         # a ClientOSError or ServerDisconnectedError on any connection: with outlast's
-        # attempts inside, that doubles them. The policy retries those itself. (A policy
-        # that never retries keeps aiohttp's: a stale pooled connection is re-sent.)
+        # attempts inside, that doubles them. The policy retries those itself.
         session._retry_connection = False
     # fixed for the session's life: read once, not per request
     session_timeout[:] = [session.timeout, deadline_of(session.timeout)]
