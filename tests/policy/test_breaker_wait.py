@@ -524,3 +524,34 @@ def test_a_child_forked_while_callers_wait_can_wait_itself() -> None:
     waiting.shutdown()
     assert said == b"healed"
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- a sync caller on an event loop's thread -------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_sync_caller_on_an_event_loops_thread_does_not_wait() -> None:
+    """A sync call made on the loop's own thread (a sync client inside async code) must
+    not block the loop to wait: the probe it would wait for may be a task of this very
+    loop, which cannot finish while the loop is blocked (before: the loop stood still
+    for all of ``max_wait``, then the caller was refused anyway)."""
+    policy = make(time.monotonic, reset=0.05, max_wait=0.5)
+    trip(policy)
+    await anyio.sleep(0.06)
+    gate = anyio.Event()
+
+    async def probe() -> str:
+        await gate.wait()
+        return "probe ok"
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(policy.acall, probe)  # the probe, in flight on this loop
+        await anyio.sleep(0.01)
+        assert policy.state == "half-open"
+        began = time.monotonic()
+        with pytest.raises(CircuitOpenError):
+            policy.call(lambda: "sync")
+        blocked = time.monotonic() - began
+        gate.set()
+    assert policy.state == "closed"
+    assert blocked < 0.2  # refused at once, not after max_wait (0.5 s)
