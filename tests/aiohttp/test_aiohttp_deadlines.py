@@ -514,3 +514,50 @@ def test_a_stale_pooled_connection_is_resent_when_the_policy_never_retries(
             await server.wait_closed()
 
     assert asyncio.run(main()) == [200, 200, 200]
+
+
+async def _always_503(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def test_a_total_timeout_during_the_backoff_is_not_a_second_failure(resolver_for: Any) -> None:
+    """``total`` ends the call while outlast sleeps before a retry (here: the loop is
+    held from 0.4 s to 1.1 s, so the 0.5 s backoff and the 1 s timer end in the same
+    turn). No attempt was running: the one 503 is the call's only failure, so with
+    ``failures=2`` the breaker stays closed (before: the cut was replayed as a second
+    failure and one 503 opened it)."""
+    policy = Policy(
+        retry=Retry(attempts=2, base=0.5, cap=0.5),
+        budget=None,
+        breaker=CircuitBreaker(failures=2, reset=30, min_reset=30),
+        classify_error=classify_error,
+        classify_result=classify_result,
+        uniform=lambda low, high: high,  # the full 0.5 s backoff
+    )
+
+    async def main() -> tuple[BaseException | int, int, str | None]:
+        server = await asyncio.start_server(_always_503, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        timeout = aiohttp.ClientTimeout(total=1.0)
+        try:
+            async with ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s:
+                loop = asyncio.get_running_loop()
+                loop.call_at(loop.time() + 0.4, time.sleep, 0.7)
+                outcome = await _call(s, f"http://127.0.0.1:{port}/")
+        finally:
+            server.close()
+            await server.wait_closed()
+        (state,) = [k for k in policy.snapshot().keys if k.key == f"http://127.0.0.1:{port}"]
+        return outcome, state.failures, state.state
+
+    outcome, failures, state = asyncio.run(main())
+    assert isinstance(outcome, asyncio.TimeoutError)
+    assert (failures, state) == (1, "closed")

@@ -218,7 +218,12 @@ def _releasing(
         request = CURRENT.get()
         if request is not None:
             release(request)
-        await asleep(seconds)
+        try:
+            await asleep(seconds)
+        except BaseException:
+            if request is not None:  # ended in outlast's own wait: no attempt was running
+                request.outlast_idle = True
+            raise
 
     return release_then_sleep
 
@@ -330,8 +335,9 @@ def _middleware(
             raise CircuitOpenError(exc.name, exc.retry_after) from exc
         except asyncio.CancelledError:
             _settle(request, None)
-            if _timer_fired(request):  # aiohttp's total ended it: the destination's failure
-                await _judge_timeout(bound, request)
+            idle = request.__dict__.pop("outlast_idle", False)  # in a backoff, not an attempt
+            if _timer_fired(request) and not idle:  # aiohttp's total ended an attempt:
+                await _judge_timeout(bound, request)  # the destination's failure
             raise  # aiohttp turns it into its own asyncio.TimeoutError
         except BaseException:
             _settle(request, None)
