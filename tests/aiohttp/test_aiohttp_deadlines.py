@@ -467,7 +467,9 @@ def test_the_callers_cancellation_at_the_retry_deadline_is_not_swallowed(
     assert cancelling == 1  # the caller's one cancel request, not taken back
 
 
-async def _drop_the_second_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _drop_the_second_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     """A keep-alive server that closes a connection when a second request comes on it
     (a pooled connection its idle timeout ended as the client reused it)."""
     try:
