@@ -167,7 +167,9 @@ async def _attempt(
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     if at <= loop.time() or task is None:
-        raise _cut_short(request, None)
+        unsent = _cut_short(request, None)
+        unsent.outlast_unsent = True  # type: ignore[attr-defined]  # nothing reached it: neutral
+        raise unsent
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+ counts cancellations
     before = 0 if cancelling is None else cancelling()
     timer = loop.call_at(at, tries.expire, task)
