@@ -598,3 +598,37 @@ def test_a_retry_whose_deadline_passed_in_the_backoff_is_not_a_failure(resolver_
     outcome, failures, state = asyncio.run(main())
     assert isinstance(outcome, aiohttp.ServerTimeoutError)
     assert (failures, state) == (1, "closed")
+
+
+def test_a_call_that_waited_for_the_breaker_still_ends_by_its_deadline(resolver_for: Any) -> None:
+    """Without ``total`` the deadline is connect + sock_read (here 3 s). A call that waits
+    1.4 s for the open breaker's interval to end, then probes a backend that hangs, must
+    still end by 3 s: its first attempt began late, so the deadline cuts it as it cuts a
+    retry (before: it ran its full 3 s sock_read after the wait, 4.4 s in all)."""
+    policy = Policy(
+        retry=Retry(attempts=1),
+        budget=None,
+        breaker=CircuitBreaker(failures=1, reset=2.0, min_reset=2.0, max_wait=1.5),
+        classify_error=classify_error,
+        classify_result=classify_result,
+    )
+
+    async def main() -> tuple[BaseException | int, float, int]:
+        server = Stalling("request")
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=3.0)
+        async with (
+            server.serving(),
+            ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s,
+        ):
+            url = f"http://127.0.0.1:{server.port}/"
+            tripped = await _call(s, url, timeout=aiohttp.ClientTimeout(sock_read=0.2))
+            assert isinstance(tripped, aiohttp.SocketTimeoutError)
+            await asyncio.sleep(0.6)  # 1.4 s of the 2 s interval left: within max_wait
+            started = time.monotonic()
+            outcome = await _call(s, url)
+            return outcome, time.monotonic() - started, server.requests
+
+    outcome, took, requests = asyncio.run(main())
+    assert isinstance(outcome, aiohttp.ServerTimeoutError)
+    assert requests == 2  # it waited and probed, rather than being refused
+    assert 2.9 < took < 3.0 + MARGIN

@@ -87,6 +87,8 @@ _TIMEOUT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
 _TESTING: Final[list[Any]] = getattr(_testing, "_mode", [True])
 #: A deadline the policy cannot retry within: the verdict on a call aiohttp's timer ended.
 _AT_ONCE: Final = 1e-9
+#: Seconds after the call began past which its first attempt has waited for the breaker.
+_LATE: Final = 0.001
 
 
 def release(request: aiohttp.ClientRequest) -> None:
@@ -139,12 +141,14 @@ async def _judge_timeout(bound: Policy, request: aiohttp.ClientRequest) -> None:
 class _Tries:
     """The attempts of a call that needs watching between them: testing mode (no sleep
     frees a retried response) or a deadline without ``total`` (``at``, the event loop's
-    clock), at which retries are cut. The first attempt runs untouched."""
+    clock), at which retries are cut. The first attempt runs untouched, unless it begins
+    after ``late`` (it waited for the breaker): then the deadline cuts it too."""
 
-    __slots__ = ("at", "count", "fired")
+    __slots__ = ("at", "count", "fired", "late")
 
-    def __init__(self, at: float | None) -> None:
+    def __init__(self, at: float | None, late: float | None = None) -> None:
         self.at = at
+        self.late = late
         self.count = 0
         self.fired = False
 
@@ -158,13 +162,15 @@ async def _attempt(
 ) -> aiohttp.ClientResponse:
     """One attempt of a watched call (:class:`_Tries`)."""
     tries.count += 1
+    loop = asyncio.get_running_loop()
     if tries.count == 1:
-        return await handler(request)
-    release(request)  # testing mode skips the sleep that frees the last response
+        if tries.late is None or loop.time() < tries.late:
+            return await handler(request)
+    else:  # (a first attempt made late had waited for the breaker: cut at the deadline)
+        release(request)  # testing mode skips the sleep that frees the last response
     at = tries.at
     if at is None:
         return await handler(request)
-    loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     if at <= loop.time() or task is None:
         unsent = _cut_short(request, None)
@@ -330,8 +336,11 @@ def _middleware(
             if (limit is None or given.total) and _TESTING[0] is None:
                 response = await bound.acall(handler, request)  # no frame of ours between
             else:
-                at = None if limit is None or given.total else _now() + limit
-                response = await bound.acall(_attempt, handler, request, _Tries(at))
+                now = _now()
+                at = late = None
+                if limit is not None and not given.total:
+                    at, late = now + limit, now + _LATE
+                response = await bound.acall(_attempt, handler, request, _Tries(at, late))
         except _PolicyCircuitOpen as exc:
             _settle(request, None)
             raise CircuitOpenError(exc.name, exc.retry_after) from exc
