@@ -632,3 +632,39 @@ def test_a_call_that_waited_for_the_breaker_still_ends_by_its_deadline(resolver_
     assert isinstance(outcome, aiohttp.ServerTimeoutError)
     assert requests == 2  # it waited and probed, rather than being refused
     assert 2.9 < took < 3.0 + MARGIN
+
+
+def test_a_late_total_timeout_does_not_take_and_fail_the_probe(resolver_for: Any) -> None:
+    """A call begun while the breaker was closed hangs in the TLS handshake; meanwhile the
+    breaker opens (0.1 s) and its interval ends. When ``total`` ends that call at 1 s,
+    its report is late, as any failure reported while open is: ignored (as it is when
+    the timer ends a call waiting for headers). Before: the replay took the free probe
+    slot and failed it, so the breaker reopened for 0.2 s with nothing probed."""
+    policy = Policy(
+        retry=Retry(attempts=1),
+        budget=None,
+        breaker=CircuitBreaker(failures=1, reset=2.0, min_reset=0.1),
+        classify_error=classify_error,
+        classify_result=classify_result,
+    )
+
+    async def main() -> tuple[BaseException | int, float]:
+        server = Stalling("accept")  # never answers the client's TLS hello
+        timeout = aiohttp.ClientTimeout(total=1.0)
+        async with (
+            server.serving(),
+            ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s,
+        ):
+            key = f"https://127.0.0.1:{server.port}"
+            late = asyncio.ensure_future(_call(s, f"{key}/", ssl=False))
+            await asyncio.sleep(0.05)
+            breaker = policy.for_key(key)._guard.breaker  # type: ignore[union-attr]
+            assert breaker is not None
+            breaker.failed(0)  # another call's failure opens it, for 0.1 s
+            assert policy.for_key(key).state == "open"
+            outcome = await late
+            return outcome, policy.for_key(key).retry_after()
+
+    outcome, retry_after = asyncio.run(main())
+    assert type(outcome) is asyncio.TimeoutError
+    assert retry_after == 0.0  # the next caller probes at once

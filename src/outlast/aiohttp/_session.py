@@ -133,6 +133,10 @@ async def _judge_timeout(bound: Policy, request: aiohttp.ClientRequest) -> None:
     It never suspends (the replay raises at once), so it runs whole inside the
     cancellation. The budget counts it as one more call.
     """
+    if bound.state == "open":
+        # Opened while this call ran (a probe's own cut leaves it half-open, its slot
+        # freed): a late report, which the breaker ignores, not a probe's verdict.
+        return
     # Raised once judged; or the breaker is open already (another call's verdict).
     with contextlib.suppress(asyncio.TimeoutError, _PolicyCircuitOpen):
         await bound.within(_AT_ONCE).acall(_timed_out, request)
