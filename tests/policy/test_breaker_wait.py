@@ -9,6 +9,7 @@ the waiters; no waiter waits past its deadline. Sync and async (asyncio and trio
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -475,3 +476,82 @@ def test_a_waiter_hears_the_fleets_verdict(verdict: str) -> None:
         with pytest.raises(CircuitOpenError):
             state.wait(info.value, 10.0, time.sleep)
     assert 0.09 <= time.monotonic() - began < 0.25 + SLACK  # it waited for the verdict
+
+
+# -- a fork while callers wait ---------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_callers_wait_can_wait_itself() -> None:
+    """The parent's waiting threads do not exist in a forked child: their places among
+    the ``max_waiters`` and the probe they wait for must not be inherited, or no caller
+    in the child would ever wait again (and the child's breaker would stay half-open
+    until ``probe_timeout``)."""
+    policy = make(time.monotonic, reset=0.1)
+    trip(policy)
+    time.sleep(0.11)
+    probe, done = held_probe(policy)  # the parent's probe, in flight at the fork
+    waiting = concurrent.futures.ThreadPoolExecutor(8)
+    waiters = [waiting.submit(policy.call, lambda: "after") for _ in range(8)]
+    state = policy._guard.breaker  # type: ignore[union-attr]
+    assert state is not None
+    deadline = time.monotonic() + 30
+    while state._waiters < 8 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert state._waiters == 8
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: trip its breaker, then call near the reset
+        code = 1
+        try:
+            assert state._waiters == 0
+            # The parent's probe is not in flight here: this caller probes, and closes it.
+            assert policy.call(lambda: "probe") == "probe"
+            assert policy.state == "closed"
+            trip(policy)
+            time.sleep(0.05)  # 0.05 s of the 0.1 s interval left: this caller waits
+            os.write(write, str(policy.call(lambda: "healed")).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    probe.release.set()
+    assert done.result(30) == "probe ok"
+    concurrent.futures.wait(waiters, 30)  # the verdict, or max_wait ran out: either
+    waiting.shutdown()
+    assert said == b"healed"
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- a sync caller on an event loop's thread -------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_sync_caller_on_an_event_loops_thread_does_not_wait() -> None:
+    """A sync call made on the loop's own thread (a sync client inside async code) must
+    not block the loop to wait: the probe it would wait for may be a task of this very
+    loop, which cannot finish while the loop is blocked (before: the loop stood still
+    for all of ``max_wait``, then the caller was refused anyway)."""
+    policy = make(time.monotonic, reset=0.05, max_wait=0.5)
+    trip(policy)
+    await anyio.sleep(0.06)
+    gate = anyio.Event()
+
+    async def probe() -> str:
+        await gate.wait()
+        return "probe ok"
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(policy.acall, probe)  # the probe, in flight on this loop
+        await anyio.sleep(0.01)
+        assert policy.state == "half-open"
+        began = time.monotonic()
+        with pytest.raises(CircuitOpenError):
+            policy.call(lambda: "sync")
+        blocked = time.monotonic() - began
+        gate.set()
+    assert policy.state == "closed"
+    assert blocked < 0.2  # refused at once, not after max_wait (0.5 s)

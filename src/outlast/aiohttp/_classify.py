@@ -12,7 +12,8 @@ idempotent method or an ``Idempotency-Key`` header, and a body that is empty or 
 every 5xx but 501 and 505 is.
 A call that outlives the caller's deadline (aiohttp's ``total`` timer, or a retry cut
 at the deadline: ``asyncio.TimeoutError`` / ``aiohttp.ServerTimeoutError``) is the
-destination's failure, counted and not retried (no time is left). Any other error
+destination's failure, counted and not retried (no time is left); a retry cut before it
+was sent (the deadline passed during the backoff) is neutral. Any other error
 (one this module does not know) is neutral, as in ``outlast.http``: not retried, not
 counted for or against the origin, and a half-open probe that ends so is freed.
 """
@@ -121,7 +122,8 @@ def classify_error(outcome: Outcome, /) -> Decision:
     if isinstance(error, _READ_ERRORS):
         return Decision.failure(Phase.READ, idempotent=retry_safe(request_of(error)))
     if isinstance(error, _DEADLINE_ERRORS):
-        return _TIMED_OUT
+        # A retry cut before it was sent (the deadline passed in the backoff) says nothing.
+        return Decision.NEUTRAL if getattr(error, "outlast_unsent", False) else _TIMED_OUT
     if error is None:
         return Decision.ACCEPT
     return Decision.NEUTRAL  # not known here: says nothing of the destination, either way

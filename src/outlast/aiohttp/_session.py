@@ -87,6 +87,8 @@ _TIMEOUT: Final[contextvars.ContextVar[Any]] = contextvars.ContextVar(
 _TESTING: Final[list[Any]] = getattr(_testing, "_mode", [True])
 #: A deadline the policy cannot retry within: the verdict on a call aiohttp's timer ended.
 _AT_ONCE: Final = 1e-9
+#: Seconds after the call began past which its first attempt has waited for the breaker.
+_LATE: Final = 0.001
 
 
 def release(request: aiohttp.ClientRequest) -> None:
@@ -131,6 +133,10 @@ async def _judge_timeout(bound: Policy, request: aiohttp.ClientRequest) -> None:
     It never suspends (the replay raises at once), so it runs whole inside the
     cancellation. The budget counts it as one more call.
     """
+    if bound.state == "open":
+        # Opened while this call ran (a probe's own cut leaves it half-open, its slot
+        # freed): a late report, which the breaker ignores, not a probe's verdict.
+        return
     # Raised once judged; or the breaker is open already (another call's verdict).
     with contextlib.suppress(asyncio.TimeoutError, _PolicyCircuitOpen):
         await bound.within(_AT_ONCE).acall(_timed_out, request)
@@ -139,12 +145,14 @@ async def _judge_timeout(bound: Policy, request: aiohttp.ClientRequest) -> None:
 class _Tries:
     """The attempts of a call that needs watching between them: testing mode (no sleep
     frees a retried response) or a deadline without ``total`` (``at``, the event loop's
-    clock), at which retries are cut. The first attempt runs untouched."""
+    clock), at which retries are cut. The first attempt runs untouched, unless it begins
+    after ``late`` (it waited for the breaker): then the deadline cuts it too."""
 
-    __slots__ = ("at", "count", "fired")
+    __slots__ = ("at", "count", "fired", "late")
 
-    def __init__(self, at: float | None) -> None:
+    def __init__(self, at: float | None, late: float | None = None) -> None:
         self.at = at
+        self.late = late
         self.count = 0
         self.fired = False
 
@@ -158,25 +166,31 @@ async def _attempt(
 ) -> aiohttp.ClientResponse:
     """One attempt of a watched call (:class:`_Tries`)."""
     tries.count += 1
+    loop = asyncio.get_running_loop()
     if tries.count == 1:
-        return await handler(request)
-    release(request)  # testing mode skips the sleep that frees the last response
+        if tries.late is None or loop.time() < tries.late:
+            return await handler(request)
+    else:  # (a first attempt made late had waited for the breaker: cut at the deadline)
+        release(request)  # testing mode skips the sleep that frees the last response
     at = tries.at
     if at is None:
         return await handler(request)
-    loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     if at <= loop.time() or task is None:
-        raise _cut_short(request, None)
+        unsent = _cut_short(request, None)
+        unsent.outlast_unsent = True  # type: ignore[attr-defined]  # nothing reached it: neutral
+        raise unsent
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+ counts cancellations
+    before = 0 if cancelling is None else cancelling()
     timer = loop.call_at(at, tries.expire, task)
     try:
         return await handler(request)
     except asyncio.CancelledError as exc:
         if not tries.fired:
             raise  # the caller's own cancellation: no verdict
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
-        if uncancel is not None:
-            uncancel()
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None and uncancel() > before:
+            raise  # the caller cancelled too (in the same turn): theirs goes on
         raise _cut_short(request, exc) from exc
     finally:
         timer.cancel()
@@ -216,7 +230,12 @@ def _releasing(
         request = CURRENT.get()
         if request is not None:
             release(request)
-        await asleep(seconds)
+        try:
+            await asleep(seconds)
+        except BaseException:
+            if request is not None:  # ended in outlast's own wait: no attempt was running
+                request.outlast_idle = True
+            raise
 
     return release_then_sleep
 
@@ -321,15 +340,19 @@ def _middleware(
             if (limit is None or given.total) and _TESTING[0] is None:
                 response = await bound.acall(handler, request)  # no frame of ours between
             else:
-                at = None if limit is None or given.total else _now() + limit
-                response = await bound.acall(_attempt, handler, request, _Tries(at))
+                now = _now()
+                at = late = None
+                if limit is not None and not given.total:
+                    at, late = now + limit, now + _LATE
+                response = await bound.acall(_attempt, handler, request, _Tries(at, late))
         except _PolicyCircuitOpen as exc:
             _settle(request, None)
             raise CircuitOpenError(exc.name, exc.retry_after) from exc
         except asyncio.CancelledError:
             _settle(request, None)
-            if _timer_fired(request):  # aiohttp's total ended it: the destination's failure
-                await _judge_timeout(bound, request)
+            idle = request.__dict__.pop("outlast_idle", False)  # in a backoff, not an attempt
+            if _timer_fired(request) and not idle:  # aiohttp's total ended an attempt:
+                await _judge_timeout(bound, request)  # the destination's failure
             raise  # aiohttp turns it into its own asyncio.TimeoutError
         except BaseException:
             _settle(request, None)

@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import threading
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any, Final, Protocol
 
@@ -402,9 +404,19 @@ class BreakerState:
         emitter.emit(BreakerStateChanged(key=name, old=None, new=self._storage.state))
         self._link: BreakerLink | None = None
         self._lease: Callable[[], float] | None = None
+        _LIVE.add(self)
         if shared is not None:  # last: the hook may apply the fleet's state at once
             self._link = shared.link(name, config, self.apply_shared)
             self._lease = getattr(self._link, "probe_wait", None)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's other threads (its waiters, a probe in flight,
+        a holder of the lock) are not here, so nothing of theirs is kept."""
+        self._lock = threading.Lock()
+        self._waiters = 0
+        self._verdict = None
+        self._probe = 0  # a probe in another thread of the parent never reports here
+        self._probe_since = None
 
     @property
     def config(self) -> CircuitBreaker:
@@ -771,3 +783,16 @@ class BreakerState:
             except IndexError:  # another thread emitted it
                 return
             self._emitter.emit(BreakerStateChanged(key=self.name, old=old, new=new))
+
+
+#: Every live breaker, for the fork hook (weakly: a breaker evicted from its policy goes).
+_LIVE: Final[weakref.WeakSet[BreakerState]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for state in list(_LIVE):
+        state._forked()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

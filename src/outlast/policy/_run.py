@@ -41,6 +41,7 @@ from typing import Any, Generic, TypeVar
 
 import tenacity
 
+from outlast._async import on_event_loop
 from outlast._events import Emitter
 from outlast._exceptions import CircuitOpenError
 from outlast.policy import _testing
@@ -130,12 +131,15 @@ def admit(
 ) -> tuple[int, float]:
     """After the breaker refused a call's first attempt: wait to be let through, or raise.
 
+    A sync caller on an event loop's thread never waits (it would block the loop).
     Returns the breaker's token (see :meth:`BreakerState.allow`) and the time the call
     began, before the wait: the call's deadline counts the wait. See :func:`patience`.
     """
     started = rules.clock()
     wait = patience(rules, limit)
-    if breaker is None or wait <= 0:
+    # On an event loop's thread a blocking wait would stall the loop, and with it the
+    # probe it waits for if that is one of the loop's own tasks: refused at once.
+    if breaker is None or wait <= 0 or on_event_loop():
         raise refused
     return breaker.wait(refused, wait, rules.sleep), started
 
