@@ -70,13 +70,16 @@ class Backend:
 def http_policy(fleet: Fleet | None, *, failures: int = 3, reset: float = 30.0) -> outlast.Policy:
     """The transports' policy (HTTP classifiers, one breaker per origin), no retries.
 
-    Its breaker stays open for the whole ``reset`` (``min_reset=reset``): these tests are
-    about what the fleet shares, and a first opening of 0.05 s would let a probe through
-    between two requests on a busy machine.
+    Its breaker stays open for the whole ``reset`` (``min_reset=reset``) and refuses at
+    once (``max_wait=0``): these tests are about what the fleet shares, and a first
+    opening of 0.05 s, or a caller waiting out the last 0.25 s of an interval, would
+    let a probe through between two requests on a busy machine.
     """
     return outlast.Policy(
         retry=None,
-        breaker=outlast.CircuitBreaker(failures=failures, reset=reset, min_reset=reset),
+        breaker=outlast.CircuitBreaker(
+            failures=failures, reset=reset, min_reset=reset, max_wait=0
+        ),
         classify_error=classify_error,
         classify_result=classify_result,
         name="outlast.http",
