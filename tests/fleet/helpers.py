@@ -77,9 +77,7 @@ def http_policy(fleet: Fleet | None, *, failures: int = 3, reset: float = 30.0) 
     """
     return outlast.Policy(
         retry=None,
-        breaker=outlast.CircuitBreaker(
-            failures=failures, reset=reset, min_reset=reset, max_wait=0
-        ),
+        breaker=outlast.CircuitBreaker(failures=failures, reset=reset, min_reset=reset, max_wait=0),
         classify_error=classify_error,
         classify_result=classify_result,
         name="outlast.http",
