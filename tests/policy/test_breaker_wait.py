@@ -200,6 +200,25 @@ def settle_soon(probe: Probe, *, fail: bool, after: float = 0.05) -> threading.T
     return timer
 
 
+def callers(policy: Policy, n: int) -> tuple[list[object], list[threading.Thread]]:
+    """``n`` threads each calling through ``policy``, started: what each got, in order."""
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        try:
+            result: object = policy.call(lambda: "ok")
+        except CircuitOpenError as exc:
+            result = exc
+        with lock:
+            results.append(result)
+
+    threads = [threading.Thread(target=caller) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    return results, threads
+
+
 def test_a_waiter_gets_the_answer_when_the_probe_succeeds() -> None:
     policy = make(time.monotonic, reset=0.05)
     trip(policy)
@@ -235,20 +254,7 @@ def test_many_waiting_threads_all_get_the_verdict_and_one_probe_only() -> None:
     trip(policy)
     time.sleep(0.06)
     probe, first = held_probe(policy)
-    results: list[object] = []
-    lock = threading.Lock()
-
-    def caller() -> None:
-        try:
-            result: object = policy.call(lambda: "ok")
-        except CircuitOpenError as exc:
-            result = exc
-        with lock:
-            results.append(result)
-
-    threads = [threading.Thread(target=caller) for _ in range(16)]
-    for thread in threads:
-        thread.start()
+    results, threads = callers(policy, 16)
     time.sleep(0.02)
     assert results == []  # they wait, none probes
     probe.release.set()
@@ -264,20 +270,7 @@ def test_at_most_max_waiters_wait_the_others_are_refused_at_once() -> None:
     trip(policy)
     time.sleep(0.06)
     probe, first = held_probe(policy)
-    results: list[object] = []
-    lock = threading.Lock()
-
-    def caller() -> None:
-        try:
-            result: object = policy.call(lambda: "ok")
-        except CircuitOpenError as exc:
-            result = exc
-        with lock:
-            results.append(result)
-
-    threads = [threading.Thread(target=caller) for _ in range(12)]
-    for thread in threads:
-        thread.start()
+    results, threads = callers(policy, 12)
     deadline = time.monotonic() + 30
     while len(results) < 8:  # the eight beyond the cap are refused without waiting
         assert time.monotonic() < deadline, results
