@@ -32,50 +32,20 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import multiprocessing
-import os
 import pstats
 import statistics
-import sys
 import time
-from typing import Any
 
 import aiohttp
+from _replay import AFTER, EMPTY, GOOD, INTERVAL, WITHIN, availability, late_line, netns, row, serve
 
 import outlast.aiohttp
 from outlast import Resolver
 from outlast.testing import DNSServer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import netns  # tests/netns.py: the network-namespace harness
-
 NAME = "bench.outlast.test"
 ROUNDS = 40
 CALLS = 200
-GOOD, EMPTY, AFTER = 2.0, 10.0, 2.0
-INTERVAL = 0.1
-WITHIN = 2.0
-RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
-
-
-def _serve(port_out: Any) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(RESPONSE)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-        port_out.send(server.sockets[0].getsockname()[1])
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
 
 
 async def _round(session: aiohttp.ClientSession, url: str) -> float:
@@ -117,48 +87,9 @@ async def _latency(port: int, dns: DNSServer) -> tuple[float, float, float, floa
     return min(plain_times), min(our_times), paired, plain_calls, our_calls
 
 
-def _availability() -> tuple[dict[str, list[float | None]], dict[str, list[Any]]]:
-    """The replay and the 11 s call, run in a network namespace (see the module's doc)."""
-    result = netns.run(
-        "system_replay:replay",
-        timeout=120,
-        client="aiohttp",
-        ttl=2,
-        good=GOOD,
-        empty=EMPTY,
-        after=AFTER,
-        interval=INTERVAL,
-    )
-    outcomes = {
-        side: [took if error is None and took <= WITHIN else None for _, took, error in calls]
-        for side, calls in result["calls"].items()
-    }
-    late = netns.run("system_replay:after_empty", timeout=120, clients=["aiohttp"], limit=60)
-    return outcomes, late["aiohttp"]
-
-
-def _late(label: str, outcome: list[Any]) -> str:
-    took, error = outcome
-    if took is None:
-        return f"  {label:<34} still running after 60 s"
-    raised = f"then {error.partition(': ')[0]}" if error else "succeeded"
-    return f"  {label:<34} {took * 1e3:10.1f} ms, {raised}"
-
-
-def _row(label: str, outcomes: list[float | None]) -> str:
-    good = sorted(t for t in outcomes if t is not None)
-    share = len(good) / len(outcomes)
-    if len(good) >= 2:
-        cuts = statistics.quantiles(good, n=100)
-        times = f"p50 {cuts[49] * 1e3:6.1f} ms  p99 {cuts[98] * 1e3:6.1f} ms"
-    else:
-        times = "no successful call"
-    return f"  {label:<34} availability {share:7.1%}   {times}"
-
-
 def main() -> None:
     receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(send,), daemon=True)
     server.start()
     try:
         port = receive.recv()
@@ -176,18 +107,18 @@ def main() -> None:
         if reason is not None:
             print(f"empty-record replay on the system resolver skipped: {reason}")
             return
-        results, late = _availability()
+        results, late = availability("aiohttp")
         print(
             f"empty-record replay, system resolver in a network namespace: record TTL 2 s, "
             f"good {GOOD:g} s, empty {EMPTY:g} s, good {AFTER:g} s; a call every "
             f"{INTERVAL * 1e3:.0f} ms on a new connection, success within {WITHIN:g} s "
             f"counts ({len(results['plain'])} calls each):"
         )
-        print(_row("aiohttp (10 s DNS cache)", results["plain"]))
-        print(_row("outlast.aiohttp.ClientSession", results["outlast"]))
+        print(row("aiohttp (10 s DNS cache)", results["plain"], 34))
+        print(row("outlast.aiohttp.ClientSession", results["outlast"], 34))
         print("one call once the record has been empty 11 s:")
-        print(_late("aiohttp (10 s DNS cache)", late["plain"]))
-        print(_late("outlast.aiohttp.ClientSession", late["outlast"]))
+        print(late_line("aiohttp (10 s DNS cache)", late["plain"], 34))
+        print(late_line("outlast.aiohttp.ClientSession", late["outlast"], 34))
     finally:
         server.terminate()
         server.join(5)

@@ -22,51 +22,19 @@ About 40 s in all. Run: ``PYTHONPATH=src python benchmarks/requests_session.py``
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
-import os
-import statistics
-import sys
 import time
-from typing import Any
 
 import requests
+from _replay import AFTER, EMPTY, GOOD, INTERVAL, WITHIN, availability, late_line, netns, row, serve
 
 import outlast.requests
 from outlast import Resolver
 from outlast.testing import DNSServer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import netns  # tests/netns.py: the network-namespace harness
-
 NAME = "bench.outlast.test"
 ROUNDS = 40
 CALLS = 200
-GOOD, EMPTY, AFTER = 2.0, 10.0, 2.0
-INTERVAL = 0.1
-WITHIN = 2.0
-RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
-
-
-def _serve(port_out: Any) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(RESPONSE)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-        port_out.send(server.sockets[0].getsockname()[1])
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
 
 
 def _round(session: requests.Session, url: str) -> float:
@@ -93,48 +61,9 @@ def _latency(port: int, dns: DNSServer) -> tuple[float, float]:
     return min(plain_times), min(our_times)
 
 
-def _availability() -> tuple[dict[str, list[float | None]], dict[str, list[Any]]]:
-    """The replay and the 11 s call, run in a network namespace (see the module's doc)."""
-    result = netns.run(
-        "system_replay:replay",
-        timeout=120,
-        client="requests",
-        ttl=2,
-        good=GOOD,
-        empty=EMPTY,
-        after=AFTER,
-        interval=INTERVAL,
-    )
-    outcomes = {
-        side: [took if error is None and took <= WITHIN else None for _, took, error in calls]
-        for side, calls in result["calls"].items()
-    }
-    late = netns.run("system_replay:after_empty", timeout=120, clients=["requests"], limit=60)
-    return outcomes, late["requests"]
-
-
-def _late(label: str, outcome: list[Any]) -> str:
-    took, error = outcome
-    if took is None:
-        return f"  {label:<28} still running after 60 s"
-    raised = f"then {error.partition(': ')[0]}" if error else "succeeded"
-    return f"  {label:<28} {took * 1e3:10.1f} ms, {raised}"
-
-
-def _row(label: str, outcomes: list[float | None]) -> str:
-    good = sorted(t for t in outcomes if t is not None)
-    share = len(good) / len(outcomes)
-    if len(good) >= 2:
-        cuts = statistics.quantiles(good, n=100)
-        times = f"p50 {cuts[49] * 1e3:6.1f} ms  p99 {cuts[98] * 1e3:6.1f} ms"
-    else:
-        times = "no successful call"
-    return f"  {label:<28} availability {share:7.1%}   {times}"
-
-
 def main() -> None:
     receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(send,), daemon=True)
     server.start()
     try:
         port = receive.recv()
@@ -148,18 +77,18 @@ def main() -> None:
         if reason is not None:
             print(f"empty-record replay on the system resolver skipped: {reason}")
             return
-        results, late = _availability()
+        results, late = availability("requests")
         print(
             f"empty-record replay, system resolver in a network namespace: record TTL 2 s, "
             f"good {GOOD:g} s, empty {EMPTY:g} s, good {AFTER:g} s; a call every "
             f"{INTERVAL * 1e3:.0f} ms on a new connection, success within {WITHIN:g} s "
             f"counts ({len(results['plain'])} calls each):"
         )
-        print(_row("requests.get", results["plain"]))
-        print(_row("outlast.requests.Session", results["outlast"]))
+        print(row("requests.get", results["plain"], 28))
+        print(row("outlast.requests.Session", results["outlast"], 28))
         print("one call once the record has been empty 11 s:")
-        print(_late("requests.get", late["plain"]))
-        print(_late("outlast.requests.Session", late["outlast"]))
+        print(late_line("requests.get", late["plain"], 28))
+        print(late_line("outlast.requests.Session", late["outlast"], 28))
     finally:
         server.terminate()
         server.join(5)
