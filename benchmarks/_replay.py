@@ -47,12 +47,9 @@ def serve(port_out: Any) -> None:
     asyncio.run(main())
 
 
-def availability(client: str) -> tuple[dict[str, list[float | None]], dict[str, list[Any]]]:
-    """The replay and the 11 s call for ``client``, in a network namespace.
-
-    Returns per side ("plain", "outlast") each call's seconds (None: failed or over
-    ``WITHIN``), and per side the 11 s call's ``[seconds or None, error or None]``.
-    """
+def replay(client: str) -> dict[str, list[float | None]]:
+    """The replay for ``client`` in a network namespace: per side ("plain", "outlast")
+    each call's seconds, None where it failed or took over ``WITHIN``."""
     result = netns.run(
         "system_replay:replay",
         timeout=120,
@@ -63,12 +60,16 @@ def availability(client: str) -> tuple[dict[str, list[float | None]], dict[str, 
         after=AFTER,
         interval=INTERVAL,
     )
-    outcomes = {
+    return {
         side: [took if error is None and took <= WITHIN else None for _, took, error in calls]
         for side, calls in result["calls"].items()
     }
+
+
+def availability(client: str) -> tuple[dict[str, list[float | None]], dict[str, list[Any]]]:
+    """:func:`replay`, then the 11 s call: per side ``[seconds or None, error or None]``."""
     late = netns.run("system_replay:after_empty", timeout=120, clients=[client], limit=60)
-    return outcomes, late[client]
+    return replay(client), late[client]
 
 
 def late_line(label: str, outcome: list[Any], width: int) -> str:

@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import requests
+from _replay import EMPTY, INTERVAL, WITHIN, netns, replay
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient
 from google.auth.credentials import AnonymousCredentials
@@ -51,14 +52,8 @@ import outlast.requests
 from outlast import Resolver
 from outlast.testing import DNSServer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import netns  # tests/netns.py: the network-namespace harness
-
 ROUNDS = 15
 CALLS = 40
-GOOD, EMPTY, AFTER = 2.0, 10.0, 2.0
-INTERVAL = 0.1
-WITHIN = 2.0
 LATE_LIMIT = 150.0
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -206,23 +201,6 @@ def _print(
             print(f"    {label:<42} {took:9.3f} s, {raised}")
 
 
-def _replay_in_namespace(client: str) -> dict[str, list[float | None]]:
-    result = netns.run(
-        "system_replay:replay",
-        timeout=120,
-        client=client,
-        ttl=2,
-        good=GOOD,
-        empty=EMPTY,
-        after=AFTER,
-        interval=INTERVAL,
-    )
-    return {
-        side: [took if error is None and took <= WITHIN else None for _, took, error in calls]
-        for side, calls in result["calls"].items()
-    }
-
-
 def azure(dns: DNSServer) -> dict[str, float]:
     with _azurite() as port:
         dns.set("azure-bench.outlast.test", ["127.0.0.1"], ttl=300)
@@ -267,7 +245,7 @@ def main() -> None:
     replays: dict[str, dict[str, list[float | None]] | None] = dict.fromkeys(best)
     late: dict[str, Any] = dict.fromkeys(best)
     if reason is None:
-        replays = {client: _replay_in_namespace(client) for client in best}
+        replays = {client: replay(client) for client in best}
         late = netns.run(
             "system_replay:after_empty",
             timeout=LATE_LIMIT + 90,

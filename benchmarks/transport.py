@@ -23,9 +23,9 @@ import pstats
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
+from _replay import serve
 
 from outlast import Resolver
 from outlast.http import AsyncTransport, Transport
@@ -35,30 +35,6 @@ NAME = "bench.outlast.test"
 ROUNDS = 7
 KEEPALIVE_N = 1500
 FRESH_N = 400
-RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
-
-
-def _serve(port_out: Any) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                if not head:
-                    break
-                writer.write(RESPONSE)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-        port_out.send(server.sockets[0].getsockname()[1])
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
 
 
 Round = tuple[float, float]  # seconds per request: wall clock, this process's CPU
@@ -137,7 +113,7 @@ def _count_calls(
 def main() -> None:
     started = time.monotonic()
     receive, send = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=_serve, args=(send,), daemon=True)
+    server = multiprocessing.Process(target=serve, args=(send,), daemon=True)
     server.start()
     port = receive.recv()
     fresh = httpx.Limits(max_keepalive_connections=0)
