@@ -485,9 +485,9 @@ async def _drop_the_second_request(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="open: outlast turns aiohttp's re-send off for every policy; keeping it for a "
-    "policy that never retries conflicts with test_read_timeouts_open_the_breaker_and_resets_"
-    "count (one send per call with attempts=1): the lead decides which is wanted",
+    reason="known limitation (docs/aiohttp.md): outlast turns aiohttp's re-send off for "
+    "every policy, so one that never retries loses the re-send on a stale kept-alive "
+    "connection; the fix is an uncounted re-send when the failed send reused a connection",
 )
 @pytest.mark.parametrize("retry", [None, Retry(attempts=1)])
 def test_a_stale_pooled_connection_is_resent_when_the_policy_never_retries(
