@@ -88,6 +88,15 @@ def unavailable() -> str | None:
     return None
 
 
+def forbidden() -> str | None:
+    """Why the namespace tests should skip: this platform forbids namespaces (not Linux,
+    or ``unshare`` not permitted). A missing ``unshare`` is not a reason: util-linux is a
+    package the README's command installs, so those tests fail and say so."""
+    if sys.platform.startswith("linux") and shutil.which("unshare") is None:
+        return None
+    return unavailable()
+
+
 def _search_path() -> str:
     """PYTHONPATH for the child: this outlast, the tests' helpers, then the caller's."""
     import outlast

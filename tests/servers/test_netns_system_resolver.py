@@ -18,7 +18,7 @@ import pytest
 import netns
 
 pytestmark = pytest.mark.skipif(
-    netns.unavailable() is not None, reason=f"needs a network namespace: {netns.unavailable()}"
+    netns.forbidden() is not None, reason=f"needs a network namespace: {netns.forbidden()}"
 )
 HERE = "servers.test_netns_system_resolver"
 

@@ -26,7 +26,7 @@ import netns
 from system_replay import check_replay
 
 pytestmark = pytest.mark.skipif(
-    netns.unavailable() is not None, reason=f"needs a network namespace: {netns.unavailable()}"
+    netns.forbidden() is not None, reason=f"needs a network namespace: {netns.forbidden()}"
 )
 
 
