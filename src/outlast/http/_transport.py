@@ -462,6 +462,21 @@ class _Face(Generic[PoolT, BackendT]):
             attempts._bound()
         return route.limited, attempts, started
 
+    def _end(
+        self,
+        request: httpx.Request,
+        attempts: _Attempts,
+        response: httpx.Response | None,
+        started: float | None,
+    ) -> None:
+        """After a request, sync or async: put back what the attempts changed, report it."""
+        if attempts.token is not None:
+            attempts.unhold()
+        if attempts.timeouts is not None:
+            attempts.restore()
+        if started is not None:
+            self._finished(request, None if response is attempts.freed else response, started)
+
     def _finished(
         self, request: httpx.Request, response: httpx.Response | None, started: float
     ) -> None:
@@ -543,12 +558,7 @@ class Transport(_Face[httpcore.ConnectionPool, httpcore.NetworkBackend], httpx.H
             attempts.release()
             raise
         finally:
-            if attempts.token is not None:
-                attempts.unhold()
-            if attempts.timeouts is not None:
-                attempts.restore()
-            if started is not None:
-                self._finished(request, None if response is attempts.freed else response, started)
+            self._end(request, attempts, response, started)
         if response is attempts.freed:  # the policy hands back the last outcome it saw
             raise _refused(attempts, view)
         return response
@@ -602,12 +612,7 @@ class AsyncTransport(
             await attempts.arelease()
             raise
         finally:
-            if attempts.token is not None:
-                attempts.unhold()
-            if attempts.timeouts is not None:
-                attempts.restore()
-            if started is not None:
-                self._finished(request, None if response is attempts.freed else response, started)
+            self._end(request, attempts, response, started)
         if response is attempts.freed:  # the policy hands back the last outcome it saw
             raise _refused(attempts, view)
         return response
