@@ -35,6 +35,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 def make(clock: Callable[[], float] | FakeClock, **breaker: object) -> Policy:
+    # Real-clock tests about the verdict (not about max_wait's bound) pass max_wait=5.0:
+    # a waiter must still be waiting when the probe settles, however busy the machine.
     """No retries, no budget: a breaker that opens on the first failure, reset 0.2 s."""
     breaker.setdefault("failures", 1)
     breaker.setdefault("reset", 0.2)
@@ -220,7 +222,7 @@ def callers(policy: Policy, n: int) -> tuple[list[object], list[threading.Thread
 
 
 def test_a_waiter_gets_the_answer_when_the_probe_succeeds() -> None:
-    policy = make(time.monotonic, reset=0.05)
+    policy = make(time.monotonic, reset=0.05, max_wait=5.0)
     trip(policy)
     time.sleep(0.06)
     probe, first = held_probe(policy)
@@ -233,7 +235,7 @@ def test_a_waiter_gets_the_answer_when_the_probe_succeeds() -> None:
 
 
 def test_the_waiters_are_refused_when_the_probe_fails() -> None:
-    policy = make(time.monotonic, reset=0.05)
+    policy = make(time.monotonic, reset=0.05, max_wait=5.0)
     trip(policy)
     time.sleep(0.06)
     probe, first = held_probe(policy)
@@ -250,7 +252,7 @@ def test_the_waiters_are_refused_when_the_probe_fails() -> None:
 
 
 def test_many_waiting_threads_all_get_the_verdict_and_one_probe_only() -> None:
-    policy = make(time.monotonic, reset=0.05, max_waiters=16)
+    policy = make(time.monotonic, reset=0.05, max_waiters=16, max_wait=5.0)
     trip(policy)
     time.sleep(0.06)
     probe, first = held_probe(policy)
@@ -313,7 +315,7 @@ def test_a_waiter_never_waits_past_its_deadline() -> None:
 
 
 def test_a_freed_probe_slot_goes_to_a_waiter() -> None:
-    policy = make(time.monotonic, reset=0.05)
+    policy = make(time.monotonic, reset=0.05, max_wait=5.0)
     trip(policy)
     time.sleep(0.06)
     state = policy._guard.breaker  # type: ignore[union-attr]
@@ -329,7 +331,7 @@ def test_a_freed_probe_slot_goes_to_a_waiter() -> None:
 
 
 async def _async_verdict(fail: bool) -> tuple[object, object, list[int]]:
-    policy = make(time.monotonic, reset=0.05)
+    policy = make(time.monotonic, reset=0.05, max_wait=5.0)
     trip(policy)
     await anyio.sleep(0.06)
     inside, release = anyio.Event(), anyio.Event()
@@ -480,7 +482,7 @@ def test_a_child_forked_while_callers_wait_can_wait_itself() -> None:
     the ``max_waiters`` and the probe they wait for must not be inherited, or no caller
     in the child would ever wait again (and the child's breaker would stay half-open
     until ``probe_timeout``)."""
-    policy = make(time.monotonic, reset=0.1)
+    policy = make(time.monotonic, reset=0.1, max_wait=5.0)
     trip(policy)
     time.sleep(0.11)
     probe, done = held_probe(policy)  # the parent's probe, in flight at the fork
