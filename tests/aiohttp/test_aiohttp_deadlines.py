@@ -467,57 +467,6 @@ def test_the_callers_cancellation_at_the_retry_deadline_is_not_swallowed(
     assert cancelling == 1  # the caller's one cancel request, not taken back
 
 
-async def _drop_the_second_request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """A keep-alive server that closes a connection when a second request comes on it
-    (a pooled connection its idle timeout ended as the client reused it)."""
-    try:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation (docs/aiohttp.md): outlast turns aiohttp's re-send off for "
-    "every policy, so one that never retries loses the re-send on a stale kept-alive "
-    "connection; the fix is an uncounted re-send when the failed send reused a connection",
-)
-@pytest.mark.parametrize("retry", [None, Retry(attempts=1)])
-def test_a_stale_pooled_connection_is_resent_when_the_policy_never_retries(
-    resolver_for: Any, retry: Retry | None
-) -> None:
-    """aiohttp re-sends an idempotent request once when a reused connection turns out
-    closed; outlast turns that off because its policy retries it. A policy that never
-    retries must leave it on: plain aiohttp's second GET succeeds, and so must outlast's
-    (before: ``ServerDisconnectedError``, counted against the origin)."""
-
-    async def main() -> list[BaseException | int]:
-        server = await asyncio.start_server(_drop_the_second_request, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-        policy = Policy(
-            retry=retry,
-            budget=None,
-            breaker=CircuitBreaker(failures=2, reset=30, min_reset=30),
-            classify_error=classify_error,
-            classify_result=classify_result,
-        )
-        try:
-            async with ClientSession(resolver=resolver_for(), policy=policy) as session:
-                return [await _call(session, url) for _ in range(3)]
-        finally:
-            server.close()
-            await server.wait_closed()
-
-    assert asyncio.run(main()) == [200, 200, 200]
-
-
 async def _always_503(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:

@@ -4,9 +4,13 @@ The session's connector is a ``TCPConnector`` with :class:`outlast.aiohttp.Resol
 aiohttp's own DNS cache off; a client middleware (aiohttp 3.12+) runs each request
 through an :class:`outlast.Policy` bound to its origin (``scheme://host:port``), judged
 by :mod:`outlast.aiohttp._classify`. A response that is retried is released before the
-policy waits. The attempts are the middleware's alone: aiohttp's own re-send of an
-idempotent request after a ``ClientOSError`` or ``ServerDisconnectedError`` (which wraps
-every middleware, so would double outlast's attempts) is turned off on the session.
+policy waits. While the origin's breaker is closed and the classifier is aiohttp's own,
+the middleware makes the first attempt itself (``Policy._gate``) and only an error or a
+status that may be retried goes to the policy (``Policy._afollow``). The attempts are
+the middleware's alone: aiohttp's own re-send of an idempotent request after a
+``ClientOSError`` or ``ServerDisconnectedError`` (which wraps every middleware, so would
+double outlast's attempts) is turned off on the session, and the middleware re-sends
+once, inside the attempt, on a kept-alive connection found closed (:func:`stale`).
 
 The caller's ``ClientTimeout`` is the call's deadline, retries included
 (:func:`deadline_of`): ``total`` when set (aiohttp's own timer ends the call; the
@@ -45,6 +49,7 @@ from outlast.aiohttp._errors import CircuitOpenError
 from outlast.aiohttp._resolver import Resolver
 from outlast.dns import Resolver as _OutlastResolver
 from outlast.policy import Classifier, Decision, Outcome, Policy, _testing, retry_all
+from outlast.policy._classify import first_result
 
 __all__ = ["POLICY_NAME", "ClientSession", "defaults", "middleware"]
 
@@ -275,8 +280,8 @@ def _view(policy: Policy) -> Policy:
 
 #: The middlewares :func:`middleware` made: an outlast session keeps its own on every request.
 _OURS: Final[weakref.WeakSet[Callable[..., Any]]] = weakref.WeakSet()
-#: How many (origin, deadline) handles one middleware keeps before starting afresh.
-_MAX_HANDLES: Final = 1024
+#: How many (origin, deadline) routes one middleware keeps before starting afresh.
+_MAX_ROUTES: Final = 1024
 
 
 def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awaitable[Any]]:
@@ -296,17 +301,47 @@ def middleware(policy: Policy) -> Callable[[aiohttp.ClientRequest, Handler], Awa
     return _middleware(policy, [None, None])
 
 
+class _Route:
+    """What the requests to one origin under one deadline go through, kept between them.
+
+    ``bound``: the policy's view for the origin (``base``), with the deadline when there
+    is one; ``registry``/``guard``: where ``base``'s state is held (``Policy._held``),
+    checked per request instead of asking ``for_key`` again. Immutable.
+    """
+
+    __slots__ = ("base", "bound", "guard", "origin", "registry")
+
+    def __init__(self, origin: str, base: Policy, limit: float | None) -> None:
+        self.origin = origin
+        self.base = base
+        self.bound = base if limit is None else base.within(limit)
+        held = base._held()
+        self.registry: Any = None if held is None else held[0]
+        self.guard: Any = None if held is None else held[1]
+
+
 def _middleware(
     policy: Policy, session_timeout: list[Any]
 ) -> Callable[[aiohttp.ClientRequest, Handler], Awaitable[Any]]:
     """:func:`middleware`; ``session_timeout``, once set, is the session's ``ClientTimeout``
     and its :func:`deadline_of` (until then each request asks its session)."""
     view = _view(policy)
-    for_key = view.for_key
-    # (host, port, scheme, deadline) -> (origin, the policy's view for it, that view
-    # with the deadline): the view is asked for again every request (it keeps the
-    # origin's place in the policy's LRU registry) and the entry rebuilt when it changed.
-    handles: dict[tuple[Any, ...], tuple[str, Policy, Policy]] = {}
+    keyed = view._keyed()
+    # aiohttp's own result classifier: a response below 429 (or 430-499) is accepted
+    # without asking it, so a plain request's first attempt is made here, not in acall
+    quick = view._core.rules.classify_result is classify_result
+    # (host, port, scheme, deadline) -> its route; rebuilt when the origin's state in the
+    # policy's registry is no longer the one the route holds (evicted meanwhile).
+    routes: dict[tuple[Any, ...], _Route] = {}
+
+    def route_of(slot: tuple[Any, ...], url: Any, limit: float | None) -> _Route:
+        known = routes.get(slot)
+        origin = origin_of(url) if known is None else known.origin
+        route = _Route(origin, keyed(origin), limit)
+        if known is None and len(routes) >= _MAX_ROUTES:
+            routes.clear()  # a session for many origins: start afresh, keep it bounded
+        routes[slot] = route
+        return route
 
     async def outlast_middleware(
         request: aiohttp.ClientRequest, handler: Handler
@@ -321,51 +356,165 @@ def _middleware(
             limit = deadline_of(given)
         url = request.url
         slot = (url.raw_host, url.port, url.scheme, limit)
-        handle = handles.get(slot)
-        if handle is None:
-            origin = origin_of(url)
-            base = for_key(origin)
+        route = routes.get(slot)
+        if route is None:
+            route = route_of(slot, url, limit)
         else:
-            origin, known, bound = handle
-            base = for_key(origin)
-            if base is not known:  # the origin was evicted from the registry meanwhile
-                handle = None
-        if handle is None:
-            bound = base if limit is None else base.within(limit)
-            if len(handles) >= _MAX_HANDLES:
-                handles.clear()
-            handles[slot] = (origin, base, bound)
+            registry = route.registry
+            if registry is not None:  # the origin's state is current: touch it, as for_key does
+                if registry.get(route.origin) is route.guard:
+                    try:
+                        registry.move_to_end(route.origin)
+                    except KeyError:  # evicted meanwhile, by another thread
+                        route = route_of(slot, url, limit)
+                else:  # evicted (and maybe made afresh): ask the policy again
+                    route = route_of(slot, url, limit)
+        bound = route.bound
+        plain = (limit is None or given.total) and _TESTING[0] is None
+        if plain and quick:
+            started = bound._gate()
+            if started is not None:  # the breaker is closed: the first attempt is made here
+                response: aiohttp.ClientResponse
+                while True:
+                    try:
+                        response = await handler(request)
+                    except Exception as exc:
+                        if stale(request, exc):  # a closed kept-alive connection: at once,
+                            continue  # uncounted (once per call)
+                        first = Outcome(1, error=exc)
+                        return await _follow(bound, started, first, _resending(handler), request)
+                    except BaseException as exc:  # cancelled: no verdict, unless aiohttp's timer
+                        await _failed(bound, request, exc)
+                        raise
+                    break
+                status = response.status
+                if status < 429 or 429 < status < 500:  # classify_result's first rule
+                    bound._accepted()
+                    return response
+                first = first_result(response)
+                return await _follow(bound, started, first, _resending(handler), request)
         token = CURRENT.set(request)  # for the classifiers and the releasing sleep
         try:
-            if (limit is None or given.total) and _TESTING[0] is None:
-                response = await bound.acall(handler, request)  # no frame of ours between
+            send = _resending(handler)
+            if plain:
+                response = await bound.acall(send, request)
             else:
                 now = _now()
                 at = late = None
                 if limit is not None and not given.total:
                     at, late = now + limit, now + _LATE
-                response = await bound.acall(_attempt, handler, request, _Tries(at, late))
-        except _PolicyCircuitOpen as exc:
-            _settle(request, None)
-            raise CircuitOpenError(exc.name, exc.retry_after) from exc
-        except asyncio.CancelledError:
-            _settle(request, None)
-            idle = request.__dict__.pop("outlast_idle", False)  # in a backoff, not an attempt
-            if _timer_fired(request) and not idle:  # aiohttp's total ended an attempt:
-                await _judge_timeout(bound, request)  # the destination's failure
-            raise  # aiohttp turns it into its own asyncio.TimeoutError
-        except BaseException:
-            _settle(request, None)
+                response = await bound.acall(_attempt, send, request, _Tries(at, late))
+        except BaseException as exc:
+            await _failed(bound, request, exc)
             raise
         finally:
             CURRENT.reset(token)
-        held = request.__dict__  # a status that may be retried came back on the way:
-        if ("outlast_last" in held or "outlast_freed" in held) and _settle(request, response):
-            raise CircuitOpenError(bound.key, bound.retry_after())  # freed, then refused
-        return response
+        return _checked(bound, request, response)
 
     _OURS.add(outlast_middleware)
     return outlast_middleware
+
+
+class _Connector(aiohttp.TCPConnector):
+    """``aiohttp.TCPConnector`` marking the request that opens a connection
+    (``outlast_opened``): a send that fails on a connection it did not open reused a
+    kept-alive one (:func:`stale`). Nothing per request: a
+    connection is opened far less often than it is reused."""
+
+    async def _create_connection(
+        self, req: aiohttp.ClientRequest, traces: Any, timeout: aiohttp.ClientTimeout
+    ) -> Any:
+        req.outlast_opened = True  # type: ignore[attr-defined]
+        return await super()._create_connection(req, traces, timeout)
+
+
+#: What a send on a kept-alive connection closed under it raises (aiohttp's own re-send
+#: of an idempotent request catches these).
+_STALE_ERRORS: Final = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+def stale(request: Any, error: BaseException) -> bool:
+    """Whether ``error`` ended a send on a kept-alive connection the server had closed,
+    and ``request`` may be sent again at once (then it is marked: once per call).
+
+    A connection the pool handed back may have been closed by the server (its idle
+    timeout) just as it was reused: the send then fails with ``ServerDisconnectedError``
+    or ``ClientOSError``, through no fault of the destination. aiohttp re-sends an
+    idempotent request once after either (RFC 9112, section 9.3.1.1); outlast does the
+    same, uncounted, when the request went through an outlast session's connector
+    (:class:`_Connector`), which marks the request that opens a connection, and this
+    attempt opened none; and when repeating is safe (:func:`retry_safe`). Through any
+    other connector (:func:`middleware` on a session of the user's) reuse is not known,
+    and nothing is re-sent.
+    """
+    if not isinstance(error, _STALE_ERRORS) or never_sent(error):
+        return False
+    if not isinstance(getattr(getattr(request, "session", None), "connector", None), _Connector):
+        return False
+    marks = getattr(request, "__dict__", None)
+    if marks is None or "outlast_resent" in marks or marks.pop("outlast_opened", False):
+        return False
+    if not retry_safe(request):
+        return False
+    marks["outlast_resent"] = True
+    return True
+
+
+def _resending(handler: Handler) -> Handler:
+    """``handler``, sending a request once more at once when a kept-alive connection
+    turns out closed (:func:`stale`): within the attempt,
+    so neither the policy nor the breaker counts it."""
+
+    async def send(request: aiohttp.ClientRequest) -> aiohttp.ClientResponse:
+        request.__dict__.pop("outlast_opened", None)  # an earlier attempt's connection
+        try:
+            return await handler(request)
+        except Exception as exc:
+            if not stale(request, exc):
+                raise
+        return await handler(request)
+
+    return send
+
+
+async def _follow(
+    bound: Policy, started: float, first: Outcome, handler: Handler, request: aiohttp.ClientRequest
+) -> aiohttp.ClientResponse:
+    """The rest of a call whose first attempt the middleware made itself
+    (``Policy._gate``) and whose outcome needs a look: an error, or a status that may
+    be retried. The policy judges it, and retries it or not."""
+    token = CURRENT.set(request)  # for the classifiers and the releasing sleep
+    try:
+        response = await bound._afollow(started, first, handler, request)
+    except BaseException as exc:
+        await _failed(bound, request, exc)
+        raise
+    finally:
+        CURRENT.reset(token)
+    return _checked(bound, request, response)
+
+
+async def _failed(bound: Policy, request: aiohttp.ClientRequest, exc: BaseException) -> None:
+    """A call that raised ``exc``: free what it held; a call aiohttp's ``total`` timer
+    cancelled during an attempt is judged the destination's failure (then the caller
+    re-raises ``exc``, and aiohttp turns a cancellation into its own timeout)."""
+    _settle(request, None)
+    if isinstance(exc, asyncio.CancelledError):
+        idle = request.__dict__.pop("outlast_idle", False)  # in a backoff, not an attempt
+        if _timer_fired(request) and not idle:  # aiohttp's total ended an attempt:
+            await _judge_timeout(bound, request)  # the destination's failure
+    elif isinstance(exc, _PolicyCircuitOpen):
+        raise CircuitOpenError(exc.name, exc.retry_after) from exc
+
+
+def _checked(
+    bound: Policy, request: aiohttp.ClientRequest, response: aiohttp.ClientResponse
+) -> aiohttp.ClientResponse:
+    """The response a call ends with, once what an earlier attempt held is freed."""
+    held = request.__dict__  # a status that may be retried came back on the way:
+    if ("outlast_last" in held or "outlast_freed" in held) and _settle(request, response):
+        raise CircuitOpenError(bound.key, bound.retry_after())  # freed, then refused
+    return response
 
 
 def _now() -> float:
@@ -476,7 +625,7 @@ def ClientSession(
         shared_resolver, shared_policy = defaults()
         chosen = chosen if chosen is not None else Resolver(shared_resolver)
         policy = policy if policy is not None else shared_policy
-    connector = aiohttp.TCPConnector(resolver=chosen, use_dns_cache=False, **options)
+    connector = _Connector(resolver=chosen, use_dns_cache=False, **options)
     session_timeout: list[Any] = [None, None]
     ours = _middleware(policy, session_timeout)
     middlewares = (*kwargs.pop("middlewares", ()), ours)
@@ -484,7 +633,8 @@ def ClientSession(
     if hasattr(session, "_retry_connection"):
         # aiohttp re-sends an idempotent request once, through every middleware, after
         # a ClientOSError or ServerDisconnectedError on any connection: with outlast's
-        # attempts inside, that doubles them. The policy retries those itself.
+        # attempts inside, that doubles them. The policy retries those itself, and the
+        # middleware re-sends at once, uncounted, on a kept-alive connection found closed.
         session._retry_connection = False
     # fixed for the session's life: read once, not per request
     session_timeout[:] = [session.timeout, deadline_of(session.timeout)]
