@@ -150,3 +150,40 @@ def test_the_request_keeps_its_own_timeouts(name: str, resolver: Resolver) -> No
             response = client.get(f"http://{name}:{server.port}/")
             assert response.status_code == 200
             assert response.request.extensions["timeout"] == httpx.Timeout(2.0).as_dict()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_retry_whose_deadline_passed_in_the_backoff_is_not_sent(
+    name: str, resolver: Resolver, mode: str
+) -> None:
+    """The backoff overran the call's deadline (a busy thread or loop: here a sleep that
+    takes 0.6 s when asked for 0.01 s, against a 0.4 s deadline). The retry is not sent
+    with a token 1 ms timeout, to fail and be counted against the backend: it is cut
+    before it leaves (``httpx.TimeoutException``, neutral), and the one 503 is the
+    call's only failure (before: a second hit, and a second failure counted)."""
+
+    def overrun(seconds: float) -> None:
+        time.sleep(0.6)
+
+    async def aoverrun(seconds: float) -> None:
+        await asyncio.sleep(0.6)
+
+    p = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01, cap=0.01),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=30, min_reset=30, max_wait=0),
+        classify_error=classify_error,
+        classify_result=classify_result,
+        sleep=overrun,
+        asleep=aoverrun,
+    )
+    with Backend() as server:
+        server.status = 503
+        url = f"http://{name}:{server.port}/"
+        outcome, _ = get(mode, resolver, p, url, httpx.Timeout(0.2))
+        hits = server.hits
+    assert isinstance(outcome, httpx.TimeoutException), (outcome, hits, p.snapshot())
+    assert "deadline" in str(outcome)
+    assert hits == 1  # the retry never left
+    (state,) = [k for k in p.snapshot().keys if k.key == f"http://{name}:{server.port}"]
+    assert state.failures == 1  # the 503 alone

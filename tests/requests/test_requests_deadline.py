@@ -17,8 +17,8 @@ import requests
 from loopback_http import STALL, Backend
 from requests_helpers import quick_policy
 
-from outlast import Resolver
-from outlast.requests import Session
+from outlast import CircuitBreaker, Policy, Resolver, Retry
+from outlast.requests import Session, classify_error, classify_result
 from outlast.testing import DNSServer
 
 
@@ -40,3 +40,30 @@ def test_a_stalling_server_fails_within_the_callers_timeout(
         assert server.hits >= 2  # it was retried, within the deadline
     # connect + read = 0.6 s; five whole attempts would take at least 1.5 s.
     assert elapsed < 1.3
+
+
+def test_a_retry_whose_deadline_passed_in_the_backoff_is_not_sent(
+    fault_dns: DNSServer, unique_name: Callable[[str], str], resolver_for: Callable[..., Resolver]
+) -> None:
+    """The backoff overran the call's deadline (a busy thread: here a sleep that takes
+    0.6 s when asked for 0.01 s, against a 0.4 s deadline). The retry is cut before it
+    leaves (``requests.Timeout``, neutral), not sent with a token 1 ms timeout to be
+    counted against the backend: the one 503 is the call's only failure (before: a
+    second hit, a second failure, and a ``failures=2`` breaker open after one call)."""
+    name = unique_name("overrun")
+    fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    policy = Policy(
+        retry=Retry(attempts=3, base=0.01, cap=0.01),
+        budget=None,
+        breaker=CircuitBreaker(failures=2, reset=30, min_reset=30, max_wait=0),
+        classify_error=classify_error,
+        classify_result=classify_result,
+        sleep=lambda seconds: time.sleep(0.6),
+    )
+    with Backend() as server, Session(resolver=resolver_for(), policy=policy) as s:
+        server.status = 503
+        with pytest.raises(requests.exceptions.Timeout, match="deadline"):
+            s.get(f"http://{name}:{server.port}/", timeout=0.2)
+        assert server.hits == 1  # the retry never left
+        (state,) = [k for k in policy.snapshot().keys if k.key.endswith(f":{server.port}")]
+    assert state.failures == 1  # the 503 alone

@@ -6,6 +6,9 @@ method. A proxy that refuses the tunnel (``httpx.ProxyError``: 407, 403 on CONNE
 and a wait for a free pool connection that timed out (``httpx.PoolTimeout``) are
 neutral: not retried, and neither counted against the origin's breaker nor taken as
 its success (the origin was never reached; a half-open probe that ends so is freed).
+So is any other ``httpx`` error these rules do not name, such as the bare
+``httpx.TimeoutException`` the transport raises for a retry it cut before sending it
+(the call's deadline passed during the backoff).
 Read-phase failures (the request was written, the response did not come) and
 500/502/503/504 are retried only when repeating the request is safe: an idempotent
 method (GET, HEAD, OPTIONS, PUT, DELETE) or an ``Idempotency-Key`` header, *and* a

@@ -287,6 +287,21 @@ class _Attempts:
         }
         request.extensions = {**request.extensions, "timeout": cut}
 
+    def _retry(self) -> None:
+        """Before a retry: cut its timeouts to what remains, or, when the deadline has
+        passed already (the backoff overran it: a busy thread or loop), raise
+        ``httpx.TimeoutException`` without sending it. That error is neutral
+        (:func:`outlast.http.classify_error`): nothing reached the destination, so
+        nothing is counted against it, and there is no time left to retry."""
+        deadline = self.deadline
+        if deadline is not None and deadline <= time.monotonic():
+            raise httpx.TimeoutException(
+                f"Timeout: the call's deadline passed before a retry of {self.request.url} "
+                "was sent",
+                request=self.request,
+            )
+        self._bound()
+
     def restore(self) -> None:
         """Give the request back its own timeouts."""
         if self.timeouts is not None:
@@ -310,7 +325,7 @@ class _Attempts:
     def send(self) -> httpx.Response:
         if self.sent:  # a retry: the policy chose it (in testing mode it does not sleep)
             self.release()
-            self._bound()
+            self._retry()
         else:
             self.sent = True
         request = self.request
@@ -331,7 +346,7 @@ class _Attempts:
     async def asend(self) -> httpx.Response:
         if self.sent:
             await self.arelease()
-            self._bound()
+            self._retry()
         else:
             self.sent = True
         request = self.request

@@ -253,6 +253,19 @@ def _limit(phases: tuple[float | None, float | None] | None, view: Policy) -> fl
     return limit if limit is not None and limit > 0 else None
 
 
+def _unsent(request: requests.PreparedRequest) -> requests.exceptions.Timeout:
+    """The error for a retry not sent because the call's deadline passed during its
+    backoff (a busy thread): ``requests.Timeout``, marked ``outlast_unsent`` so that
+    :func:`outlast.requests.classify_error` holds it neutral (nothing reached the
+    destination)."""
+    error = requests.exceptions.Timeout(
+        f"Timeout: the call's deadline passed before a retry of {request.url} was sent",
+        request=request,
+    )
+    error.outlast_unsent = True  # type: ignore[attr-defined]
+    return error
+
+
 def _cut(phases: tuple[float | None, float | None], deadline: float) -> tuple[float, float]:
     """One attempt's ``(connect, read)``: the caller's, cut to what remains of the call."""
     remaining = max(_LEAST_TIMEOUT, deadline - time.monotonic())
@@ -368,7 +381,13 @@ class _Outlast(requests.adapters.HTTPAdapter):
         if limit is not None:  # the caller's timeout bounds the whole call
             policy = policy.within(limit)
 
+        sent = False
+
         def once() -> requests.Response:
+            nonlocal sent
+            if sent and deadline is not None and deadline <= time.monotonic():
+                raise _unsent(request)  # the backoff overran the deadline: a retry, cut
+            sent = True
             cut = deadline is not None and phases is not None
             bound = _cut(phases, deadline) if cut else timeout  # type: ignore[arg-type]
             return send(request, stream, bound, verify, cert, dict(proxies or {}))

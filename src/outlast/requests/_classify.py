@@ -12,7 +12,9 @@ again (none, ``bytes`` or ``str``). 429 and 503 pass ``Retry-After`` as the dela
 is not held against the origin's breaker; every other 5xx but 501 and 505 is (whether
 or not it is retried). A certificate that fails verification is not
 retried, and a proxy that refuses (``requests.exceptions.ProxyError``) is neither
-retried nor held against the origin.
+retried nor held against the origin. Neither is a retry the adapter cut before sending it
+because the call's deadline passed during its backoff (a ``requests.Timeout`` marked
+``outlast_unsent``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def classify_error(outcome: Outcome, /) -> Decision:
     error = outcome.error
     if isinstance(error, requests.exceptions.ProxyError):
         return Decision.NEUTRAL  # the proxy's answer: not the target's health, either way
+    if getattr(error, "outlast_unsent", False):
+        return Decision.NEUTRAL  # a retry cut before it was sent: the deadline had passed
     if not isinstance(error, (requests.ConnectionError, requests.Timeout)):
         return Decision.NEUTRAL  # a bad URL, a missing schema, a bug: the caller's
     chain = _chain(error)
