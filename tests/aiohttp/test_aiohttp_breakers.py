@@ -1,0 +1,300 @@
+"""Inputs that broke the middleware's own first attempt and its re-send on a stale connection.
+
+The hot path (``Policy._gate``: the middleware makes a call's first attempt itself while
+the breaker is closed) must end every call as ``Policy.acall`` would, and the re-send on a
+kept-alive connection the server closed as it was reused (``stale``) must cost a request
+safe to repeat nothing, as aiohttp's own once-only re-send (which outlast turns off) does.
+
+Cells: the path (hot: no deadline or ``total``; watched: ``sock_read`` alone) x the body
+(none, bytes, a file, ``BytesIO``, ``Expect: 100-continue``) x who sends the request
+again (the re-send, an outer middleware of the user's calling the handler twice).
+Invariant: a request safe to repeat that meets a kept-alive connection closed as it was
+reused succeeds where plain aiohttp succeeds, with nothing counted against the origin,
+and each body reaches the server whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from outlast import CircuitBreaker, Policy, Resolver, Retry, RetryBudget
+from outlast.aiohttp import ClientSession, classify_error, classify_result
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+#: The session's timeout picks the path: none or ``total``, the middleware makes the first
+#: attempt itself; ``sock_read`` alone, each attempt is watched for the call's deadline.
+TIMEOUTS = {
+    "no deadline": aiohttp.ClientTimeout(total=None),
+    "total": aiohttp.ClientTimeout(total=10),
+    "sock_read": aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=5),
+}
+
+POLICIES = {
+    "retry=None": None,
+    "3 attempts": Retry(attempts=3, base=0.3, cap=0.3),
+}
+
+
+def _policy(retry: Retry | None) -> Policy:
+    return Policy(
+        retry=retry,
+        budget=RetryBudget(ratio=0.5, floor=1.0, window=10),
+        breaker=CircuitBreaker(failures=5, reset=30, min_reset=30, max_wait=0),
+        classify_error=classify_error,
+        classify_result=classify_result,
+    )
+
+
+class Server:
+    """A loopback HTTP/1.1 server answering ``answers`` requests on each connection, then
+    closing it on reading the next one's head (a kept-alive connection found closed).
+    Reads each body whole (``content-length``), answers ``Expect: 100-continue``."""
+
+    def __init__(self, answers: int = 1) -> None:
+        self.answers = answers
+        self.hits = 0  # request heads read
+        self.bodies: list[bytes] = []  # bodies of the requests answered
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(self.answers):
+                head = (await reader.readuntil(b"\r\n\r\n")).lower()
+                self.hits += 1
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if b"expect: 100-continue" in head:
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.bodies.append(await reader.readexactly(length))
+                writer.write(OK)
+                await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+            self.hits += 1  # read, then the connection is closed unanswered
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[Server]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+def _counted(policy: Policy, port: int) -> tuple[int | None, int | None]:
+    """The origin's failures in a row and retries in the budget's window."""
+    for state in policy.snapshot().keys:
+        if state.key == f"http://127.0.0.1:{port}":
+            return state.failures, state.retries
+    return None, None
+
+
+async def _send(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> int | str:
+    try:
+        async with session.request(method, url, **kw) as response:
+            await response.read()
+            return response.status
+    except aiohttp.ClientError as exc:
+        return type(exc).__name__
+
+
+def _run(
+    make: Callable[[], aiohttp.ClientSession],
+    calls: Callable[[aiohttp.ClientSession, str], Awaitable[list[int | str]]],
+) -> tuple[list[int | str], Server, float]:
+    server = Server()
+
+    async def main() -> tuple[list[int | str], float]:
+        async with server.serving(), make() as session:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            seen = await calls(session, f"http://127.0.0.1:{server.port}/")
+            return seen, loop.time() - began
+
+    seen, took = asyncio.run(main())
+    return seen, server, took
+
+
+# -- an outer middleware sending the request twice ----------------------------------------
+
+
+async def _twice(
+    request: aiohttp.ClientRequest,
+    handler: Callable[[aiohttp.ClientRequest], Awaitable[aiohttp.ClientResponse]],
+) -> aiohttp.ClientResponse:
+    """A user's middleware that sends a request, reads the answer, then sends it again
+    (the shape of aiohttp's documented token-refresh and retry middlewares)."""
+    first = await handler(request)
+    await first.read()
+    first.release()  # the connection goes back to the pool, kept alive
+    return await handler(request)
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS.values(), ids=TIMEOUTS.keys())
+@pytest.mark.parametrize("retry", POLICIES.values(), ids=POLICIES.keys())
+def test_a_second_pass_through_the_middleware_re_sends_on_a_stale_connection(
+    resolver_for: Callable[..., Resolver], retry: Retry | None, timeout: aiohttp.ClientTimeout
+) -> None:
+    """The first pass opened a connection; the second reuses it, found closed. The mark
+    the first pass left (``outlast_opened``) must not make the second look like one that
+    opened its connection: it is re-sent at once, uncounted, with no backoff."""
+    policy = _policy(retry)
+
+    def make() -> aiohttp.ClientSession:
+        return ClientSession(
+            resolver=resolver_for(), policy=policy, middlewares=(_twice,), timeout=timeout
+        )
+
+    async def calls(session: aiohttp.ClientSession, url: str) -> list[int | str]:
+        return [await _send(session, "GET", url)]
+
+    seen, server, took = _run(make, calls)
+    assert seen == [200]
+    assert server.hits == 3  # the first pass, the stale one, its re-send on a new connection
+    assert _counted(policy, server.port) == (0, 0)  # no failure, no retry: nothing counted
+    assert took < 0.25  # no backoff
+
+
+# -- bodies aiohttp can send again ------------------------------------------------------
+
+
+BODIES: dict[str, Callable[[Path], Any]] = {
+    "bytes": lambda path: b"x" * 1000,
+    "file": lambda path: path.open("rb"),
+    "BytesIO": lambda path: io.BytesIO(b"x" * 1000),
+}
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS.values(), ids=TIMEOUTS.keys())
+@pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
+def test_a_put_with_a_body_aiohttp_can_replay_is_re_sent_whole_on_a_stale_connection(
+    resolver_for: Callable[..., Resolver],
+    tmp_path: Path,
+    body: Callable[[Path], Any],
+    timeout: aiohttp.ClientTimeout,
+) -> None:
+    """Plain aiohttp re-sends an idempotent request whose body it can rewind (a file, a
+    ``BytesIO``): outlast, which turns that re-send off, must not fail it instead."""
+    path = tmp_path / "upload"
+    path.write_bytes(b"x" * 1000)
+    opened: list[Any] = []
+
+    def data() -> Any:
+        made = body(path)
+        opened.append(made)
+        return made
+
+    async def calls(session: aiohttp.ClientSession, url: str) -> list[int | str]:
+        return [await _send(session, "PUT", url, data=data()) for _ in range(3)]
+
+    def plain() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(timeout=timeout)
+
+    policy = _policy(None)
+
+    def ours() -> aiohttp.ClientSession:
+        return ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout)
+
+    try:
+        expected, plain_server, _ = _run(plain, calls)
+        seen, server, _ = _run(ours, calls)
+    finally:
+        for one in opened:
+            if hasattr(one, "close"):
+                one.close()
+    assert expected == [200, 200, 200]  # aiohttp's own re-send on each reused connection
+    assert seen == expected
+    assert server.bodies == plain_server.bodies == [b"x" * 1000] * 3  # each sent whole
+    assert _counted(policy, server.port) == (0, 0)
+
+
+# -- Expect: 100-continue -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS.values(), ids=TIMEOUTS.keys())
+def test_an_expect_100_continue_put_is_re_sent_on_a_stale_connection(
+    resolver_for: Callable[..., Resolver], timeout: aiohttp.ClientTimeout
+) -> None:
+    """The failed send cancels the request's wait for ``100 Continue``: a re-send of the
+    same request must wait for its own, not fail on the spent one."""
+
+    async def calls(session: aiohttp.ClientSession, url: str) -> list[int | str]:
+        return [await _send(session, "PUT", url, data=b"abc", expect100=True) for _ in range(2)]
+
+    policy = _policy(None)
+
+    def ours() -> aiohttp.ClientSession:
+        return ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout)
+
+    seen, server, _ = _run(ours, calls)
+    assert seen == [200, 200]
+    assert server.bodies == [b"abc", b"abc"]
+    assert _counted(policy, server.port) == (0, 0)
+
+
+class _DropsFirst:
+    """Drops its first connection on reading the request's head (the destination's
+    failure: the policy retries it), answers the others, ``100 Continue`` first."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.bodies: list[bytes] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        first = self.connections == 1
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            if first:
+                return
+            if b"expect: 100-continue" in head:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.bodies.append(await reader.readexactly(3))
+            writer.write(OK)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS.values(), ids=TIMEOUTS.keys())
+def test_a_retry_of_an_expect_100_continue_put_waits_for_its_own_100(
+    resolver_for: Callable[..., Resolver], timeout: aiohttp.ClientTimeout
+) -> None:
+    """Each retry sent the same request with the first send's wait for ``100 Continue``
+    (cancelled with it): the writer gave up at once and the connection was closed with
+    the body unsent, so every retry failed too, each counted against the destination."""
+    destination = _DropsFirst()
+    policy = _policy(Retry(attempts=3, base=0.01, cap=0.01))
+
+    async def main() -> int | str:
+        server = await asyncio.start_server(destination.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            async with ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s:
+                return await _send(s, "PUT", url, data=b"abc", expect100=True)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(main()) == 200
+    assert destination.connections == 2  # the dropped one, then one retry
+    assert destination.bodies == [b"abc"]
