@@ -24,9 +24,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from outlast import CircuitBreaker, Policy, Resolver, Retry, RetryBudget
 from outlast.aiohttp import ClientSession, classify_error, classify_result
+from outlast.policy import Decision, Outcome
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
@@ -298,3 +301,98 @@ def test_a_retry_of_an_expect_100_continue_put_waits_for_its_own_100(
     assert asyncio.run(main()) == 200
     assert destination.connections == 2  # the dropped one, then one retry
     assert destination.bodies == [b"abc"]
+
+
+# -- the hot path against acall, on one script -------------------------------------------
+
+
+class _Scripted:
+    """Answers each request head with the next step of ``script`` (then 200): a status,
+    or ``drop`` (the connection is closed unanswered). Connections are kept alive."""
+
+    def __init__(self, script: list[str]) -> None:
+        self.script = list(script)
+        self.seen: list[str] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                step = self.script.pop(0) if self.script else "200"
+                self.seen.append(step)
+                if step == "drop":
+                    return
+                extra = "retry-after: 0\r\n" if step in ("429", "503") else ""
+                writer.write(f"HTTP/1.1 {step} X\r\n{extra}content-length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _differential_policy(classify: Any) -> Policy:
+    return Policy(
+        retry=Retry(attempts=3, base=0.001, cap=0.002),
+        budget=RetryBudget(ratio=0.3, floor=0.5, window=30),
+        breaker=CircuitBreaker(failures=3, reset=60, min_reset=60, max_wait=0),
+        classify_error=classify_error,
+        classify_result=classify,
+    )
+
+
+def _through(
+    resolver: Resolver, classify: Any, script: list[str], methods: list[str]
+) -> tuple[list[int | str], list[str], Any]:
+    policy = _differential_policy(classify)
+    destination = _Scripted(script)
+
+    async def main() -> tuple[list[int | str], int]:
+        server = await asyncio.start_server(destination.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with ClientSession(resolver=resolver, policy=policy) as session:
+                seen = []
+                for method in methods:
+                    try:
+                        seen.append(await _send(session, method, f"http://127.0.0.1:{port}/"))
+                    except aiohttp.ClientError as exc:  # CircuitOpenError among them
+                        seen.append(type(exc).__name__)
+                return seen, port
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    seen, port = asyncio.run(main())
+    (state,) = [k for k in policy.snapshot().keys if k.key == f"http://127.0.0.1:{port}"]
+    return seen, destination.seen, (state.state, state.failures, state.calls, state.retries)
+
+
+def _aiohttps_own_classifier_wrapped(outcome: Outcome, /) -> Decision:
+    """aiohttp's own result classifier, but not it: the session takes ``acall``'s path."""
+    return classify_result(outcome)
+
+
+STEPS = st.sampled_from(["200", "404", "429", "500", "501", "503", "drop"])
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    script=st.lists(STEPS, max_size=14),
+    methods=st.lists(st.sampled_from(["GET", "GET", "POST"]), min_size=1, max_size=6),
+)
+def test_the_hot_path_ends_every_call_as_acall_does(
+    resolver_for: Callable[..., Resolver], script: list[str], methods: list[str]
+) -> None:
+    """The same destination script and calls through a session whose first attempts the
+    middleware makes (aiohttp's classifier) and one whose calls all go through ``acall``
+    (the same verdicts from a classifier that is not aiohttp's own): the same answers,
+    the same requests reaching the destination, the same breaker and budget after."""
+    resolver = resolver_for()
+    hot = _through(resolver, classify_result, script, methods)
+    full = _through(resolver, _aiohttps_own_classifier_wrapped, script, methods)
+    assert hot == full
