@@ -489,8 +489,8 @@ def _expect_afresh(request: aiohttp.ClientRequest) -> None:
     """A request sent again waits for its own ``100 Continue``: the wait of an earlier
     send, ended (cancelled with that send, or answered), is made afresh."""
     waiter = getattr(request, "_continue", None)
-    if waiter is not None and waiter.done():
-        request._continue = request.loop.create_future()
+    if isinstance(waiter, asyncio.Future) and waiter.done():
+        request._continue = asyncio.get_running_loop().create_future()
 
 
 def _resending(handler: Handler) -> Handler:
