@@ -396,3 +396,42 @@ def test_the_hot_path_ends_every_call_as_acall_does(
     hot = _through(resolver, classify_result, script, methods)
     full = _through(resolver, _aiohttps_own_classifier_wrapped, script, methods)
     assert hot == full
+
+
+def test_total_ending_a_re_send_as_it_waits_for_the_body_is_judged_on_both_paths(
+    resolver_for: Callable[..., Resolver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp's ``total`` fires while the re-send waits for the failed send's body
+    writer (made slow here): the call is judged the destination's failure, on the hot
+    path as through ``acall``, whose attempt the wait is part of."""
+
+    async def slow_close(self: aiohttp.ClientRequest) -> None:
+        await asyncio.sleep(5)
+
+    monkeypatch.setattr(aiohttp.ClientRequest, "close", slow_close)
+
+    def through(classify: Any) -> tuple[list[int | str], int | None]:
+        policy = _differential_policy(classify)
+        server = Server()
+
+        async def main() -> list[int | str]:
+            timeout = aiohttp.ClientTimeout(total=0.5)
+            async with (
+                server.serving(),
+                ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s,
+            ):
+                url = f"http://127.0.0.1:{server.port}/"
+                seen: list[int | str] = []
+                for _ in range(2):  # the second finds its kept-alive connection closed
+                    try:
+                        seen.append(await _send(s, "PUT", url, data=b"abc"))
+                    except asyncio.TimeoutError:
+                        seen.append("TimeoutError")
+                return seen
+
+        seen = asyncio.run(main())
+        return seen, _counted(policy, server.port)[0]
+
+    full = through(_aiohttps_own_classifier_wrapped)
+    assert full == ([200, "TimeoutError"], 1)  # acall: the destination's failure
+    assert through(classify_result) == full

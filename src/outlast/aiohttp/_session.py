@@ -382,8 +382,14 @@ def _middleware(
                     try:
                         response = await handler(request)
                     except Exception as exc:
-                        if stale(request, exc) and await _rewound(request):
-                            continue  # a closed kept-alive connection: at once, uncounted
+                        if stale(request, exc):  # a closed kept-alive connection: at once,
+                            try:  # uncounted (once per call), once the body is let go
+                                again = await _rewound(request)
+                            except BaseException as cut:  # in the attempt: as below
+                                await _failed(bound, request, cut)
+                                raise
+                            if again:
+                                continue
                         first = Outcome(1, error=exc)
                         return await _follow(bound, started, first, _resending(handler), request)
                     except BaseException as exc:  # cancelled: no verdict, unless aiohttp's timer
