@@ -435,3 +435,57 @@ def test_total_ending_a_re_send_as_it_waits_for_the_body_is_judged_on_both_paths
     full = through(_aiohttps_own_classifier_wrapped)
     assert full == ([200, "TimeoutError"], 1)  # acall: the destination's failure
     assert through(classify_result) == full
+
+
+class _DigestGuarded:
+    """Answers one request per connection, then closes it on reading the next head: a
+    request without ``Authorization`` gets a digest challenge (401), one with it 200."""
+
+    CHALLENGE = (
+        b"HTTP/1.1 401 Unauthorized\r\n"
+        b'www-authenticate: Digest realm="r", nonce="abc", qop="auth", algorithm=MD5\r\n'
+        b"content-length: 0\r\n\r\n"
+    )
+
+    def __init__(self) -> None:
+        self.heads = 0
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            self.heads += 1
+            writer.write(OK if b"authorization:" in head else self.CHALLENGE)
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+            self.heads += 1  # read, then the connection is closed unanswered
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("timeout", TIMEOUTS.values(), ids=TIMEOUTS.keys())
+def test_digest_auth_answering_a_challenge_on_a_stale_connection_is_re_sent(
+    resolver_for: Callable[..., Resolver], timeout: aiohttp.ClientTimeout
+) -> None:
+    """aiohttp's own ``DigestAuthMiddleware`` sends the request again, with credentials,
+    after a 401: on the kept-alive connection the challenge came on, which the server
+    has closed. That second pass is re-sent at once, as a first would be."""
+    destination = _DigestGuarded()
+    policy = _policy(None)
+
+    async def main() -> int | str:
+        server = await asyncio.start_server(destination.serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        digest = aiohttp.DigestAuthMiddleware("user", "secret")
+        try:
+            async with ClientSession(
+                resolver=resolver_for(), policy=policy, timeout=timeout, middlewares=(digest,)
+            ) as session:
+                return await _send(session, "GET", f"http://127.0.0.1:{port}/")
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(main()) == 200
+    assert destination.heads == 3  # the challenged one, the stale one, its re-send
