@@ -38,6 +38,7 @@ from outlast._exceptions import CircuitOpenError as _PolicyCircuitOpen
 from outlast._exceptions import ConfigError
 from outlast.aiohttp._classify import (
     CURRENT,
+    IDEMPOTENT_METHODS,
     classify_error,
     classify_result,
     hold,
@@ -375,12 +376,20 @@ def _middleware(
             started = bound._gate()
             if started is not None:  # the breaker is closed: the first attempt is made here
                 response: aiohttp.ClientResponse
+                # an earlier pass's connection (an outer middleware sending it again)
+                request.__dict__.pop("outlast_opened", None)
                 while True:
                     try:
                         response = await handler(request)
                     except Exception as exc:
                         if stale(request, exc):  # a closed kept-alive connection: at once,
-                            continue  # uncounted (once per call)
+                            try:  # uncounted (once per call), once the body is let go
+                                again = await _rewound(request)
+                            except BaseException as cut:  # in the attempt: as below
+                                await _failed(bound, request, cut)
+                                raise
+                            if again:
+                                continue
                         first = Outcome(1, error=exc)
                         return await _follow(bound, started, first, _resending(handler), request)
                     except BaseException as exc:  # cancelled: no verdict, unless aiohttp's timer
@@ -443,9 +452,11 @@ def stale(request: Any, error: BaseException) -> bool:
     idempotent request once after either (RFC 9112, section 9.3.1.1); outlast does the
     same, uncounted, when the request went through an outlast session's connector
     (:class:`_Connector`), which marks the request that opens a connection, and this
-    attempt opened none; and when repeating is safe (:func:`retry_safe`). Through any
-    other connector (:func:`middleware` on a session of the user's) reuse is not known,
-    and nothing is re-sent.
+    attempt opened none; and when repeating is safe: an idempotent method or an
+    ``Idempotency-Key``, and a body aiohttp can send again (bytes, or a payload it
+    rewinds, such as a file: :func:`_rewound` then waits for the failed send to let go
+    of it). Through any other connector (:func:`middleware` on a session of the
+    user's) reuse is not known, and nothing is re-sent.
     """
     if not isinstance(error, _STALE_ERRORS) or never_sent(error):
         return False
@@ -454,10 +465,38 @@ def stale(request: Any, error: BaseException) -> bool:
     marks = getattr(request, "__dict__", None)
     if marks is None or "outlast_resent" in marks or marks.pop("outlast_opened", False):
         return False
-    if not retry_safe(request):
+    if request.method not in IDEMPOTENT_METHODS and "Idempotency-Key" not in request.headers:
         return False
+    body = request.body
+    if body != b"" and getattr(body, "consumed", True) and not retry_safe(request):
+        return False  # consumed (or unknown, before aiohttp 3.12), and not bytes
     marks["outlast_resent"] = True
     return True
+
+
+async def _rewound(request: aiohttp.ClientRequest) -> bool:
+    """After :func:`stale`: ready ``request`` to be sent again; False if it cannot be.
+
+    As aiohttp before its own re-send: the failed send's body writer is waited for (a
+    file is rewound by the next send, not while that one still reads it), then the body
+    must not be consumed (a stream's is). A wait for ``100 Continue`` that the failed
+    send ended is made afresh: the re-send waits for its own.
+    """
+    body = request.body
+    if body != b"":
+        await request.close()
+        if getattr(body, "consumed", False):
+            return False
+    _expect_afresh(request)
+    return True
+
+
+def _expect_afresh(request: aiohttp.ClientRequest) -> None:
+    """A request sent again waits for its own ``100 Continue``: the wait of an earlier
+    send, ended (cancelled with that send, or answered), is made afresh."""
+    waiter = getattr(request, "_continue", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done():
+        request._continue = asyncio.get_running_loop().create_future()
 
 
 def _resending(handler: Handler) -> Handler:
@@ -467,10 +506,11 @@ def _resending(handler: Handler) -> Handler:
 
     async def send(request: aiohttp.ClientRequest) -> aiohttp.ClientResponse:
         request.__dict__.pop("outlast_opened", None)  # an earlier attempt's connection
+        _expect_afresh(request)  # a retry waits for its own 100 Continue
         try:
             return await handler(request)
         except Exception as exc:
-            if not stale(request, exc):
+            if not (stale(request, exc) and await _rewound(request)):
                 raise
         return await handler(request)
 
