@@ -27,7 +27,7 @@ from outlast.policy import Decision, Outcome
 from outlast.testing import DNSServer
 
 #: Python calls (frames and C functions) one kept-alive GET through
-#: ``outlast.aiohttp.ClientSession`` may make beyond plain aiohttp's: 18 once the first
+#: ``outlast.aiohttp.ClientSession`` may make beyond plain aiohttp's: 19 once the first
 #: attempt was made in the middleware (28 through ``acall``, which this bound rules out).
 EXTRA_CALLS_ALLOWED = 22
 

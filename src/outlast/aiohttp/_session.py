@@ -402,23 +402,15 @@ def _middleware(
                     return response
                 first = first_result(response)
                 return await _follow(bound, started, first, _resending(handler), request)
-        token = CURRENT.set(request)  # for the classifiers and the releasing sleep
-        try:
-            send = _resending(handler)
-            if plain:
-                response = await bound.acall(send, request)
-            else:
-                now = _now()
-                at = late = None
-                if limit is not None and not given.total:
-                    at, late = now + limit, now + _LATE
-                response = await bound.acall(_attempt, send, request, _Tries(at, late))
-        except BaseException as exc:
-            await _failed(bound, request, exc)
-            raise
-        finally:
-            CURRENT.reset(token)
-        return _checked(bound, request, response)
+        send = _resending(handler)
+        if plain:
+            return await _judged(bound, request, bound.acall(send, request))
+        now = _now()
+        at = late = None
+        if limit is not None and not given.total:
+            at, late = now + limit, now + _LATE
+        tries = _Tries(at, late)
+        return await _judged(bound, request, bound.acall(_attempt, send, request, tries))
 
     _OURS.add(outlast_middleware)
     return outlast_middleware
@@ -523,9 +515,17 @@ async def _follow(
     """The rest of a call whose first attempt the middleware made itself
     (``Policy._gate``) and whose outcome needs a look: an error, or a status that may
     be retried. The policy judges it, and retries it or not."""
-    token = CURRENT.set(request)  # for the classifiers and the releasing sleep
+    return await _judged(bound, request, bound._afollow(started, first, handler, request))
+
+
+async def _judged(
+    bound: Policy, request: aiohttp.ClientRequest, call: Awaitable[aiohttp.ClientResponse]
+) -> aiohttp.ClientResponse:
+    """Await ``call`` (the policy at work on ``request``) where its classifiers and its
+    releasing sleep find the request (:data:`CURRENT`); then free what it held."""
+    token = CURRENT.set(request)
     try:
-        response = await bound._afollow(started, first, handler, request)
+        response = await call
     except BaseException as exc:
         await _failed(bound, request, exc)
         raise
