@@ -668,3 +668,30 @@ def test_min_reset_defaults_short_and_may_not_exceed_reset() -> None:
     assert CircuitBreaker(reset=0.01).min_reset == 0.01
     with pytest.raises(ConfigError):
         CircuitBreaker(reset=1.0, min_reset=2.0)
+
+
+def test_pybreaker_reads_the_plain_state_and_count_outlast_keeps(clock: FakeClock) -> None:
+    """outlast's storage keeps ``state`` and ``counter`` as plain attributes (read on
+    every call) where pybreaker has properties: pybreaker must see the same values
+    through its own API at every step, or its state machine and outlast's would part."""
+    breaker = BreakerState(
+        CircuitBreaker(failures=3, reset=1.0, min_reset=1.0), "k", clock, Emitter(LOGGER)
+    )
+    pb = breaker._pb
+    seen = []
+    for _ in range(3):
+        breaker.allow()
+        breaker.failed(0)
+        seen.append((pb.current_state, pb.fail_counter, breaker.state, breaker.failures))
+    clock.advance(1.0)
+    probe = breaker.allow()
+    seen.append((pb.current_state, pb.fail_counter, breaker.state, breaker.failures))
+    breaker.succeeded(probe)
+    seen.append((pb.current_state, pb.fail_counter, breaker.state, breaker.failures))
+    assert seen == [
+        ("closed", 1, "closed", 1),
+        ("closed", 2, "closed", 2),
+        ("open", 3, "open", 3),
+        ("half-open", 3, "half-open", 3),
+        ("closed", 0, "closed", 0),
+    ]

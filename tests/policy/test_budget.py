@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -215,3 +216,33 @@ def test_keys_sharing_a_floor_pool_keep_both_bounds_through_refunds(
             assert recent <= ratio * made + floor * window + 1e-9
     for t in floored:
         assert sum(1 for r in floored if t - window + eps <= r <= t) <= floor * window + 1e-9
+
+
+def test_a_call_starting_a_new_bucket_never_wipes_a_retry_taken_in_it() -> None:
+    """``deposit`` counts without the lock (it runs on every call) but starts a new
+    bucket under it. Here another thread takes a retry at the worst moment: just after
+    the depositing thread has marked the bucket new, before it has zeroed its counts.
+    The retry must still be counted (wiped, the budget would overspend): the taker
+    waits for the lock until the bucket is ready."""
+    clock = FakeClock()
+    state = BudgetState(RetryBudget(ratio=1.0, floor=0.0, window=10), clock)
+    for _ in range(10):
+        state.deposit(clock())
+    clock.advance(1.0)  # the next bucket
+    taken: list[bool] = []
+    takers: list[threading.Thread] = []
+
+    class Interleaved(list[int]):
+        def __setitem__(self, index: Any, value: Any) -> None:
+            super().__setitem__(index, value)
+            if not takers:  # once: a retry taken from another thread, right now
+                taker = threading.Thread(target=lambda: taken.append(state.withdraw()))
+                takers.append(taker)
+                taker.start()
+                taker.join(0.2)  # it finishes now, unless the lock holds it back
+
+    state._epochs = Interleaved(state._epochs)
+    state.deposit(clock())
+    takers[0].join(5)
+    assert taken == [True]
+    assert state.counts() == (11, 1)  # the retry is counted, and every call

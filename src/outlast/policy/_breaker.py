@@ -86,6 +86,29 @@ OPEN: Final = pybreaker.STATE_OPEN
 HALF_OPEN: Final = pybreaker.STATE_HALF_OPEN
 
 
+class _Storage(pybreaker.CircuitMemoryStorage):
+    """pybreaker's in-memory storage with ``state`` and ``counter`` as plain attributes.
+
+    Every call through a policy reads the state, and every success the failure count:
+    as pybreaker's properties each was a Python call per request. pybreaker sets and
+    reads them only by these names (and ``increment_counter`` / ``reset_counter``).
+    """
+
+    state: str = CLOSED  # shadows pybreaker's property: the instance's own value is read
+    counter: int = 0
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+        self.counter = 0
+
+    def increment_counter(self) -> None:
+        self.counter += 1
+
+    def reset_counter(self) -> None:
+        self.counter = 0
+
+
 @dataclasses.dataclass(frozen=True, slots=True, init=False)
 class CircuitBreaker:
     """When a destination's breaker opens and how long it stays open. An immutable value.
@@ -380,7 +403,7 @@ class BreakerState:
         self._clock = clock
         self._emitter = emitter
         self._lock = threading.Lock()
-        self._storage = pybreaker.CircuitMemoryStorage(CLOSED)
+        self._storage = _Storage(CLOSED)
         self._relay = _Relay()
         self._pb = pybreaker.CircuitBreaker(
             fail_max=config.failures,
