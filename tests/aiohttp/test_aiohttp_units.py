@@ -34,7 +34,7 @@ from outlast.aiohttp import CircuitOpenError, middleware
 STATUSES = (200, 404, 429, 500, 502, 503, 504)
 ERRORS = ("connect", "dns", "read", "disconnect", "certificate", "timeout", "unknown")
 RETRY_STATUSES = {429, 500, 502, 503, 504}  # outlast.http's rule
-SAFE = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
+SAFE = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 KEY = ConnectionKey("api.outlast.test", 443, True, True, None, None, None)
 
 
@@ -95,7 +95,7 @@ def _expected(method: str, script: list[int | str], limit: int) -> int:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    method=st.sampled_from(["GET", "PUT", "DELETE", "POST", "PATCH"]),
+    method=st.sampled_from(["GET", "TRACE", "PUT", "DELETE", "POST", "PATCH"]),
     script=st.lists(st.sampled_from(STATUSES + ERRORS), min_size=6, max_size=6),
     policy_attempts=st.integers(1, 4),
 )

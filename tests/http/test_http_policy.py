@@ -143,6 +143,7 @@ def test_attempts_exhausted_returns_the_last_response_and_closed_the_others(
         ("GET", {}, 3),
         ("PUT", {}, 3),
         ("DELETE", {}, 3),
+        ("TRACE", {}, 3),  # safe, so idempotent (RFC 9110, section 9.2.2)
         ("POST", {}, 1),
         ("PATCH", {}, 1),
         ("POST", {"Idempotency-Key": "k-1"}, 3),

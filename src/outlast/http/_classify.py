@@ -11,7 +11,7 @@ So is any other ``httpx`` error these rules do not name, such as the bare
 (the call's deadline passed during the backoff).
 Read-phase failures (the request was written, the response did not come) and
 500/502/503/504 are retried only when repeating the request is safe: an idempotent
-method (GET, HEAD, OPTIONS, PUT, DELETE) or an ``Idempotency-Key`` header, *and* a
+method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or an ``Idempotency-Key`` header, *and* a
 body that can be sent again. Every 5xx but 501 (Not Implemented) and 505 (HTTP Version
 Not Supported), which say what the server cannot do rather than that it is unwell,
 counts against the breaker whether or not it is retried. 429 and 503 pass the

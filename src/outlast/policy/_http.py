@@ -24,7 +24,7 @@ from outlast.policy._classify import Decision, parse_retry_after
 __all__ = ["IDEMPOTENT_METHODS", "RETRY_STATUSES", "judge_status"]
 
 #: Methods RFC 9110 (section 9.2.2) defines as idempotent: safe to send again.
-IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: Statuses retried when the request is safe to repeat.
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 #: 5xx statuses that say nothing about the destination's health.

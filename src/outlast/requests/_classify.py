@@ -7,7 +7,7 @@ under a ``requests.ConnectionError``, and ``requests.ConnectTimeout``) never rea
 server, so they are retried for every method. Read-phase failures (the connection
 dropped after the request was written, ``requests.ReadTimeout``) and 500/502/503/504 are
 retried only when repeating the request is safe: an idempotent method (GET, HEAD,
-OPTIONS, PUT, DELETE) or an ``Idempotency-Key`` header, *and* a body that can be sent
+OPTIONS, TRACE, PUT, DELETE) or an ``Idempotency-Key`` header, *and* a body that can be sent
 again (none, ``bytes`` or ``str``). 429 and 503 pass ``Retry-After`` as the delay; 429
 is not held against the origin's breaker; every other 5xx but 501 and 505 is (whether
 or not it is retried). A certificate that fails verification is not
