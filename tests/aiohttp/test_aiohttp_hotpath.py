@@ -13,11 +13,11 @@ the same on any machine: outlast's over plain aiohttp's on a kept-alive connecti
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+from calls import counting
 from loopback_http import Backend
 
 import outlast
@@ -37,21 +37,11 @@ async def _calls_per_request(session: aiohttp.ClientSession, url: str, n: int = 
     async with session.get(url) as response:  # warm: resolve, connect
         assert response.status == 200
         await response.read()
-    count = 0
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        nonlocal count
-        if event in ("call", "c_call"):
-            count += 1
-
-    sys.setprofile(profile)
-    try:
+    with counting() as count:
         for _ in range(n):
             async with session.get(url) as response:
                 await response.read()
-    finally:
-        sys.setprofile(None)
-    return count / n
+    return count[0] / n
 
 
 def test_a_kept_alive_request_costs_few_calls_over_plain_aiohttp(

@@ -13,7 +13,6 @@ on any machine: outlast's calls over plain httpx's on the same kept-alive connec
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from calls import counting
 from loopback_http import Backend, client_context
 
 import outlast
@@ -39,20 +39,10 @@ EXTRA_CALLS_ALLOWED = 35
 def _calls_per_request(client: httpx.Client, url: str, n: int = 100) -> float:
     """Python and C function calls per ``client.get(url)`` on a warm connection."""
     assert client.get(url).status_code == 200  # warm: resolve, connect
-    count = 0
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        nonlocal count
-        if event in ("call", "c_call"):
-            count += 1
-
-    sys.setprofile(profile)
-    try:
+    with counting() as count:
         for _ in range(n):
             client.get(url)
-    finally:
-        sys.setprofile(None)
-    return count / n
+    return count[0] / n
 
 
 def test_a_kept_alive_request_costs_few_calls_over_plain_httpx(
