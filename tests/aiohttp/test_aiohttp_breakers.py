@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,11 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stale_server import OK, Server, counted, stale_policy
 
 from outlast import CircuitBreaker, Policy, Resolver, Retry, RetryBudget
 from outlast.aiohttp import ClientSession, classify_error, classify_result
 from outlast.policy import Decision, Outcome
-
-OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
 #: The session's timeout picks the path: none or ``total``, the middleware makes the first
 #: attempt itself; ``sock_read`` alone, each attempt is watched for the call's deadline.
@@ -45,67 +43,6 @@ POLICIES = {
     "retry=None": None,
     "3 attempts": Retry(attempts=3, base=0.3, cap=0.3),
 }
-
-
-def _policy(retry: Retry | None) -> Policy:
-    return Policy(
-        retry=retry,
-        budget=RetryBudget(ratio=0.5, floor=1.0, window=10),
-        breaker=CircuitBreaker(failures=5, reset=30, min_reset=30, max_wait=0),
-        classify_error=classify_error,
-        classify_result=classify_result,
-    )
-
-
-class Server:
-    """A loopback HTTP/1.1 server answering ``answers`` requests on each connection, then
-    closing it on reading the next one's head (a kept-alive connection found closed).
-    Reads each body whole (``content-length``), answers ``Expect: 100-continue``."""
-
-    def __init__(self, answers: int = 1) -> None:
-        self.answers = answers
-        self.hits = 0  # request heads read
-        self.bodies: list[bytes] = []  # bodies of the requests answered
-        self.port = 0
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            for _ in range(self.answers):
-                head = (await reader.readuntil(b"\r\n\r\n")).lower()
-                self.hits += 1
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                if b"expect: 100-continue" in head:
-                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                self.bodies.append(await reader.readexactly(length))
-                writer.write(OK)
-                await writer.drain()
-            await reader.readuntil(b"\r\n\r\n")
-            self.hits += 1  # read, then the connection is closed unanswered
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator[Server]:
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
-            await server.wait_closed()
-
-
-def _counted(policy: Policy, port: int) -> tuple[int | None, int | None]:
-    """The origin's failures in a row and retries in the budget's window."""
-    for state in policy.snapshot().keys:
-        if state.key == f"http://127.0.0.1:{port}":
-            return state.failures, state.retries
-    return None, None
 
 
 async def _send(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> int | str:
@@ -157,7 +94,7 @@ def test_a_second_pass_through_the_middleware_re_sends_on_a_stale_connection(
     """The first pass opened a connection; the second reuses it, found closed. The mark
     the first pass left (``outlast_opened``) must not make the second look like one that
     opened its connection: it is re-sent at once, uncounted, with no backoff."""
-    policy = _policy(retry)
+    policy = stale_policy(retry)
 
     def make() -> aiohttp.ClientSession:
         return ClientSession(
@@ -170,7 +107,7 @@ def test_a_second_pass_through_the_middleware_re_sends_on_a_stale_connection(
     seen, server, took = _run(make, calls)
     assert seen == [200]
     assert server.hits == 3  # the first pass, the stale one, its re-send on a new connection
-    assert _counted(policy, server.port) == (0, 0)  # no failure, no retry: nothing counted
+    assert counted(policy, server.port) == (0, 0)  # no failure, no retry: nothing counted
     assert took < 0.25  # no backoff
 
 
@@ -209,7 +146,7 @@ def test_a_put_with_a_body_aiohttp_can_replay_is_re_sent_whole_on_a_stale_connec
     def plain() -> aiohttp.ClientSession:
         return aiohttp.ClientSession(timeout=timeout)
 
-    policy = _policy(None)
+    policy = stale_policy(None)
 
     def ours() -> aiohttp.ClientSession:
         return ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout)
@@ -224,7 +161,7 @@ def test_a_put_with_a_body_aiohttp_can_replay_is_re_sent_whole_on_a_stale_connec
     assert expected == [200, 200, 200]  # aiohttp's own re-send on each reused connection
     assert seen == expected
     assert server.bodies == plain_server.bodies == [b"x" * 1000] * 3  # each sent whole
-    assert _counted(policy, server.port) == (0, 0)
+    assert counted(policy, server.port) == (0, 0)
 
 
 # -- Expect: 100-continue -----------------------------------------------------------------
@@ -240,7 +177,7 @@ def test_an_expect_100_continue_put_is_re_sent_on_a_stale_connection(
     async def calls(session: aiohttp.ClientSession, url: str) -> list[int | str]:
         return [await _send(session, "PUT", url, data=b"abc", expect100=True) for _ in range(2)]
 
-    policy = _policy(None)
+    policy = stale_policy(None)
 
     def ours() -> aiohttp.ClientSession:
         return ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout)
@@ -248,7 +185,7 @@ def test_an_expect_100_continue_put_is_re_sent_on_a_stale_connection(
     seen, server, _ = _run(ours, calls)
     assert seen == [200, 200]
     assert server.bodies == [b"abc", b"abc"]
-    assert _counted(policy, server.port) == (0, 0)
+    assert counted(policy, server.port) == (0, 0)
 
 
 class _DropsFirst:
@@ -285,7 +222,7 @@ def test_a_retry_of_an_expect_100_continue_put_waits_for_its_own_100(
     (cancelled with it): the writer gave up at once and the connection was closed with
     the body unsent, so every retry failed too, each counted against the destination."""
     destination = _DropsFirst()
-    policy = _policy(Retry(attempts=3, base=0.01, cap=0.01))
+    policy = stale_policy(Retry(attempts=3, base=0.01, cap=0.01))
 
     async def main() -> int | str:
         server = await asyncio.start_server(destination.serve, "127.0.0.1", 0)
@@ -430,7 +367,7 @@ def test_total_ending_a_re_send_as_it_waits_for_the_body_is_judged_on_both_paths
                 return seen
 
         seen = asyncio.run(main())
-        return seen, _counted(policy, server.port)[0]
+        return seen, counted(policy, server.port)[0]
 
     full = through(_aiohttps_own_classifier_wrapped)
     assert full == ([200, "TimeoutError"], 1)  # acall: the destination's failure
@@ -472,7 +409,7 @@ def test_digest_auth_answering_a_challenge_on_a_stale_connection_is_re_sent(
     after a 401: on the kept-alive connection the challenge came on, which the server
     has closed. That second pass is re-sent at once, as a first would be."""
     destination = _DigestGuarded()
-    policy = _policy(None)
+    policy = stale_policy(None)
 
     async def main() -> int | str:
         server = await asyncio.start_server(destination.serve, "127.0.0.1", 0)

@@ -17,72 +17,21 @@ re-send never multiplies them); and a call re-sends at most once, as aiohttp doe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from stale_server import Server, counted, stale_policy
 
-from outlast import CircuitBreaker, Policy, Resolver, Retry, RetryBudget
-from outlast.aiohttp import ClientSession, classify_error, classify_result
-
-OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+from outlast import Resolver, Retry
+from outlast.aiohttp import ClientSession
 
 POLICIES = {
     "retry=None": None,
     "attempts=1": Retry(attempts=1),
     "3 attempts": Retry(attempts=3, base=0.2, cap=0.2),  # a backoff would show in the time
 }
-
-
-def _policy(retry: Retry | None) -> Policy:
-    return Policy(
-        retry=retry,
-        budget=RetryBudget(ratio=0.5, floor=1.0, window=10),
-        breaker=CircuitBreaker(failures=5, reset=30, min_reset=30, max_wait=0),
-        classify_error=classify_error,
-        classify_result=classify_result,
-    )
-
-
-class Server:
-    """A loopback HTTP/1.1 server; ``answers``: how many requests a connection gets
-    answered before it is closed on reading the next (0: every request is dropped)."""
-
-    def __init__(self, answers: int) -> None:
-        self.answers = answers
-        self.hits = 0
-        self.port = 0
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            for _ in range(self.answers):
-                await reader.readuntil(b"\r\n\r\n")
-                await self._body(reader)
-                self.hits += 1
-                writer.write(OK)
-                await writer.drain()
-            await reader.readuntil(b"\r\n\r\n")
-            self.hits += 1  # read, then the connection is closed unanswered
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    @staticmethod
-    async def _body(reader: asyncio.StreamReader) -> None:
-        await asyncio.sleep(0)  # the tests send bodies of one byte, read with the headers
-
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator[Server]:
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-        try:
-            yield self
-        finally:
-            server.close()
-            await server.wait_closed()
 
 
 async def _call(session: aiohttp.ClientSession, method: str, url: str) -> int | str:
@@ -94,11 +43,6 @@ async def _call(session: aiohttp.ClientSession, method: str, url: str) -> int | 
         return type(exc).__name__
 
 
-def _key_state(policy: Policy, port: int) -> tuple[int | None, int | None]:
-    (state,) = [k for k in policy.snapshot().keys if k.key == f"http://127.0.0.1:{port}"]
-    return state.failures, state.retries
-
-
 def _run(
     resolver: Resolver,
     retry: Retry | None,
@@ -106,7 +50,7 @@ def _run(
     calls: Callable[[aiohttp.ClientSession, str], Awaitable[list[int | str]]],
     **options: Any,
 ) -> tuple[list[int | str], int, tuple[int | None, int | None], float]:
-    policy = _policy(retry)
+    policy = stale_policy(retry)
     server = Server(answers)
 
     async def main() -> tuple[list[int | str], float]:
@@ -120,7 +64,7 @@ def _run(
             return seen, loop.time() - began
 
     seen, took = asyncio.run(main())
-    return seen, server.hits, _key_state(policy, server.port), took
+    return seen, server.hits, counted(policy, server.port), took
 
 
 #: The session's timeout picks the path: none or ``total``, the middleware makes the first
