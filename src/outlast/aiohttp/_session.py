@@ -310,11 +310,10 @@ class _Route:
     checked per request instead of asking ``for_key`` again. Immutable.
     """
 
-    __slots__ = ("base", "bound", "guard", "origin", "registry")
+    __slots__ = ("bound", "guard", "origin", "registry")
 
     def __init__(self, origin: str, base: Policy, limit: float | None) -> None:
         self.origin = origin
-        self.base = base
         self.bound = base if limit is None else base.within(limit)
         held = base._held()
         self.registry: Any = None if held is None else held[0]
@@ -375,27 +374,19 @@ def _middleware(
         if plain and quick:
             started = bound._gate()
             if started is not None:  # the breaker is closed: the first attempt is made here
-                response: aiohttp.ClientResponse
                 # an earlier pass's connection (an outer middleware sending it again)
                 request.__dict__.pop("outlast_opened", None)
-                while True:
+                try:
                     try:
                         response = await handler(request)
                     except Exception as exc:
-                        if stale(request, exc):  # a closed kept-alive connection: at once,
-                            try:  # uncounted (once per call), once the body is let go
-                                again = await _rewound(request)
-                            except BaseException as cut:  # in the attempt: as below
-                                await _failed(bound, request, cut)
-                                raise
-                            if again:
-                                continue
-                        first = Outcome(1, error=exc)
-                        return await _follow(bound, started, first, _resending(handler), request)
-                    except BaseException as exc:  # cancelled: no verdict, unless aiohttp's timer
-                        await _failed(bound, request, exc)
-                        raise
-                    break
+                        response = await _again(handler, request, exc)  # or raises
+                except Exception as exc:
+                    first = Outcome(1, error=exc)
+                    return await _follow(bound, started, first, _resending(handler), request)
+                except BaseException as exc:  # cancelled: no verdict, unless aiohttp's timer
+                    await _failed(bound, request, exc)
+                    raise
                 status = response.status
                 if status < 429 or 429 < status < 500:  # classify_result's first rule
                     bound._accepted()
@@ -502,11 +493,20 @@ def _resending(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except Exception as exc:
-            if not (stale(request, exc) and await _rewound(request)):
-                raise
-        return await handler(request)
+            return await _again(handler, request, exc)
 
     return send
+
+
+async def _again(
+    handler: Handler, request: aiohttp.ClientRequest, error: Exception
+) -> aiohttp.ClientResponse:
+    """After a send of ``request`` failed with ``error``: send it once more at once when
+    that was a kept-alive connection found closed and the request can go again
+    (:func:`stale`, :func:`_rewound`); else raise ``error``."""
+    if stale(request, error) and await _rewound(request):
+        return await handler(request)
+    raise error
 
 
 async def _follow(
