@@ -14,14 +14,22 @@ from outlast.aiohttp import classify_error, classify_result
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
 
-def stale_policy(retry: Retry | None) -> Policy:
-    """Retries as given, a budget, and a breaker that five failures in a row open."""
+def stale_policy(retry: Retry | None, slept: list[float] | None = None) -> Policy:
+    """Retries as given, a budget, and a breaker that five failures in a row open; the
+    backoffs it sleeps are added to ``slept`` when it is given."""
+
+    async def asleep(seconds: float) -> None:
+        if slept is not None:
+            slept.append(seconds)
+        await asyncio.sleep(seconds)
+
     return Policy(
         retry=retry,
         budget=RetryBudget(ratio=0.5, floor=1.0, window=10),
         breaker=CircuitBreaker(failures=5, reset=30, min_reset=30, max_wait=0),
         classify_error=classify_error,
         classify_result=classify_result,
+        asleep=asleep,
     )
 
 
