@@ -479,12 +479,28 @@ async def _always_503(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         writer.close()
 
 
-def test_a_total_timeout_during_the_backoff_is_not_a_second_failure(resolver_for: Any) -> None:
-    """``total`` ends the call while outlast sleeps before a retry (here: the loop is
-    held from 0.4 s to 1.1 s, so the 0.5 s backoff and the 1 s timer end in the same
-    turn). No attempt was running: the one 503 is the call's only failure, so with
-    ``failures=2`` the breaker stays closed (before: the cut was replayed as a second
-    failure and one 503 opened it)."""
+#: The deadline overrun in the backoff, by the caller's timeout: with ``total`` aiohttp's
+#: timer ends the call while outlast sleeps (``asyncio.TimeoutError``); without it
+#: (sock_connect 0.5 + sock_read 0.5 s) the retry is cut before it is sent
+#: (``aiohttp.ServerTimeoutError``).
+OVERRUNS = {
+    "total": (aiohttp.ClientTimeout(total=1.0), asyncio.TimeoutError),
+    "sock_read": (
+        aiohttp.ClientTimeout(total=None, sock_connect=0.5, sock_read=0.5),
+        aiohttp.ServerTimeoutError,
+    ),
+}
+
+
+@pytest.mark.parametrize(("timeout", "raised"), OVERRUNS.values(), ids=OVERRUNS.keys())
+def test_a_deadline_passed_in_the_backoff_is_not_a_second_failure(
+    resolver_for: Any, timeout: aiohttp.ClientTimeout, raised: type[BaseException]
+) -> None:
+    """The loop is held from 0.4 s to 1.1 s, so the 0.5 s backoff before a retry overruns
+    the call's deadline (1 s). No attempt was running when it passed, and the retry never
+    left: the one 503 is the call's only failure, so with ``failures=2`` the breaker
+    stays closed (before: the cut was counted as a second failure, and one 503 opened
+    it)."""
     policy = Policy(
         retry=Retry(attempts=2, base=0.5, cap=0.5),
         budget=None,
@@ -497,7 +513,6 @@ def test_a_total_timeout_during_the_backoff_is_not_a_second_failure(resolver_for
     async def main() -> tuple[BaseException | int, int, str | None]:
         server = await asyncio.start_server(_always_503, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        timeout = aiohttp.ClientTimeout(total=1.0)
         try:
             async with ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s:
                 loop = asyncio.get_running_loop()
@@ -510,42 +525,7 @@ def test_a_total_timeout_during_the_backoff_is_not_a_second_failure(resolver_for
         return outcome, state.failures, state.state
 
     outcome, failures, state = asyncio.run(main())
-    assert isinstance(outcome, asyncio.TimeoutError)
-    assert (failures, state) == (1, "closed")
-
-
-def test_a_retry_whose_deadline_passed_in_the_backoff_is_not_a_failure(resolver_for: Any) -> None:
-    """Without ``total`` (deadline: sock_connect 0.5 + sock_read 0.5 s), the backoff before
-    a retry overran the deadline (the loop was held from 0.4 s to 1.1 s): the retry is
-    cut before it is sent, so the caller gets ``ServerTimeoutError``, but nothing reached
-    the destination: the one 503 is the call's only failure (before: two, and a
-    ``failures=2`` breaker opened on one failed attempt)."""
-    policy = Policy(
-        retry=Retry(attempts=2, base=0.5, cap=0.5),
-        budget=None,
-        breaker=CircuitBreaker(failures=2, reset=30, min_reset=30),
-        classify_error=classify_error,
-        classify_result=classify_result,
-        uniform=lambda low, high: high,  # the full 0.5 s backoff
-    )
-
-    async def main() -> tuple[BaseException | int, int, str | None]:
-        server = await asyncio.start_server(_always_503, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=0.5, sock_read=0.5)
-        try:
-            async with ClientSession(resolver=resolver_for(), policy=policy, timeout=timeout) as s:
-                loop = asyncio.get_running_loop()
-                loop.call_at(loop.time() + 0.4, time.sleep, 0.7)
-                outcome = await _call(s, f"http://127.0.0.1:{port}/")
-        finally:
-            server.close()
-            await server.wait_closed()
-        (state,) = [k for k in policy.snapshot().keys if k.key == f"http://127.0.0.1:{port}"]
-        return outcome, state.failures, state.state
-
-    outcome, failures, state = asyncio.run(main())
-    assert isinstance(outcome, aiohttp.ServerTimeoutError)
+    assert isinstance(outcome, raised)
     assert (failures, state) == (1, "closed")
 
 
