@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -20,19 +20,7 @@ from loopback_http import STALL, Backend
 import outlast
 from outlast.testing import DNSServer
 
-BACKENDS = ["asyncio", "trio"]
 pytest.importorskip("trio")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def resolver(fault_dns: DNSServer) -> Iterator[outlast.Resolver]:
-    with outlast.Resolver(providers=[fault_dns.provider], timeout=0.5) as made:
-        yield made
 
 
 @pytest.fixture

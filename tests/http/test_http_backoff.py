@@ -50,11 +50,6 @@ def name(fault_dns: DNSServer, unique_name: Callable[[str], str]) -> str:
     return host
 
 
-@pytest.fixture
-def resolver(resolver_for: Callable[..., Resolver]) -> Resolver:
-    return resolver_for()
-
-
 def test_the_failed_response_is_closed_before_the_backoff(name: str, resolver: Resolver) -> None:
     during: list[int] = []
     client: httpx.Client

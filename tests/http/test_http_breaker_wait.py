@@ -10,7 +10,7 @@ refused at once, as before. Sync, and async under asyncio and trio.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -24,17 +24,6 @@ from outlast.testing import DNSServer
 SLACK = 1.0  # seconds: a generous bound for a busy machine
 
 pytest.importorskip("trio")
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def backend_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def resolver(fault_dns: DNSServer) -> Iterator[outlast.Resolver]:
-    with outlast.Resolver(providers=[fault_dns.provider], timeout=0.5) as made:
-        yield made
 
 
 @pytest.fixture

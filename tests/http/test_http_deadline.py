@@ -66,11 +66,6 @@ def name(fault_dns: DNSServer, unique_name: Callable[[str], str]) -> str:
     return host
 
 
-@pytest.fixture
-def resolver(resolver_for: Callable[..., Resolver]) -> Resolver:
-    return resolver_for()
-
-
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("retry_after", ["3", "30"])
 def test_a_retry_after_longer_than_what_remains_returns_the_response(

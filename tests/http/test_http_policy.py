@@ -51,11 +51,6 @@ def name(fault_dns: DNSServer, unique_name: Callable[[str], str]) -> str:
     return host
 
 
-@pytest.fixture
-def resolver(resolver_for: Callable[..., Resolver]) -> Resolver:
-    return resolver_for()
-
-
 def test_503_everywhere_opens_the_breaker_and_hits_stay_within_budget(
     name: str, resolver: Resolver
 ) -> None:
