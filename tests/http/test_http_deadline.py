@@ -187,3 +187,40 @@ def test_a_retry_whose_deadline_passed_in_the_backoff_is_not_sent(
     assert hits == 1  # the retry never left
     (state,) = [k for k in p.snapshot().keys if k.key == f"http://{name}:{server.port}"]
     assert state.failures == 1  # the 503 alone
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_retry_cut_at_the_deadline_is_neutral_under_the_users_own_classifier(
+    name: str, resolver: Resolver, mode: str
+) -> None:
+    """docs/httpx.md: with your own ``policy=`` "the transport keeps the HTTP rules on
+    top", and a retry cut because its backoff overran the deadline "counts neither for
+    nor against the origin". With the default ``retry_all`` (no classifiers given) the
+    cut ``httpx.TimeoutException`` was an unwell failure: a dropped connection and a
+    busy thread opened a ``failures=2`` breaker in one call, as before the cut."""
+    from loopback_http import DROP
+
+    def overrun(seconds: float) -> None:
+        time.sleep(0.6)
+
+    async def aoverrun(seconds: float) -> None:
+        await asyncio.sleep(0.6)
+
+    p = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01, cap=0.01),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=30, min_reset=30, max_wait=0),
+        sleep=overrun,
+        asleep=aoverrun,
+    )
+    with Backend() as server:
+        server.status = DROP  # read the GET, close without answering: retried
+        url = f"http://{name}:{server.port}/"
+        outcome, _ = get(mode, resolver, p, url, httpx.Timeout(0.2))
+        hits = server.hits
+    assert isinstance(outcome, httpx.TimeoutException), (outcome, hits)
+    assert "deadline" in str(outcome)
+    assert hits == 1  # the retry never left
+    (state,) = [k for k in p.snapshot().keys if k.key == f"http://{name}:{server.port}"]
+    assert state.failures == 1, p.snapshot()  # the dropped connection alone
+    assert state.state == "closed"
