@@ -224,3 +224,48 @@ def test_a_retry_cut_at_the_deadline_is_neutral_under_the_users_own_classifier(
     (state,) = [k for k in p.snapshot().keys if k.key == f"http://{name}:{server.port}"]
     assert state.failures == 1, p.snapshot()  # the dropped connection alone
     assert state.state == "closed"
+
+
+def test_a_retry_cut_at_the_deadline_as_the_half_open_probe_frees_the_probe(
+    name: str, resolver: Resolver
+) -> None:
+    """During the overrun backoff another thread's 503 opens the breaker and its
+    0.1 s opening passes: the retry, let through after the wait, is the half-open
+    probe. Cut before it is sent, it must free the probe slot (not settle it, not hold
+    it): the next call is the probe and reaches the backend."""
+    threading = __import__("threading")
+    main = threading.current_thread()
+    url_of: list[str] = []
+
+    def overrun(seconds: float) -> None:
+        if threading.current_thread() is main:
+            other = threading.Thread(target=lambda: client.get(url_of[0]))
+            other.start()
+            other.join(5)
+            time.sleep(0.6)
+
+    p = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01, cap=0.01),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=0.1, min_reset=0.1, max_wait=0),
+        classify_error=classify_error,
+        classify_result=classify_result,
+        sleep=overrun,
+    )
+    with (
+        Backend() as server,
+        httpx.Client(
+            transport=Transport(resolver=resolver, policy=p), timeout=httpx.Timeout(0.2)
+        ) as client,
+    ):
+        server.status = 503
+        url_of.append(f"http://{name}:{server.port}/")
+        with pytest.raises(httpx.TimeoutException, match="deadline"):
+            client.get(url_of[0])
+        assert server.hits == 2  # the first attempt and the other thread's
+        key = f"http://{name}:{server.port}"
+        assert p.for_key(key).state == "half-open"
+        server.status = 200
+        assert client.get(url_of[0]).status_code == 200  # the probe: let through
+        assert server.hits == 3
+        assert p.for_key(key).state == "closed"
