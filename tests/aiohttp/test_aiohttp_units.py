@@ -191,3 +191,23 @@ def test_a_call_without_total_ends_by_its_deadline(
     assert took < max(first, deadline) + 0.2  # scheduling margin on a loaded machine
     if type(outcome) is aiohttp.ServerTimeoutError:  # a retry cut (not sock_read's own)
         assert took >= deadline - 0.01  # cut at the deadline, not before
+
+
+def test_a_retry_cut_at_the_deadline_is_neutral_under_the_users_own_classifier() -> None:
+    """docs/aiohttp.md: with a policy of your own the HTTP rules stay on top. A retry
+    the middleware cut before sending it (the deadline had passed: ``outlast_unsent``)
+    reached nobody; a classifier of the user's that retries every error counted it as
+    the destination's failure, so a busy loop could open the breaker."""
+    from outlast.aiohttp._session import _cut_short, _view
+    from outlast.policy import Decision, Outcome, retry_all
+
+    def mine(outcome: Outcome, /) -> Decision:
+        return retry_all(outcome)
+
+    view = _view(outlast.Policy(classify_error=mine))
+    request = mock.Mock(method="GET", url=URL("http://example.test/"), headers={}, body=b"")
+    unsent = _cut_short(request, None)
+    unsent.outlast_unsent = True  # type: ignore[attr-defined]  # as _attempt marks it
+    assert view.classify_error(Outcome(2, error=unsent)) == Decision.NEUTRAL
+    sent = _cut_short(request, None)  # cut while in flight: the destination's, retried
+    assert view.classify_error(Outcome(2, error=sent)).unwell

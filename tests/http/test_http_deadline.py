@@ -182,3 +182,85 @@ def test_a_retry_whose_deadline_passed_in_the_backoff_is_not_sent(
     assert hits == 1  # the retry never left
     (state,) = [k for k in p.snapshot().keys if k.key == f"http://{name}:{server.port}"]
     assert state.failures == 1  # the 503 alone
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_retry_cut_at_the_deadline_is_neutral_under_the_users_own_classifier(
+    name: str, resolver: Resolver, mode: str
+) -> None:
+    """docs/httpx.md: with your own ``policy=`` "the transport keeps the HTTP rules on
+    top", and a retry cut because its backoff overran the deadline "counts neither for
+    nor against the origin". With the default ``retry_all`` (no classifiers given) the
+    cut ``httpx.TimeoutException`` was an unwell failure: a dropped connection and a
+    busy thread opened a ``failures=2`` breaker in one call, as before the cut."""
+    from loopback_http import DROP
+
+    def overrun(seconds: float) -> None:
+        time.sleep(0.6)
+
+    async def aoverrun(seconds: float) -> None:
+        await asyncio.sleep(0.6)
+
+    p = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01, cap=0.01),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=30, min_reset=30, max_wait=0),
+        sleep=overrun,
+        asleep=aoverrun,
+    )
+    with Backend() as server:
+        server.status = DROP  # read the GET, close without answering: retried
+        url = f"http://{name}:{server.port}/"
+        outcome, _ = get(mode, resolver, p, url, httpx.Timeout(0.2))
+        hits = server.hits
+    assert isinstance(outcome, httpx.TimeoutException), (outcome, hits)
+    assert "deadline" in str(outcome)
+    assert hits == 1  # the retry never left
+    (state,) = [k for k in p.snapshot().keys if k.key == f"http://{name}:{server.port}"]
+    assert state.failures == 1, p.snapshot()  # the dropped connection alone
+    assert state.state == "closed"
+
+
+def test_a_retry_cut_at_the_deadline_as_the_half_open_probe_frees_the_probe(
+    name: str, resolver: Resolver
+) -> None:
+    """During the overrun backoff another thread's 503 opens the breaker and its
+    0.1 s opening passes: the retry, let through after the wait, is the half-open
+    probe. Cut before it is sent, it must free the probe slot (not settle it, not hold
+    it): the next call is the probe and reaches the backend."""
+    threading = __import__("threading")
+    main = threading.current_thread()
+    url_of: list[str] = []
+
+    def overrun(seconds: float) -> None:
+        if threading.current_thread() is main:
+            other = threading.Thread(target=lambda: client.get(url_of[0]))
+            other.start()
+            other.join(5)
+            time.sleep(0.6)
+
+    p = outlast.Policy(
+        retry=outlast.Retry(attempts=3, base=0.01, cap=0.01),
+        budget=None,
+        breaker=outlast.CircuitBreaker(failures=2, reset=0.1, min_reset=0.1, max_wait=0),
+        classify_error=classify_error,
+        classify_result=classify_result,
+        sleep=overrun,
+    )
+    with (
+        Backend() as server,
+        httpx.Client(
+            transport=Transport(resolver=resolver, policy=p), timeout=httpx.Timeout(0.2)
+        ) as client,
+    ):
+        server.status = 503
+        url_of.append(f"http://{name}:{server.port}/")
+        with pytest.raises(httpx.TimeoutException, match="deadline"):
+            client.get(url_of[0])
+        assert server.hits == 2  # the first attempt and the other thread's
+        key = f"http://{name}:{server.port}"
+        assert p.for_key(key).state == "half-open"
+        server.status = 200
+        assert client.get(url_of[0]).status_code == 200  # the probe: let through
+        assert server.hits == 3
+        assert p.for_key(key).state == "closed"

@@ -246,3 +246,51 @@ def test_a_call_starting_a_new_bucket_never_wipes_a_retry_taken_in_it() -> None:
     takers[0].join(5)
     assert taken == [True]
     assert state.counts() == (11, 1)  # the retry is counted, and every call
+
+
+def test_a_lock_free_count_never_carries_a_reused_buckets_old_calls() -> None:
+    """A bucket's slot is reused a window later, still holding that bucket's calls.
+    While one thread starts the new bucket (under the lock), another counts a call
+    without it: it must never see the new epoch beside the old count, or it writes
+    the old count plus one into the new bucket and the budget lets a single call's
+    worth of traffic retry as if it were a thousand calls."""
+    clock = FakeClock(0.5)
+    state = BudgetState(RetryBudget(ratio=0.1, floor=0.0, window=10), clock)
+    for _ in range(1000):  # a busy bucket, epoch 0
+        state.deposit(clock())
+    reused = 11.5  # epoch 11: the same slot as epoch 0
+    main = threading.current_thread()
+    marked, counted, started = threading.Event(), threading.Event(), threading.Event()
+    counter: list[threading.Thread] = []
+
+    class Epochs(list[int]):  # the starting thread pauses right after writing the epoch
+        def __setitem__(self, index: Any, value: Any) -> None:
+            super().__setitem__(index, value)
+            if threading.current_thread() is main and value == 11:
+                marked.set()
+                counted.wait(1)  # until the other thread has read the count (or is locked out)
+
+    class Calls(list[int]):  # the counting thread pauses right after reading the count
+        def __getitem__(self, index: Any) -> Any:
+            value = super().__getitem__(index)
+            if counter and threading.current_thread() is counter[0]:
+                counted.set()
+                started.wait(1)
+            return value
+
+    state._epochs = Epochs(state._epochs)
+    state._calls = Calls(state._calls)
+
+    def count() -> None:
+        marked.wait(5)
+        state.deposit(reused)
+
+    thread = threading.Thread(target=count)
+    counter.append(thread)
+    thread.start()
+    clock.now = reused
+    state.withdraw()  # starts the new bucket (the window holds no calls yet: refused)
+    started.set()
+    thread.join(5)
+    assert state.counts() == (1, 0)  # one call in the window, not 1001
+    assert not state.withdraw()  # 0.1 x 1 call: no retry

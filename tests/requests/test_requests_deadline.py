@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
@@ -67,3 +68,38 @@ def test_a_retry_whose_deadline_passed_in_the_backoff_is_not_sent(
         assert server.hits == 1  # the retry never left
         (state,) = [k for k in policy.snapshot().keys if k.key.endswith(f":{server.port}")]
     assert state.failures == 1  # the 503 alone
+
+
+def test_a_retry_cut_at_the_deadline_is_neutral_under_the_users_own_classifier(
+    fault_dns: DNSServer, unique_name: Callable[[str], str], resolver_for: Callable[..., Resolver]
+) -> None:
+    """docs/requests.md: a retry cut because its backoff overran the deadline "counts
+    neither for nor against the origin". With a classifier of the user's own (here one
+    that retries every error, as ``retry_all`` does) the cut ``requests.Timeout`` was
+    counted unwell: a dropped connection and a busy thread opened a ``failures=2``
+    breaker in one call. The adapter's rules on top hold it neutral, as a proxy's
+    refusal."""
+    from loopback_http import DROP
+
+    from outlast.policy import Outcome, retry_all
+
+    def mine(outcome: Outcome, /) -> Any:
+        return retry_all(outcome)
+
+    name = unique_name("overrun-own")
+    fault_dns.set(name, ["127.0.0.1"], ttl=30)
+    policy = Policy(
+        retry=Retry(attempts=3, base=0.01, cap=0.01),
+        budget=None,
+        breaker=CircuitBreaker(failures=2, reset=30, min_reset=30, max_wait=0),
+        classify_error=mine,
+        sleep=lambda seconds: time.sleep(0.6),
+    )
+    with Backend() as server, Session(resolver=resolver_for(), policy=policy) as s:
+        server.status = DROP  # read the GET, close without answering: retried
+        with pytest.raises(requests.exceptions.Timeout, match="deadline"):
+            s.get(f"http://{name}:{server.port}/", timeout=0.2)
+        assert server.hits == 1  # the retry never left
+        (state,) = [k for k in policy.snapshot().keys if k.key.endswith(f":{server.port}")]
+    assert state.failures == 1, policy.snapshot()  # the dropped connection alone
+    assert state.state == "closed"

@@ -249,6 +249,8 @@ def _releasing(
 def _vetoed(classify: Classifier) -> Classifier:
     def classify_vetoed(outcome: Outcome, /) -> Decision:
         error = outcome.error
+        if getattr(error, "outlast_unsent", False):
+            return Decision.NEUTRAL  # a retry cut at the deadline before it was sent
         decision = classify(outcome)
         if not decision.retry or never_sent(error):
             return decision

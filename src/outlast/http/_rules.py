@@ -76,6 +76,8 @@ def keep_error_rules(classify: Classifier) -> Classifier:
     def classify_error(outcome: Outcome, /) -> Decision:
         if isinstance(outcome.error, (httpx.ProxyError, httpx.PoolTimeout)):
             return Decision.NEUTRAL  # the proxy's answer or our own pool, not the target's
+        if getattr(outcome.error, "outlast_unsent", False):
+            return Decision.NEUTRAL  # a retry the transport cut at the deadline: never sent
         return _vetoed(classify(outcome), outcome)
 
     return classify_error

@@ -295,11 +295,14 @@ class _Attempts:
         nothing is counted against it, and there is no time left to retry."""
         deadline = self.deadline
         if deadline is not None and deadline <= time.monotonic():
-            raise httpx.TimeoutException(
+            error = httpx.TimeoutException(
                 f"Timeout: the call's deadline passed before a retry of {self.request.url} "
                 "was sent",
                 request=self.request,
             )
+            # neutral whoever classifies (keep_error_rules): it never left
+            error.outlast_unsent = True  # type: ignore[attr-defined]
+            raise error
         self._bound()
 
     def restore(self) -> None:

@@ -168,9 +168,12 @@ class BudgetState:
     def _slot(self, epoch: int) -> int:
         slot = epoch % _SLOTS
         if self._epochs[slot] != epoch:
-            self._epochs[slot] = epoch
+            # Counts first, the epoch last: :meth:`deposit` counts without the lock once it
+            # sees the new epoch, so it must never see it beside the old bucket's count
+            # (it would carry that count, plus one, into the new bucket).
             self._calls[slot] = 0
             self._retries[slot] = 0
+            self._epochs[slot] = epoch
         return slot
 
     def deposit(self, now: float) -> None:

@@ -188,6 +188,8 @@ def _vetoed(classify: Classifier) -> Classifier:
         error = outcome.error
         if isinstance(error, requests.exceptions.ProxyError):
             return Decision.NEUTRAL  # the proxy's answer, not the target's health
+        if getattr(error, "outlast_unsent", False):
+            return Decision.NEUTRAL  # a retry cut at the deadline (_unsent): never sent
         decision = classify(outcome)
         if not decision.retry or never_sent(error):
             return decision
